@@ -1,0 +1,2 @@
+//! The Session Manager configuration: TOML -> typed config -> validated config -> BootPlan.
+#![deny(unsafe_code)]

@@ -1,0 +1,3 @@
+//! Harness for the black-box tiers: locate the real binaries, run them with hard timeouts.
+pub mod ns;
+pub mod vm;
