@@ -1,0 +1,272 @@
+//! A recording fake of [`Sys`] with a tiny in-memory filesystem and injectable errors, for
+//! unit tests of the boot phases.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{MountFlags, Sys};
+
+/// One node of the fake filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    File(Vec<u8>, u32),
+    Dir(u32),
+    Symlink(PathBuf),
+}
+
+/// Records every call as a line ("rename /a /b") and keeps a path -> node map.
+#[derive(Debug, Default)]
+pub struct FakeSys {
+    pub calls: RefCell<Vec<String>>,
+    pub fs: RefCell<BTreeMap<PathBuf, Node>>,
+    /// (operation, path) -> errno to fail with, e.g. ("swapon", "/swapfile") -> ENOSPC.
+    pub errors: RefCell<Vec<(String, PathBuf, i32)>>,
+    pub free: RefCell<BTreeMap<PathBuf, u64>>,
+    pub mem_total: u64,
+}
+
+impl FakeSys {
+    pub fn new() -> Self {
+        let s = Self {
+            mem_total: 512 << 20,
+            ..Default::default()
+        };
+        s.fs.borrow_mut().insert(PathBuf::from("/"), Node::Dir(0o755));
+        s
+    }
+
+    /// Make `op` on `path` fail with `errno` (every time).
+    pub fn fail(&self, op: &str, path: impl AsRef<Path>, errno: i32) {
+        self.errors
+            .borrow_mut()
+            .push((op.to_string(), path.as_ref().to_path_buf(), errno));
+    }
+
+    pub fn add_file(&self, path: impl AsRef<Path>, data: &[u8]) {
+        self.fs
+            .borrow_mut()
+            .insert(path.as_ref().to_path_buf(), Node::File(data.to_vec(), 0o644));
+    }
+
+    pub fn add_dir(&self, path: impl AsRef<Path>) {
+        self.fs
+            .borrow_mut()
+            .insert(path.as_ref().to_path_buf(), Node::Dir(0o755));
+    }
+
+    pub fn node(&self, path: impl AsRef<Path>) -> Option<Node> {
+        self.fs.borrow().get(path.as_ref()).cloned()
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+
+    fn record(&self, op: &str, paths: &[&Path], extra: &str) -> io::Result<()> {
+        let mut line = op.to_string();
+        for p in paths {
+            line.push(' ');
+            line.push_str(&p.display().to_string());
+        }
+        if !extra.is_empty() {
+            line.push(' ');
+            line.push_str(extra);
+        }
+        self.calls.borrow_mut().push(line);
+        let errors = self.errors.borrow();
+        for (eop, epath, errno) in errors.iter() {
+            if eop == op && paths.first().is_some_and(|p| *p == epath) {
+                return Err(io::Error::from_raw_os_error(*errno));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_dir_with_children(&self, path: &Path) -> bool {
+        self.fs
+            .borrow()
+            .keys()
+            .any(|k| k != path && k.starts_with(path))
+    }
+}
+
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
+}
+
+impl Sys for FakeSys {
+    fn create_dir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.record("mkdir", &[path], &format!("{mode:o}"))?;
+        let mut fs = self.fs.borrow_mut();
+        for a in path.ancestors() {
+            fs.entry(a.to_path_buf()).or_insert(Node::Dir(mode));
+        }
+        Ok(())
+    }
+
+    fn set_umask(&self, mask: u32) {
+        let _ = self.record("umask", &[], &format!("{mask:03o}"));
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        self.record("symlink", &[link, target], "")?;
+        let mut fs = self.fs.borrow_mut();
+        if fs.contains_key(link) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        fs.insert(link.to_path_buf(), Node::Symlink(target.to_path_buf()));
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record("rename", &[from, to], "")?;
+        let mut fs = self.fs.borrow_mut();
+        let node = fs.remove(from).ok_or_else(enoent)?;
+        fs.insert(to.to_path_buf(), node);
+        Ok(())
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record("rename_noreplace", &[from, to], "")?;
+        let mut fs = self.fs.borrow_mut();
+        if !fs.contains_key(from) {
+            return Err(enoent());
+        }
+        if fs.contains_key(to) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        let node = fs.remove(from).ok_or_else(enoent)?;
+        fs.insert(to.to_path_buf(), node);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.record("unlink", &[path], "")?;
+        let mut fs = self.fs.borrow_mut();
+        match fs.get(path) {
+            None => Err(enoent()),
+            Some(Node::Dir(_)) => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            Some(_) => {
+                fs.remove(path);
+                Ok(())
+            }
+        }
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.record("rmdir", &[path], "")?;
+        if self.is_dir_with_children(path) {
+            return Err(io::Error::from_raw_os_error(libc::ENOTEMPTY));
+        }
+        let mut fs = self.fs.borrow_mut();
+        match fs.get(path) {
+            None => Err(enoent()),
+            Some(Node::Dir(_)) => {
+                fs.remove(path);
+                Ok(())
+            }
+            Some(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        }
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.fs.borrow().contains_key(path)
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.record("read", &[path], "")?;
+        match self.fs.borrow().get(path) {
+            Some(Node::File(d, _)) => Ok(d.clone()),
+            Some(_) => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            None => Err(enoent()),
+        }
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+        self.record("write", &[path], &format!("{} bytes", data.len()))?;
+        self.fs
+            .borrow_mut()
+            .insert(path.to_path_buf(), Node::File(data.to_vec(), mode));
+        Ok(())
+    }
+
+    fn fsync_dir(&self, path: &Path) -> io::Result<()> {
+        self.record("fsync", &[path], "")
+    }
+
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: &str,
+    ) -> io::Result<()> {
+        let mut opts = vec![if flags.read_only { "ro" } else { "rw" }];
+        if flags.remount {
+            opts.push("remount");
+        }
+        if !data.is_empty() {
+            opts.push(data);
+        }
+        self.record(
+            "mount",
+            &[target],
+            &format!("{source} {fstype} {}", opts.join(",")),
+        )
+    }
+
+    fn allocate_file(&self, path: &Path, size: u64, mode: u32) -> io::Result<()> {
+        self.record("allocate", &[path], &format!("{size} {mode:o}"))?;
+        self.fs
+            .borrow_mut()
+            .insert(path.to_path_buf(), Node::File(Vec::new(), mode));
+        Ok(())
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.record("write_at", &[path], &format!("{offset} {} bytes", data.len()))?;
+        let mut fs = self.fs.borrow_mut();
+        match fs.get_mut(path) {
+            Some(Node::File(d, _)) => {
+                let end = offset as usize + data.len();
+                if d.len() < end {
+                    d.resize(end, 0);
+                }
+                d[offset as usize..end].copy_from_slice(data);
+                Ok(())
+            }
+            _ => Err(enoent()),
+        }
+    }
+
+    fn swapon(&self, path: &Path, priority: i32) -> io::Result<()> {
+        self.record("swapon", &[path], &priority.to_string())
+    }
+
+    fn free_bytes(&self, path: &Path) -> io::Result<u64> {
+        self.record("statvfs", &[path], "")?;
+        Ok(self.free.borrow().get(path).copied().unwrap_or(1 << 40))
+    }
+
+    fn mem_total_bytes(&self) -> u64 {
+        self.mem_total
+    }
+
+    fn page_size(&self) -> usize {
+        4096
+    }
+
+    fn finit_module(&self, path: &Path, params: &str, compressed: bool) -> io::Result<()> {
+        let extra = format!("{params}{}", if compressed { " compressed" } else { "" });
+        self.record("finit_module", &[path], extra.trim())
+    }
+
+    fn random_bytes(&self, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Process control and machine-level calls used by the supervisor: signals, reaping, kill,
+//! reboot, swapoff/umount at shutdown, terminals.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// How a process ended, in the two forms smss reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Killed(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128 + signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Killed(s) => 128 + s,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exited:{c}"),
+            ExitStatus::Killed(s) => match Signal::try_from(*s) {
+                Ok(sig) => write!(f, "killed:{}", sig.as_str().trim_start_matches("SIG")),
+                Err(_) => write!(f, "killed:{s}"),
+            },
+        }
+    }
+}
+
+/// Block every signal in the calling thread (first thing in main: signals then arrive only
+/// through the signalfd, and children reset the mask themselves before exec).
+pub fn block_all_signals() -> io::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None)?;
+    Ok(())
+}
+
+/// A signalfd for every signal, non-blocking and close-on-exec.
+pub fn signal_fd() -> io::Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    Ok(SignalFd::with_flags(
+        &SigSet::all(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )?)
+}
+
+/// What one non-blocking wait found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    Child(Pid, ExitStatus),
+    /// Children exist, none has exited.
+    Pending,
+    /// No children at all (ECHILD): everything we started, and every orphan, is gone.
+    NoChildren,
+}
+
+/// Reap one exited child without blocking.
+pub fn reap_one() -> Reaped {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Reaped::Child(pid, ExitStatus::Exited(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Reaped::Child(pid, ExitStatus::Killed(sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) => return Reaped::Pending,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return Reaped::NoChildren,
+            Err(_) => return Reaped::Pending,
+        }
+    }
+}
+
+/// Send `sig` to `pid` (negative: a process group; -1: every process we may signal).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory arguments.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `PR_SET_CHILD_SUBREAPER`: orphans of our subtree come to us instead of the real init.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub fn sync() {
+    nix::unistd::sync();
+}
+
+pub fn getpid() -> i32 {
+    std::process::id() as i32
+}
+
+/// What reboot(2) should do at the very end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootCmd {
+    Reboot,
+    Poweroff,
+    Halt,
+}
+
+/// reboot(2). Inside a PID namespace the kernel turns this into the death of the namespace's
+/// init by SIGINT (power-off/halt) or SIGHUP (restart), which is how the tier-3 tests see it.
+pub fn reboot(cmd: RebootCmd) -> io::Error {
+    use nix::sys::reboot::{reboot, RebootMode};
+    let mode = match cmd {
+        RebootCmd::Reboot => RebootMode::RB_AUTOBOOT,
+        RebootCmd::Poweroff => RebootMode::RB_POWER_OFF,
+        RebootCmd::Halt => RebootMode::RB_HALT_SYSTEM,
+    };
+    match reboot(mode) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
+}
+
+/// Disable Ctrl-Alt-Del's immediate reboot: the kernel sends PID 1 SIGINT instead.
+pub fn disable_cad() -> io::Result<()> {
+    nix::sys::reboot::set_cad_enabled(false)?;
+    Ok(())
+}
+
+pub(crate) fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// swapoff(2).
+pub fn swapoff(path: &Path) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::swapoff(c.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// umount2(2) with the given flags.
+pub fn umount(path: &Path, flags: nix::mount::MntFlags) -> io::Result<()> {
+    nix::mount::umount2(path, flags)?;
+    Ok(())
+}
+
+/// Does the calling process's stdin refer to a terminal?
+pub fn stdin_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// Open a terminal device read-write, without making it our controlling terminal.
+pub fn open_tty(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)?;
+    Ok(f.into())
+}

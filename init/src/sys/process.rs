@@ -1,0 +1,249 @@
+//! Process creation with the fork discipline PID 1 needs: prepare everything, fork, only
+//! async-signal-safe calls in the child, report exec failure through a close-on-exec pipe.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+
+/// How the child relates to terminals and process groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// Own process group; if stdin is a terminal that is our controlling terminal, make the
+    /// child's group its foreground group (tini/catatonit hand-off: Ctrl-C reaches the child).
+    ProcessGroup,
+    /// Own session (setsid). Daemons, getty, subsystems.
+    Session,
+    /// Own session, and the `stdio` terminal becomes its controlling terminal (TIOCSCTTY) with
+    /// the child in the foreground: a login manager on a seat's tty.
+    SessionWithTerminal,
+}
+
+/// Everything a child needs, prepared before fork so the child allocates nothing.
+#[derive(Debug)]
+pub struct SpawnSpec {
+    pub program: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub detach: Detach,
+    /// When set, this fd becomes fds 0, 1 and 2 of the child.
+    pub stdio: Option<RawFd>,
+    /// Extra fd passed through to the child at the same number (e.g. a report pipe).
+    pub pass_fd: Option<RawFd>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// Why a spawn failed, with the exit status a shell would give it (127 not found, 126 not executable).
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("failed to find program {0}: not found in PATH")]
+    NotFound(String),
+    #[error("failed to execute {program}: {source}")]
+    Exec { program: String, source: io::Error },
+    #[error("failed to fork for {program}: {source}")]
+    Fork { program: String, source: io::Error },
+    #[error("invalid argument for {0}: contains a NUL byte")]
+    Nul(String),
+}
+
+impl SpawnError {
+    /// The conventional status for a command that could not run.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound(_) => 127,
+            SpawnError::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
+            _ => 126,
+        }
+    }
+}
+
+/// Resolve `program` like execvp: a name containing '/' is taken as is; otherwise each
+/// directory of `path_var` is tried for an executable regular file.
+pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let path_var = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
+    CString::new(s).map_err(|_| SpawnError::Nul(what.to_string()))
+}
+
+/// Fork and exec `spec`. Returns once the child has exec'd (or failed to): a failed exec is
+/// reported here as an error, never as a mysterious child exit.
+pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
+    let name = spec.program.display().to_string();
+    let program = cstring(spec.program.as_os_str().as_bytes(), &name)?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a.as_bytes(), &name))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes(), &name))
+        .collect::<Result<_, _>>()?;
+    let cwd = match &spec.cwd {
+        Some(c) => Some(cstring(OsStr::new(c).as_bytes(), &name)?),
+        None => None,
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+        SpawnError::Fork {
+            program: name.clone(),
+            source: e.into(),
+        }
+    })?;
+
+    let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
+
+    // SAFETY: the child branch below only calls async-signal-safe functions (setsid, setpgid,
+    // ioctl, tcsetpgrp, dup2, sigaction, sigprocmask, chdir, execve, write, _exit) on memory
+    // prepared before the fork; it never returns into Rust code that could allocate or unwind.
+    #[allow(unsafe_code)]
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Fork {
+            program: name,
+            source: io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        #[allow(unsafe_code)]
+        // SAFETY: see above; `child_exec` never returns.
+        unsafe {
+            child_exec(
+                spec,
+                stdin_is_tty,
+                program.as_ptr(),
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+                cwd.as_ref().map(|c| c.as_ptr()),
+                err_w.as_raw_fd(),
+            )
+        }
+    }
+    drop(err_w);
+    let pid = Pid::from_raw(pid);
+    // The pipe closes on successful exec (CLOEXEC): EOF means the program runs.
+    let mut buf = [0u8; 4];
+    let n = read_full(&err_r, &mut buf);
+    if n == 4 {
+        let errno = i32::from_ne_bytes(buf);
+        // The child has _exit'ed; reap it here so it never reaches the main loop as a stranger.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnError::Exec {
+            program: name,
+            source: io::Error::from_raw_os_error(errno),
+        });
+    }
+    Ok(pid)
+}
+
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+fn unsafe_isatty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::isatty(fd) == 1
+    }
+}
+
+/// The child side of [`spawn`]. Async-signal-safe calls only.
+#[allow(unsafe_code)]
+unsafe fn child_exec(
+    spec: &SpawnSpec,
+    stdin_is_tty: bool,
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: Option<*const libc::c_char>,
+    err_fd: RawFd,
+) -> ! {
+    match spec.detach {
+        Detach::ProcessGroup => {
+            libc::setpgid(0, 0);
+            if stdin_is_tty {
+                // Our mask still blocks SIGTTOU, so a background group may take the terminal.
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+        }
+        Detach::Session | Detach::SessionWithTerminal => {
+            libc::setsid();
+        }
+    }
+    if let Some(fd) = spec.stdio {
+        for target in 0..3 {
+            if fd != target {
+                libc::dup2(fd, target);
+            }
+        }
+        if fd > 2 {
+            libc::close(fd);
+        }
+        if spec.detach == Detach::SessionWithTerminal {
+            libc::ioctl(0, libc::TIOCSCTTY, 1);
+            libc::tcsetpgrp(0, libc::getpid());
+        }
+    }
+    if let Some(fd) = spec.pass_fd {
+        // Clear close-on-exec on the descriptor we hand over.
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+    // Default dispositions for every signal and an empty mask: nothing PID 1 (or whoever
+    // started PID 1) ignored may leak into the child — tini and catatonit leak SIG_IGN.
+    let mut sa: libc::sigaction = std::mem::zeroed();
+    sa.sa_sigaction = libc::SIG_DFL;
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    if let Some(dir) = cwd {
+        libc::chdir(dir);
+    }
+    libc::execve(program, argv, envp);
+    let errno = *libc::__errno_location();
+    let bytes = errno.to_ne_bytes();
+    libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+    libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+}
