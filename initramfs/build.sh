@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Builds the demo machine: a gzip'd newc initramfs whose /init is the static smss, and a small ext4
+# disk for /var. Idempotent: everything is rebuilt from scratch under $OUT on every run.
+#
+# Outputs (default OUT=target/initramfs):
+#   initramfs.cpio.gz   the initramfs
+#   disk.img            256 MiB ext4 (label smssvar) holding /var/lib/smss/pending-renames
+#   build.env           KERNEL=, KVER=, INITRD=, DISK= for run-qemu.sh and the tests
+#
+# Environment knobs:
+#   KERNEL=PATH        kernel image (default: newest /boot/vmlinuz-* from Debian's linux-image-amd64)
+#   CONFIG=PATH        config embedded as /etc/smss/smss.toml (default: initramfs/smss.toml)
+#   SMSS_BIN_DIR=DIR   take smss, smctl, smss-session from DIR instead of running build-static.sh
+#   MODULES="a b"      extra kernel modules to include (the configs' boot-drivers and kmode lists
+#                      are always included, with their modules.dep dependencies)
+#   INIT=PATH          debugging only: make /init this file instead of smss (plumbing checks)
+#   OUT=DIR            output directory
+#
+# Image layout (why): the kernel execs /init, a symlink to /sbin/smss. smss finds smss-session
+# next to its own executable (/proc/self/exe resolves the symlink to /sbin/smss), so
+# smss-session lives in /sbin too; /usr/bin/smss-session and /usr/bin/smctl are symlinks for PATH
+# users. busybox provides the shell, getty and tools; e2fsck (dynamic, with its libraries) is the
+# BootExecute "autochk".
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+OUT=${OUT:-$root/target/initramfs}
+CONFIG=${CONFIG:-$here/smss.toml}
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+die() { echo "initramfs/build.sh: $*" >&2; exit 1; }
+
+# --- kernel -------------------------------------------------------------------------------------
+if [ -z "${KERNEL:-}" ]; then
+  KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
+  [ -n "$KERNEL" ] || die "no /boot/vmlinuz-*: install linux-image-amd64 (scripts/install-deps.sh) or set KERNEL="
+fi
+[ -r "$KERNEL" ] || die "kernel $KERNEL is not readable"
+KVER=${KVER:-$(basename "$KERNEL" | sed -n 's/^vmlinuz-//p')}
+if [ -z "$KVER" ]; then
+  KVER=$(file -b "$KERNEL" | sed -n 's/.*version \([^ ]*\).*/\1/p')
+fi
+MODDIR=${MODDIR:-/lib/modules/$KVER}
+[ -f "$MODDIR/modules.dep" ] || die "no $MODDIR/modules.dep for kernel $KVER (set MODDIR=)"
+
+# --- binaries -----------------------------------------------------------------------------------
+if [ -z "${SMSS_BIN_DIR:-}" ]; then
+  SMSS_BIN_DIR=$("$root/scripts/build-static.sh" | tail -n1)
+fi
+for b in smss smctl smss-session; do
+  [ -x "$SMSS_BIN_DIR/$b" ] || die "$SMSS_BIN_DIR/$b missing (run scripts/build-static.sh)"
+done
+file -L "$BUSYBOX" | grep -q 'statically linked' || die "$BUSYBOX is not static (apt-get install busybox-static)"
+
+# --- staging tree -------------------------------------------------------------------------------
+stage=$OUT/root
+rm -rf "$stage" "$OUT/disk-root"
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/libexec/smss,etc/smss,lib,proc,sys,dev,run,tmp,var,root,mnt}
+chmod 1777 "$stage/tmp"
+chmod 0700 "$stage/root"
+
+install -m 0755 "$SMSS_BIN_DIR/smss" "$stage/sbin/smss"
+install -m 0755 "$SMSS_BIN_DIR/smss-session" "$stage/sbin/smss-session"
+install -m 0755 "$SMSS_BIN_DIR/smctl" "$stage/sbin/smctl"
+ln -s ../../sbin/smss-session "$stage/usr/bin/smss-session"
+ln -s ../../sbin/smctl "$stage/usr/bin/smctl"
+if [ -n "${INIT:-}" ]; then
+  echo "initramfs/build.sh: WARNING: /init is $INIT, not smss (plumbing check only)" >&2
+  install -m 0755 "$INIT" "$stage/init"
+else
+  ln -s sbin/smss "$stage/init"
+fi
+
+# busybox and its applets (init/linuxrc left out: /init is smss and nothing else may pose as init)
+install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
+"$BUSYBOX" --list-full | while read -r applet; do
+  case "$applet" in sbin/init|linuxrc|bin/busybox) continue ;; esac
+  [ -e "$stage/$applet" ] || [ -L "$stage/$applet" ] && continue
+  mkdir -p "$stage/$(dirname "$applet")"
+  ln -s /bin/busybox "$stage/$applet"
+done
+
+# e2fsck as the BootExecute checker (Windows: autochk). Dynamic, so its libraries come along.
+if [ -x /sbin/e2fsck ]; then
+  install -m 0755 /sbin/e2fsck "$stage/sbin/e2fsck"
+  ln -sf e2fsck "$stage/sbin/fsck.ext4"
+  ldd /sbin/e2fsck | grep -o '/[^ ]*' | while read -r lib; do
+    real=$(readlink -f "$lib")
+    mkdir -p "$stage/$(dirname "$lib")" "$stage/$(dirname "$real")"
+    [ -e "$stage/$real" ] || install -m 0755 "$real" "$stage/$real"
+    [ "$lib" = "$real" ] || [ -e "$stage/$lib" ] || ln -s "$real" "$stage/$lib"
+  done
+fi
+
+# configuration, demo programs, the probe
+install -m 0644 "$CONFIG" "$stage/etc/smss/smss.toml"
+for extra in "$here"/configs/*.toml; do
+  [ -e "$extra" ] && install -m 0644 "$extra" "$stage/etc/smss/$(basename "$extra")"
+done
+install -m 0755 "$here/probe.sh" "$stage/usr/libexec/smss/probe"
+ln -s ../libexec/smss/probe "$stage/usr/bin/probe"
+for prog in "$here"/libexec/*; do
+  install -m 0755 "$prog" "$stage/usr/libexec/smss/$(basename "$prog")"
+done
+cp -a "$here/etc/." "$stage/etc/"
+
+# --- kernel modules -----------------------------------------------------------------------------
+# The configs' [boot-drivers] modules and [subsystems] kmode, plus MODULES, plus what modules.dep
+# says they need. modules.dep is trimmed to those lines so smss's resolver sees a consistent file.
+wanted=$(python3 - "$CONFIG" "$here"/configs/*.toml <<'PY'
+import sys, tomllib
+names = []
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            cfg = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        continue
+    names += cfg.get("boot-drivers", {}).get("modules", [])
+    names += cfg.get("subsystems", {}).get("kmode", [])
+print(" ".join(dict.fromkeys(names)))
+PY
+)
+wanted="$wanted ${MODULES:-}"
+norm() { basename "$1" | sed -E 's/\.ko(\.(xz|zst|gz))?$//; s/-/_/g'; }
+declare -A paths=()
+for name in $wanted; do
+  n=$(echo "$name" | tr - _)
+  line=$(awk -F: -v n="$n" '{ b=$1; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b);
+           gsub(/-/, "_", b); if (b == n) { print; exit } }' "$MODDIR/modules.dep")
+  if [ -z "$line" ]; then
+    if grep -Eq "/${n//_/[-_]}\.ko" "$MODDIR/modules.builtin"; then continue; fi
+    die "module $name not found in $MODDIR/modules.dep"
+  fi
+  for p in ${line%%:*} ${line#*:}; do paths[$p]=1; done
+done
+mdst=$stage/lib/modules/$KVER
+mkdir -p "$mdst"
+: > "$mdst/modules.dep"
+for p in "${!paths[@]}"; do
+  mkdir -p "$mdst/$(dirname "$p")"
+  install -m 0644 "$MODDIR/$p" "$mdst/$p"
+  grep -F "$p:" "$MODDIR/modules.dep" | awk -F: -v p="$p" '$1 == p' >> "$mdst/modules.dep"
+done
+sort -o "$mdst/modules.dep" "$mdst/modules.dep"
+for f in modules.builtin modules.softdep modules.order; do
+  [ -f "$MODDIR/$f" ] && cp "$MODDIR/$f" "$mdst/$f"
+done
+# aliases of the included modules only (lets busybox modprobe answer the kernel's request_module)
+included=" $(for p in "${!paths[@]}"; do norm "$p"; done | tr '\n' ' ') "
+awk -v inc="$included" '$1 == "alias" { m=$3; gsub(/-/, "_", m); if (index(inc, " " m " ")) print }' \
+  "$MODDIR/modules.alias" > "$mdst/modules.alias"
+
+# --- cpio ---------------------------------------------------------------------------------------
+# Device nodes without root: a second newc archive written by hand (the kernel unpacks
+# concatenated archives). /dev/console must exist before /init runs or PID 1 starts without
+# stdin/stdout/stderr ("Warning: unable to open an initial console").
+newc_entry() { # name mode rdevmajor rdevminor ino
+  local name=$1 mode=$2 maj=$3 min=$4 ino=$5 namesize pad
+  namesize=$(( ${#name} + 1 ))
+  printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+    "$ino" "$mode" 0 0 1 0 0 0 0 "$maj" "$min" "$namesize" 0
+  printf '%s\0' "$name"
+  pad=$(( (4 - (110 + namesize) % 4) % 4 ))
+  [ "$pad" -eq 0 ] || head -c "$pad" /dev/zero
+}
+mkdir -p "$OUT"
+{
+  (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | sed 's|^\./||' |
+     cpio -o -H newc -R 0:0 --reproducible --quiet)
+  newc_entry dev/console $((8#020600)) 5 1 900001
+  newc_entry dev/null $((8#020666)) 1 3 900002
+  newc_entry dev/ttyS0 $((8#020620)) 4 64 900003
+  newc_entry TRAILER!!! 0 0 0 0
+} | gzip -9n > "$OUT/initramfs.cpio.gz.tmp"
+mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
+
+# --- /var disk ----------------------------------------------------------------------------------
+# The queue holds SRC\0DST\0 pairs (interface.md section 3): a plain rename, a replace ("!"), a
+# delete (empty DST) and one that must NOT happen (DST exists, no "!"). The probe checks all four.
+droot=$OUT/disk-root
+demo=$droot/lib/smss/demo
+mkdir -p "$demo" "$droot/tmp"
+chmod 1777 "$droot/tmp"
+echo renamed > "$demo/renamed.new"
+echo new > "$demo/replacement"
+echo old > "$demo/replaced"
+echo obsolete > "$demo/obsolete"
+echo original > "$demo/keep"
+echo intruder > "$demo/keep.new"
+printf '%s\0' \
+  /var/lib/smss/demo/renamed.new /var/lib/smss/demo/renamed \
+  /var/lib/smss/demo/replacement '!/var/lib/smss/demo/replaced' \
+  /var/lib/smss/demo/obsolete '' \
+  /var/lib/smss/demo/keep.new /var/lib/smss/demo/keep \
+  > "$droot/lib/smss/pending-renames"
+rm -f "$OUT/disk.img"
+mkfs.ext4 -q -F -L smssvar -E root_owner=0:0 -d "$droot" "$OUT/disk.img" "${DISK_SIZE:-256M}" \
+  || die "mkfs.ext4 failed"
+
+cat > "$OUT/build.env" <<EOF
+KERNEL=$KERNEL
+KVER=$KVER
+INITRD=$OUT/initramfs.cpio.gz
+DISK=$OUT/disk.img
+EOF
+echo "initramfs/build.sh: $OUT/initramfs.cpio.gz ($(du -h "$OUT/initramfs.cpio.gz" | cut -f1)," \
+  "kernel $KVER, modules: $(echo "$included" | xargs))" >&2
