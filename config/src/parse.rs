@@ -102,6 +102,7 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Config, Diagnostics> {
     };
     let root = Section {
         path: String::new(),
+        label: "the top level".into(),
         table: doc.as_table(),
         pos: Some(0),
     };
@@ -189,6 +190,8 @@ impl<'a> Node<'a> {
 /// A table being walked, with its dotted path for messages ("" for the root).
 struct Section<'a> {
     path: String,
+    /// How the table is named in "unknown key" messages: "[x]", "[[x]]", "the top level"...
+    label: String,
     table: &'a dyn TableLike,
     pos: Pos,
 }
@@ -226,15 +229,6 @@ impl<'a> Section<'a> {
             key.to_owned()
         } else {
             format!("{}.{key}", self.path)
-        }
-    }
-
-    /// "[section]" or "the top level", for messages.
-    fn describe(&self) -> String {
-        if self.path.is_empty() {
-            "the top level".into()
-        } else {
-            format!("[{}]", self.path)
         }
     }
 }
@@ -312,7 +306,7 @@ impl<'s> Ctx<'s> {
         };
         self.err(
             e.key_pos.or(e.pos()),
-            format!("{what} `{}` in {}{hint}", e.key, sec.describe()),
+            format!("{what} `{}` in {}{hint}", e.key, sec.label),
         );
     }
 
@@ -321,6 +315,7 @@ impl<'s> Ctx<'s> {
     fn section<'a>(&mut self, e: &Entry<'a>, path: String) -> Option<Section<'a>> {
         match e.node.as_table() {
             Some((table, pos)) => Some(Section {
+                label: format!("[{path}]"),
                 path,
                 table,
                 pos: pos.or(e.key_pos),
@@ -537,6 +532,7 @@ impl<'s> Ctx<'s> {
         };
         let sec = Section {
             path: what.to_owned(),
+            label: format!("the command table of `{what}`"),
             table,
             pos,
         };
@@ -776,6 +772,7 @@ impl<'s> Ctx<'s> {
                 .iter()
                 .map(|t| Section {
                     path: path.clone(),
+                    label: format!("[[{path}]]"),
                     table: t,
                     pos: t.span().map(|r| r.start).or(e.key_pos),
                 })
@@ -787,6 +784,7 @@ impl<'s> Ctx<'s> {
                     match node.as_table() {
                         Some((table, pos)) => out.push(Section {
                             path: path.clone(),
+                            label: format!("[[{path}]]"),
                             table,
                             pos,
                         }),
