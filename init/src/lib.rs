@@ -3,6 +3,13 @@
 //! The binary is a thin `main`; everything lives here so the per-session instance
 //! (`smss-session`) and the tests can use the same engine.
 #![deny(unsafe_code)]
+// PID 1 must never panic by accident.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod bugcheck;
+pub mod logging;
+pub mod mode;
 pub mod phases;
+pub mod shutdown;
+pub mod supervise;
 pub mod sys;

@@ -1,1 +1,344 @@
-fn main() {}
+//! `smss`: parse the command line, decide the mode once, and hand over to the engine.
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use smss::mode::Mode;
+use smss::supervise::{Options, PhaseRecord, Supervisor};
+use smss::{bugcheck, logging, phases, sys};
+use smss_config::{Config, ForwardTo};
+
+const DEFAULT_CONFIG: &str = "/etc/smss/smss.toml";
+
+const USAGE: &str = "\
+usage: smss [--config PATH] [--forward-to-group]       run as init
+       smss [--config PATH] [--forward-to-group] -- CMD [ARG..]
+                                                        run CMD as the initial command
+       smss check [PATH]                                validate a configuration, print the boot plan
+       smss --version | --help
+
+Kernel command line: smss.config=PATH, smss.log=LEVEL. Environment: SMSS_LOG=LEVEL.
+Configuration reference: examples/full.toml";
+
+/// The parsed command line.
+#[derive(Debug, Default, PartialEq)]
+struct Args {
+    config: Option<PathBuf>,
+    forward_to_group: bool,
+    command: Option<Vec<String>>,
+    /// Words we did not understand. The kernel hands init every unknown word of its command
+    /// line (`single`, `splash`...), so as the machine's init these are ignored, not fatal.
+    unknown: Vec<String>,
+}
+
+enum Action {
+    Run(Args),
+    Check(Option<PathBuf>),
+    Print(&'static str),
+    Usage(String),
+}
+
+fn parse_args(argv: &[String]) -> Action {
+    let mut args = Args::default();
+    if argv.first().map(String::as_str) == Some("check") {
+        return match argv.len() {
+            1 => Action::Check(None),
+            2 if !argv[1].starts_with('-') => Action::Check(Some(PathBuf::from(&argv[1]))),
+            _ => Action::Usage("check takes at most one PATH".into()),
+        };
+    }
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        match a {
+            "--" => {
+                let cmd = argv[i + 1..].to_vec();
+                if cmd.is_empty() {
+                    return Action::Usage("-- needs a command".into());
+                }
+                args.command = Some(cmd);
+                break;
+            }
+            "--help" | "-h" => return Action::Print(USAGE),
+            "--version" | "-V" => {
+                return Action::Print(concat!("smss ", env!("CARGO_PKG_VERSION")))
+            }
+            "--forward-to-group" | "-g" => args.forward_to_group = true,
+            "--config" | "-c" => match argv.get(i + 1) {
+                Some(p) => {
+                    args.config = Some(PathBuf::from(p));
+                    i += 1;
+                }
+                None => return Action::Usage("--config needs a PATH".into()),
+            },
+            _ => match a.strip_prefix("--config=") {
+                Some(p) => args.config = Some(PathBuf::from(p)),
+                None => args.unknown.push(a.to_string()),
+            },
+        }
+        i += 1;
+    }
+    Action::Run(args)
+}
+
+/// `smss.config=` and `smss.log=` from /proc/cmdline (dotted words never reach init's argv
+/// or environment: the kernel keeps them as module parameters).
+fn kernel_cmdline(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cmdline").ok()?;
+    text.split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .map(str::to_string)
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Action::Run(a) => a,
+        Action::Check(path) => std::process::exit(check(path.as_deref())),
+        Action::Print(text) => {
+            println!("{text}");
+            return;
+        }
+        Action::Usage(msg) => {
+            eprintln!("smss: {msg}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    std::process::exit(run(args))
+}
+
+/// `smss check`: 0 valid, 1 invalid (every problem listed), 2 usage.
+fn check(path: Option<&Path>) -> i32 {
+    let explicit = path.is_some();
+    let path = path.unwrap_or(Path::new(DEFAULT_CONFIG));
+    match smss_config::load_optional(path) {
+        Ok(Some(cfg)) => {
+            print!("{}", smss_config::plan::plan(&cfg));
+            0
+        }
+        Ok(None) if !explicit => {
+            println!(
+                "no configuration at {}: smss would boot with the built-in defaults:\n",
+                path.display()
+            );
+            print!("{}", smss_config::plan::plan(&Config::default()));
+            0
+        }
+        Ok(None) => {
+            eprintln!("{}:1:1: no such file", path.display());
+            1
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            eprintln!("{} problem(s) in {}", diags.len(), path.display());
+            1
+        }
+    }
+}
+
+fn run(args: Args) -> i32 {
+    // First thing: signals arrive only through the signalfd from here on.
+    if let Err(e) = sys::block_all_signals() {
+        eprintln!("smss: failed to block signals: {e}");
+    }
+    let pid = sys::getpid();
+    let container_env = std::env::var_os("container").is_some();
+    let mode = Mode::detect(pid, container_env, args.command.is_some());
+    // A machine's init narrates its boot; a container's init stays as quiet as tini.
+    let default_level = match mode {
+        Mode::System => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    logging::init(std::env::var("SMSS_LOG").ok().as_deref(), default_level);
+
+    let mut early = Vec::new();
+    match mode {
+        Mode::System => {
+            let t = Instant::now();
+            let result = match phases::early_mounts::run(&sys::RealSys) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    log::error!("{e}");
+                    format!("done with errors: {e}")
+                }
+            };
+            logging::open_kmsg();
+            if let Some(level) = kernel_cmdline("smss.log") {
+                log::set_max_level(logging::parse_level(Some(&level), default_level));
+            }
+            let us = t.elapsed().as_micros() as u64;
+            log::info!("phase early-mounts done in {us} us");
+            early.push(PhaseRecord {
+                name: "early-mounts".into(),
+                start_us: 0,
+                duration_us: us,
+                result,
+            });
+            if let Err(e) = sys::disable_cad() {
+                log::warn!("failed to disable Ctrl-Alt-Del: {e}");
+            }
+        }
+        Mode::Subreaper => {
+            if let Err(e) = sys::set_child_subreaper() {
+                log::warn!(
+                    "failed to become a child subreaper: {e}; orphans will go to the real init"
+                );
+            }
+        }
+        Mode::Container => {}
+    }
+    if !args.unknown.is_empty() {
+        if mode == Mode::System {
+            log::info!("ignoring kernel arguments: {}", args.unknown.join(" "));
+        } else {
+            eprintln!("smss: unknown argument {}\n{USAGE}", args.unknown[0]);
+            return 2;
+        }
+    }
+    log::info!(
+        "smss {} starting in {} mode",
+        env!("CARGO_PKG_VERSION"),
+        mode.as_str()
+    );
+
+    let t = Instant::now();
+    let Some(config) = load_config(mode, &args) else {
+        return 1;
+    };
+    log::info!("configuration read in {} us", t.elapsed().as_micros());
+
+    bugcheck::install_panic_hook(mode, config.crash_control.effective_action());
+    let forward_to = if args.forward_to_group {
+        ForwardTo::ProcessGroup
+    } else {
+        config.container.forward_to
+    };
+    let opts = Options {
+        mode,
+        config,
+        command: args.command,
+        forward_to,
+        early_phases: early,
+        session_binary: session_binary(),
+    };
+    let code = match Supervisor::new(opts) {
+        Ok(mut s) => s.run(),
+        Err(e) => {
+            log::error!("failed to set up the event loop: {e}");
+            1
+        }
+    };
+    if mode == Mode::System {
+        // PID 1 of a machine must not exit: that is a kernel panic. Only a failed reboot(2)
+        // gets here; stay, so the console shows why.
+        log::error!("the machine could not be taken down; smss stays idle");
+        loop {
+            nix::unistd::pause();
+        }
+    }
+    code
+}
+
+/// Find the configuration; never refuse to boot a machine for lack of one.
+fn load_config(mode: Mode, args: &Args) -> Option<Config> {
+    let from_kernel = (mode == Mode::System)
+        .then(|| kernel_cmdline("smss.config"))
+        .flatten()
+        .map(PathBuf::from);
+    let explicit = args.config.clone().or(from_kernel);
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match smss_config::load_optional(&path) {
+        Ok(Some(cfg)) => {
+            log::info!("configuration {}", path.display());
+            Some(cfg)
+        }
+        Ok(None) if explicit.is_none() => {
+            log::info!(
+                "no configuration at {}: using the built-in defaults",
+                path.display()
+            );
+            Some(Config::default())
+        }
+        Ok(None) | Err(_) if mode == Mode::System => {
+            if let Err(diags) = smss_config::load_file(&path) {
+                for d in diags.iter() {
+                    log::error!("{d}");
+                }
+            }
+            log::error!(
+                "configuration {} unusable: booting with the built-in defaults",
+                path.display()
+            );
+            Some(Config::default())
+        }
+        Ok(None) => {
+            eprintln!("smss: {}:1:1: no such file", path.display());
+            None
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            None
+        }
+    }
+}
+
+/// `smss-session` next to our own executable, else on PATH.
+fn session_binary() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let p = dir.join("smss-session");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    sys::process::resolve_program("smss-session", std::env::var("PATH").ok().as_deref())
+        .unwrap_or_else(|| PathBuf::from("/sbin/smss-session"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_command_after_double_dash() {
+        let Action::Run(a) = parse_args(&v(&["-g", "--config", "/x.toml", "--", "sh", "-c", "--"]))
+        else {
+            panic!("not run");
+        };
+        assert!(a.forward_to_group);
+        assert_eq!(a.config, Some(PathBuf::from("/x.toml")));
+        assert_eq!(a.command, Some(v(&["sh", "-c", "--"])));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(matches!(parse_args(&v(&["--"])), Action::Usage(_)));
+        assert!(matches!(parse_args(&v(&["--config"])), Action::Usage(_)));
+        assert!(matches!(
+            parse_args(&v(&["check", "a", "b"])),
+            Action::Usage(_)
+        ));
+        assert!(matches!(parse_args(&v(&["check"])), Action::Check(None)));
+    }
+
+    #[test]
+    fn kernel_words_are_collected_not_fatal() {
+        let Action::Run(a) = parse_args(&v(&["single", "splash"])) else {
+            panic!("not run");
+        };
+        assert_eq!(a.unknown, v(&["single", "splash"]));
+    }
+}

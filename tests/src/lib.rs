@@ -1,3 +1,2 @@
 //! Harness for the black-box tiers: locate the real binaries, run them with hard timeouts.
-pub mod ns;
 pub mod vm;

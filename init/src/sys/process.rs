@@ -227,12 +227,18 @@ unsafe fn child_exec(
         }
     }
     // Default dispositions for every signal and an empty mask: nothing PID 1 (or whoever
-    // started PID 1) ignored may leak into the child — tini and catatonit leak SIG_IGN.
-    let mut sa: libc::sigaction = std::mem::zeroed();
-    sa.sa_sigaction = libc::SIG_DFL;
-    for sig in 1..=libc::SIGRTMAX() {
+    // started PID 1) ignored may leak into the child — tini and catatonit leak SIG_IGN. The raw
+    // syscall, because glibc's sigaction refuses its internal signals 32 and 33.
+    let dfl = KernelSigaction::default();
+    for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -246,4 +252,14 @@ unsafe fn child_exec(
     let bytes = errno.to_ne_bytes();
     libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (not glibc's layout).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
 }

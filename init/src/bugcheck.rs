@@ -1,0 +1,89 @@
+//! The bugcheck: a critical process died, or a fatal boot step failed. Print the STOP line
+//! everywhere it can be seen, keep a record, sync, then do what `[crash-control]` says.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use smss_config::CrashAction;
+
+use crate::logging;
+use crate::mode::Mode;
+use crate::sys::{self, ExitStatus, RebootCmd};
+
+/// STATUS_SYSTEM_PROCESS_TERMINATED, the code Windows raises when csrss or winlogon dies.
+pub const STOP_CODE: &str = "0xC000021A";
+
+/// Where the records go when the filesystem is writable.
+pub const LOG_PATH: &str = "/var/lib/smss/bugcheck.log";
+
+/// The exact line of interface.md section 3.
+pub fn stop_line(name: &str, pid: i32, status: ExitStatus) -> String {
+    format!("*** STOP: {STOP_CODE} (STATUS_SYSTEM_PROCESS_TERMINATED) process={name} pid={pid} status={status}")
+}
+
+/// Print the STOP line to the console and /dev/kmsg, append it to the bugcheck log, sync.
+pub fn report(name: &str, pid: i32, status: ExitStatus) {
+    let line = stop_line(name, pid, status);
+    logging::emergency(&line);
+    let record = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(t) => format!("{} {line}\n", t.as_secs()),
+        Err(_) => format!("{line}\n"),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(LOG_PATH)
+    {
+        let _ = f.write_all(record.as_bytes());
+        let _ = f.sync_all();
+    }
+    sys::sync();
+}
+
+/// System mode: do the configured action. Never returns.
+pub fn crash(action: CrashAction, status: ExitStatus) -> ! {
+    let cmd = match action {
+        CrashAction::Reboot => Some(RebootCmd::Reboot),
+        CrashAction::Poweroff => Some(RebootCmd::Poweroff),
+        CrashAction::Halt => Some(RebootCmd::Halt),
+        CrashAction::Panic => None,
+    };
+    if let Some(cmd) = cmd {
+        let e = sys::reboot(cmd);
+        logging::emergency(&format!("failed to {}: {e}; panicking instead", action.as_str()));
+    }
+    // PID 1 exiting is the kernel's own panic ("Attempted to kill init!"), the closest Linux
+    // has to a bugcheck; with `panic=N` on the command line the kernel then reboots.
+    std::process::exit(status.code().clamp(1, 255))
+}
+
+static PANIC_CONTEXT: OnceLock<(Mode, CrashAction)> = OnceLock::new();
+
+/// A panic inside smss is the `SmpUnhandledExceptionFilter` case: bugcheck, never a silent
+/// abort of PID 1. (Under panic = "abort" the hook runs before the abort.)
+pub fn install_panic_hook(mode: Mode, action: CrashAction) {
+    let _ = PANIC_CONTEXT.set((mode, action));
+    std::panic::set_hook(Box::new(|info| {
+        logging::emergency(&format!("internal error: {info}"));
+        let pid = sys::getpid();
+        let status = ExitStatus::Killed(libc::SIGABRT);
+        report("smss", pid, status);
+        if let Some((Mode::System, action)) = PANIC_CONTEXT.get() {
+            crash(*action, status);
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_line_format() {
+        assert_eq!(
+            stop_line("windows", 42, ExitStatus::Exited(3)),
+            "*** STOP: 0xC000021A (STATUS_SYSTEM_PROCESS_TERMINATED) process=windows pid=42 status=exited:3"
+        );
+        assert!(stop_line("x", 1, ExitStatus::Killed(9)).ends_with("status=killed:KILL"));
+    }
+}

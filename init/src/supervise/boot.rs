@@ -1,0 +1,468 @@
+//! The boot runner: walks the BootPlan inside the event loop, so signals, reaping and the
+//! control socket keep working while a BootExecute command or a subsystem's readiness is
+//! awaited. Each phase logs `phase <name> done in <N> us` (or `failed: <why>`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use smss_config::plan::{BootPlan, Phase};
+use smss_config::{CommandSpec, Ready};
+
+use super::notify::Notification;
+use super::{PhaseRecord, Role, Supervisor, Timer};
+use crate::mode::Mode;
+use crate::phases;
+use crate::sys::process::Detach;
+use crate::sys::{ExitStatus, RealSys, Sys};
+
+/// How long a notify subsystem may take when its entry gives no `ready-timeout`.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the runner waits for before it may take the next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    Nothing,
+    /// A synchronous command (BootExecute, SetupExecute, Execute) must exit.
+    Exit { pid: i32, line: String, fatal: bool },
+    /// A required subsystem must say READY=1.
+    Ready { pid: i32, name: String },
+}
+
+/// Where the walk through the plan is.
+#[derive(Debug)]
+pub struct BootState {
+    phases: Vec<Phase>,
+    index: usize,
+    /// Position inside the current phase's list (commands, subsystems).
+    step: usize,
+    wait: Wait,
+    phase_start: Instant,
+    /// Non-fatal problems of the current phase, for its summary line.
+    problems: Vec<String>,
+    pub done: bool,
+}
+
+impl BootState {
+    pub fn new(plan: BootPlan) -> BootState {
+        BootState {
+            phases: plan.phases,
+            index: 0,
+            step: 0,
+            wait: Wait::Nothing,
+            phase_start: Instant::now(),
+            problems: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+/// The outcome of running (part of) one phase.
+enum Step {
+    /// The phase is over; its problems (if any) are in `BootState::problems`.
+    Done,
+    Skipped(&'static str),
+    /// Come back when the wait is satisfied.
+    Wait(Wait),
+    /// A fatal failure: bugcheck with this process name.
+    Fatal(String),
+}
+
+/// Phases that touch the machine itself and only make sense as the machine's PID 1.
+fn machine_only(p: &Phase) -> bool {
+    matches!(
+        p,
+        Phase::EarlyMounts
+            | Phase::BootDrivers { .. }
+            | Phase::Volumes { .. }
+            | Phase::VolumesReadWrite { .. }
+            | Phase::PagingFiles { .. }
+            | Phase::Kmode { .. }
+    )
+}
+
+impl Supervisor {
+    /// Run phases until one has to wait, the plan ends, or a bugcheck stops the boot.
+    pub(crate) fn boot_continue(&mut self) {
+        while !self.boot.done && self.boot.wait == Wait::Nothing && self.stop.is_none() {
+            let Some(phase) = self.boot.phases.get(self.boot.index).cloned() else {
+                self.boot.done = true;
+                log::info!("boot complete in {} us", self.uptime_us());
+                self.on_boot_complete();
+                return;
+            };
+            if self.boot.step == 0 && self.boot.problems.is_empty() {
+                self.boot.phase_start = Instant::now();
+            }
+            let step = if self.mode != Mode::System && machine_only(&phase) {
+                Step::Skipped("skipped: not the machine's init")
+            } else {
+                self.run_phase(&phase)
+            };
+            match step {
+                Step::Done => self.end_phase(phase.name(), None),
+                Step::Skipped(why) => self.end_phase(phase.name(), Some(why)),
+                Step::Wait(w) => self.boot.wait = w,
+                Step::Fatal(who) => {
+                    let why = self.boot.problems.join("; ");
+                    self.record_phase(phase.name(), format!("failed: {why}"));
+                    log::error!("phase {} failed: {why}", phase.name());
+                    self.bugcheck(&who, crate::sys::getpid(), ExitStatus::Exited(1));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn end_phase(&mut self, name: &str, skipped: Option<&str>) {
+        let problems = std::mem::take(&mut self.boot.problems);
+        let result = match (skipped, problems.is_empty()) {
+            (Some(why), _) => why.to_string(),
+            (None, true) => "ok".to_string(),
+            (None, false) => format!("done with errors: {}", problems.join("; ")),
+        };
+        let us = self.boot.phase_start.elapsed().as_micros();
+        match skipped {
+            Some(why) => log::info!("phase {name} {why}"),
+            None if problems.is_empty() => log::info!("phase {name} done in {us} us"),
+            None => log::info!("phase {name} done in {us} us ({} problems)", problems.len()),
+        }
+        self.record_phase(name, result);
+        self.boot.index += 1;
+        self.boot.step = 0;
+    }
+
+    fn record_phase(&mut self, name: &str, result: String) {
+        let start = self
+            .boot
+            .phase_start
+            .saturating_duration_since(self.started)
+            .as_micros() as u64;
+        self.phases.push(PhaseRecord {
+            name: name.to_string(),
+            start_us: start,
+            duration_us: self.boot.phase_start.elapsed().as_micros() as u64,
+            result,
+        });
+    }
+
+    fn problem(&mut self, p: impl std::fmt::Display) {
+        let text = p.to_string();
+        log::warn!("{text}");
+        self.boot.problems.push(text);
+    }
+
+    fn run_phase(&mut self, phase: &Phase) -> Step {
+        let sys = RealSys;
+        match phase {
+            // Done by `main` before the configuration could be read; recorded there.
+            Phase::EarlyMounts => Step::Skipped("done before the configuration was read"),
+            Phase::BootDrivers { modules } => {
+                let dir = phases::modules::modules_dir(&sys);
+                for e in phases::modules::load_modules(&sys, &dir, modules) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::Volumes { volumes } => {
+                for e in phases::volumes::mount_read_only(&sys, &volume_tuples(volumes)) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::ObjectDirectories {
+                dirs,
+                protection_mode,
+            } => {
+                for e in phases::object_directories::run(&sys, dirs, *protection_mode) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::Environment { vars } => {
+                for (name, value) in vars {
+                    self.env.apply(name, value);
+                }
+                Step::Done
+            }
+            Phase::DosDevices { directory, links } => {
+                let expanded: Vec<(String, String)> = links
+                    .iter()
+                    .map(|(n, t)| (n.clone(), self.env.expand(t)))
+                    .collect();
+                match phases::dos_devices::run(&sys, directory, &expanded) {
+                    Ok(()) => Step::Done,
+                    Err(e) => self.fatal_or_problem("dos-devices", e),
+                }
+            }
+            Phase::SessionsDirectory { path } => match sys.create_dir_all(path, 0o755) {
+                Ok(()) => Step::Done,
+                Err(e) => self.fatal_or_problem(
+                    "sessions-directory",
+                    format!("failed to create {}: {e}", path.display()),
+                ),
+            },
+            Phase::BootExecute { commands } => self.run_commands("boot-execute", commands),
+            Phase::VolumesReadWrite { volumes } => {
+                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(volumes)) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::PendingRenames { queue } => {
+                if let Err(e) = phases::pending_renames::apply(&sys, queue) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::PagingFiles { files, volumes } => {
+                let files: Vec<_> = files
+                    .iter()
+                    .map(|f| {
+                        let mut f = f.clone();
+                        f.path = self.env.expand(&f.path.to_string_lossy()).into();
+                        f
+                    })
+                    .collect();
+                for outcome in phases::paging_files::run(&sys, &files, volumes) {
+                    if let Err(e) = outcome.result {
+                        self.problem(e);
+                    }
+                }
+                Step::Done
+            }
+            Phase::GeneratedEnvironment { path } => {
+                for (k, v) in phases::environment::generated_facts(&sys) {
+                    self.env.set(&k, v);
+                }
+                if let Err(e) = phases::environment::write_environment_file(&sys, path, self.env.vars()) {
+                    self.problem(e);
+                }
+                Step::Done
+            }
+            Phase::Kmode { modules } => {
+                let dir = phases::modules::modules_dir(&sys);
+                let errors = phases::modules::load_modules(&sys, &dir, modules);
+                if errors.is_empty() {
+                    Step::Done
+                } else {
+                    for e in errors {
+                        self.boot.problems.push(e.to_string());
+                    }
+                    Step::Fatal("smss:kmode".to_string())
+                }
+            }
+            Phase::RequiredSubsystems { subsystems } => self.start_required(subsystems),
+            Phase::SetupExecute { commands } => self.run_commands("setup-execute", commands),
+            Phase::InitialCommand { command } => self.start_initial(command.as_ref()),
+            Phase::Execute { commands } => self.run_commands("execute", commands),
+        }
+    }
+
+    /// A failure Windows treats as fatal: a bugcheck on the machine, a logged problem in a
+    /// container (where /run may be read-only and smss is not the machine's keeper).
+    fn fatal_or_problem(&mut self, phase: &str, e: impl std::fmt::Display) -> Step {
+        if self.mode == Mode::System {
+            self.boot.problems.push(e.to_string());
+            Step::Fatal(format!("smss:{phase}"))
+        } else {
+            self.problem(e);
+            Step::Done
+        }
+    }
+
+    /// BootExecute / SetupExecute / Execute: one at a time, each awaited unless `async`.
+    fn run_commands(&mut self, phase: &'static str, commands: &[CommandSpec]) -> Step {
+        while let Some(cmd) = commands.get(self.boot.step) {
+            self.boot.step += 1;
+            let line = cmd.display_line();
+            match self.spawn_command(cmd, &line, Role::Command(phase), false, Detach::Session, &[]) {
+                Ok(pid) if cmd.async_ => log::info!("{phase}: started {line} (pid {pid}, async)"),
+                Ok(pid) => {
+                    return Step::Wait(Wait::Exit {
+                        pid,
+                        line,
+                        fatal: cmd.fatal,
+                    })
+                }
+                Err(e) if cmd.autocheck && e.exit_code() == 127 => {
+                    // Windows: "<name> program not found - skipping AUTOCHECK".
+                    log::warn!("{} program not found - skipping AUTOCHECK", cmd.program());
+                }
+                Err(e) if cmd.fatal => {
+                    self.boot.problems.push(format!("{line}: {e}"));
+                    return Step::Fatal(format!("smss:{phase}"));
+                }
+                Err(e) => self.problem(format!("{phase}: {e}")),
+            }
+        }
+        Step::Done
+    }
+
+    /// SubSystems\Required, in order, each ready before the next. "debug" was dropped by the
+    /// planner, as Windows skips it.
+    fn start_required(&mut self, subsystems: &[(String, CommandSpec)]) -> Step {
+        while let Some((name, spec)) = subsystems.get(self.boot.step) {
+            self.boot.step += 1;
+            let critical = spec.is_critical(true);
+            let mut extra = Vec::new();
+            if spec.ready == Ready::Notify {
+                if let Some(n) = self.notify.as_ref() {
+                    extra.push(("NOTIFY_SOCKET".to_string(), n.address.clone()));
+                }
+            }
+            match self.spawn_command(
+                spec,
+                name,
+                Role::Subsystem(name.clone()),
+                critical,
+                Detach::Session,
+                &extra,
+            ) {
+                Ok(pid) => {
+                    log::info!("subsystem {name} started (pid {pid})");
+                    if spec.ready == Ready::Notify {
+                        let timeout = spec.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT);
+                        self.add_timer(Instant::now() + timeout, Timer::Readiness { pid });
+                        return Step::Wait(Wait::Ready {
+                            pid,
+                            name: name.clone(),
+                        });
+                    }
+                }
+                Err(e) if critical => {
+                    self.boot.problems.push(format!("subsystem {name}: {e}"));
+                    return Step::Fatal(name.clone());
+                }
+                Err(e) => self.problem(format!("subsystem {name}: {e}")),
+            }
+        }
+        Step::Done
+    }
+
+    /// The session-0 initial command: `smss -- CMD` wins over the configured one.
+    fn start_initial(&mut self, configured: Option<&CommandSpec>) -> Step {
+        let (spec, from_cli) = match (&self.command, configured) {
+            (Some(argv), _) => (CommandSpec::new(argv.clone()), true),
+            (None, Some(c)) => (c.clone(), false),
+            (None, None) => return Step::Skipped("skipped: no initial command"),
+        };
+        let critical = from_cli || spec.is_critical(true);
+        let detach = if from_cli {
+            Detach::ProcessGroup
+        } else {
+            Detach::Session
+        };
+        let name = spec.program().to_string();
+        match self.spawn_command(&spec, &name, Role::InitialCommand, critical, detach, &[]) {
+            Ok(pid) => {
+                self.initial_pid = Some(pid);
+                log::info!("initial command {name} started (pid {pid})");
+                Step::Done
+            }
+            Err(e) if from_cli => {
+                // Like a shell: 127 not found, 126 not executable; the container ends here.
+                log::error!("{e}");
+                self.initial_status = Some(ExitStatus::Exited(e.exit_code()));
+                self.begin_stop(super::stop::Goal::Exit);
+                Step::Done
+            }
+            Err(e) => {
+                self.boot.problems.push(e.to_string());
+                Step::Fatal(name)
+            }
+        }
+    }
+
+    /// The reaper saw `pid` exit: resume the boot if it was waiting for it.
+    pub(crate) fn boot_on_exit(&mut self, pid: i32, status: ExitStatus) {
+        match self.boot.wait.clone() {
+            Wait::Exit {
+                pid: waited,
+                line,
+                fatal,
+            } if waited == pid => {
+                self.boot.wait = Wait::Nothing;
+                let phase = self
+                    .boot
+                    .phases
+                    .get(self.boot.index)
+                    .map(|p| p.name())
+                    .unwrap_or("boot");
+                if status == ExitStatus::Exited(0) {
+                    log::info!("{phase}: {line} {status}");
+                } else if fatal {
+                    self.boot.problems.push(format!("{line} {status}"));
+                    self.record_phase(phase, format!("failed: {line} {status}"));
+                    log::error!("phase {phase} failed: {line} {status}");
+                    self.bugcheck(&format!("smss:{phase}"), pid, status);
+                    return;
+                } else {
+                    self.problem(format!("{phase}: {line} {status}"));
+                }
+                self.boot_continue();
+            }
+            Wait::Ready { pid: waited, name } if waited == pid => {
+                // A critical subsystem's exit is a bugcheck through `on_exit`; a non-critical
+                // one that dies before it is ready just ends the wait.
+                self.cancel_timer(&Timer::Readiness { pid });
+                self.boot.wait = Wait::Nothing;
+                self.problem(format!("subsystem {name} exited before it was ready ({status})"));
+                self.boot_continue();
+            }
+            _ => {}
+        }
+    }
+
+    /// A datagram on the readiness socket.
+    pub(crate) fn on_notification(&mut self, n: Notification) {
+        let Wait::Ready { pid, name } = self.boot.wait.clone() else {
+            log::debug!("notification from pid {} while nothing waits: {:?}", n.sender, n.fields);
+            return;
+        };
+        let main_pid = n.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
+        let from_it = n.sender == pid || main_pid == Some(pid) || parent_of(n.sender) == Some(pid);
+        if !from_it || !n.ready() {
+            log::debug!("notification from pid {}: {:?}", n.sender, n.fields);
+            return;
+        }
+        self.cancel_timer(&Timer::Readiness { pid });
+        log::info!("subsystem {name} is ready");
+        self.boot.wait = Wait::Nothing;
+        self.boot_continue();
+    }
+
+    pub(super) fn on_readiness_timeout(&mut self, pid: i32) {
+        let Wait::Ready { pid: waited, name } = self.boot.wait.clone() else {
+            return;
+        };
+        if waited != pid {
+            return;
+        }
+        let critical = self.children.get(&pid).is_some_and(|c| c.critical);
+        let msg = format!("subsystem {name} did not become ready in time");
+        if critical {
+            self.boot.problems.push(msg.clone());
+            log::error!("{msg}");
+            let _ = crate::sys::kill(pid, libc::SIGKILL);
+            self.children.remove(&pid);
+            self.record_phase("required-subsystems", format!("failed: {msg}"));
+            self.bugcheck(&name, pid, ExitStatus::Killed(libc::SIGKILL));
+        } else {
+            self.boot.wait = Wait::Nothing;
+            self.problem(msg);
+            self.boot_continue();
+        }
+    }
+}
+
+fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, String, String)> {
+    v.iter()
+        .map(|v| (v.device.clone(), v.mountpoint.clone(), v.fstype.clone(), v.options.clone()))
+        .collect()
+}
+
+/// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
+fn parent_of(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    super::procs::parse_stat(&text).map(|p| p.ppid)
+}

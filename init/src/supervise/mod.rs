@@ -1,0 +1,480 @@
+//! The single-threaded event loop: one epoll over the signalfd, the readiness socket, the
+//! control socket and session report pipes; the next timer is the wait's timeout.
+//!
+//! Setup may fail; the loop may not: every error inside it is logged and handled where it
+//! happens (architecture.md convention 7).
+
+pub mod api;
+pub mod boot;
+pub mod notify;
+pub mod procs;
+pub mod sessions;
+pub mod stop;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::poll::PollTimeout;
+use smss_config::{CommandSpec, Config, Environment, ForwardTo};
+
+use crate::mode::Mode;
+use crate::sys::process::{self, Detach, SpawnError, SpawnSpec};
+use crate::sys::{self, ExitStatus, Reaped};
+
+/// What smss was asked to run, decided by `main`.
+#[derive(Debug)]
+pub struct Options {
+    pub mode: Mode,
+    pub config: Config,
+    /// `smss -- CMD ARGS`: the initial command, overriding the configured one.
+    pub command: Option<Vec<String>>,
+    pub forward_to: ForwardTo,
+    /// Phases `main` already ran (early mounts happen before the config can be read).
+    pub early_phases: Vec<PhaseRecord>,
+    /// Where `smss-session` lives (next to our own executable first).
+    pub session_binary: PathBuf,
+}
+
+/// One boot phase as `GetStatus` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseRecord {
+    pub name: String,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub result: String,
+}
+
+/// Why we started a process, which decides what its exit means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The session-0 initial command (or `smss -- CMD`).
+    InitialCommand,
+    Subsystem(String),
+    /// boot-execute, setup-execute, execute entries.
+    Command(&'static str),
+    /// A running `smss-session` instance creating session N.
+    SessionInstance(u32),
+    /// A process reported by a session instance (subsystem or login manager of session N).
+    SessionMember { session: u32, leader: bool },
+}
+
+/// A process we started and still wait for.
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub name: String,
+    pub role: Role,
+    pub critical: bool,
+}
+
+/// What an epoll event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Token {
+    Signal,
+    Notify,
+    ControlListener,
+    ControlClient(u64),
+    SessionReport(u32),
+}
+
+impl Token {
+    fn encode(self) -> u64 {
+        match self {
+            Token::Signal => 0,
+            Token::Notify => 1,
+            Token::ControlListener => 2,
+            Token::ControlClient(n) => (1 << 32) | (n & 0xffff_ffff),
+            Token::SessionReport(n) => (2 << 32) | n as u64,
+        }
+    }
+
+    fn decode(v: u64) -> Token {
+        match (v >> 32, v & 0xffff_ffff) {
+            (0, 0) => Token::Signal,
+            (0, 1) => Token::Notify,
+            (0, _) => Token::ControlListener,
+            (1, n) => Token::ControlClient(n),
+            (_, n) => Token::SessionReport(n as u32),
+        }
+    }
+}
+
+/// A deadline the loop must wake up for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    /// A required subsystem has not said READY=1 in time.
+    Readiness { pid: i32 },
+    /// The stop's grace period (TERM -> KILL) or the KILL wait ran out.
+    Stop,
+    /// A session's grace period (TERM -> KILL) ran out.
+    SessionKill(u32),
+}
+
+/// The engine's whole state. One instance, owned by the loop.
+pub struct Supervisor {
+    pub mode: Mode,
+    pub cfg: Config,
+    /// The environment every child gets (the Session Manager's `SmpDefaultEnvironment`).
+    pub env: Environment,
+    pub children: HashMap<i32, Child>,
+    pub phases: Vec<PhaseRecord>,
+    pub started: Instant,
+    pub session_binary: PathBuf,
+    epoll: Epoll,
+    sigfd: SignalFd,
+    notify: Option<notify::NotifySocket>,
+    timers: Vec<(Instant, Timer)>,
+    boot: boot::BootState,
+    stop: Option<stop::Stop>,
+    command: Option<Vec<String>>,
+    forward_to: ForwardTo,
+    /// The initial command's pid while it runs, and how it ended.
+    initial_pid: Option<i32>,
+    initial_status: Option<ExitStatus>,
+    /// Set by a bugcheck in container/subreaper mode: the status we exit with.
+    crash_status: Option<ExitStatus>,
+    /// Set when the loop should return this exit code.
+    finished: Option<i32>,
+}
+
+impl Supervisor {
+    /// Set up the loop's file descriptors. Signals must already be blocked.
+    pub fn new(opts: Options) -> std::io::Result<Supervisor> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let sigfd = sys::signal_fd()?;
+        epoll.add(
+            &sigfd,
+            EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
+        )?;
+        let notify = match notify::NotifySocket::bind() {
+            Ok(n) => {
+                epoll.add(
+                    n.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, Token::Notify.encode()),
+                )?;
+                Some(n)
+            }
+            Err(e) => {
+                log::warn!("failed to create the readiness socket: {e}; notify subsystems cannot start");
+                None
+            }
+        };
+        let base: Vec<(String, String)> = std::env::vars().collect();
+        let plan = smss_config::plan::plan(&opts.config);
+        Ok(Supervisor {
+            mode: opts.mode,
+            env: Environment::new(base),
+            cfg: opts.config,
+            children: HashMap::new(),
+            phases: opts.early_phases,
+            started: Instant::now(),
+            session_binary: opts.session_binary,
+            epoll,
+            sigfd,
+            notify,
+            timers: Vec::new(),
+            boot: boot::BootState::new(plan),
+            stop: None,
+            command: opts.command,
+            forward_to: opts.forward_to,
+            initial_pid: None,
+            initial_status: None,
+            crash_status: None,
+            finished: None,
+        })
+    }
+
+    /// Run until the end. Returns the exit code in container/subreaper mode; in system mode it
+    /// returns only if reboot(2) itself failed.
+    pub fn run(&mut self) -> i32 {
+        self.boot_continue();
+        let mut events = [EpollEvent::empty(); 32];
+        loop {
+            if let Some(code) = self.finished {
+                return code;
+            }
+            let timeout = self.next_timeout();
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    log::error!("epoll_wait failed: {e}");
+                    0
+                }
+            };
+            for ev in &events[..n] {
+                self.dispatch(Token::decode(ev.data()));
+            }
+            // Drain on every wake-up: SIGCHLD coalesces, and a stranger may die at any time.
+            self.reap_zombies();
+            self.fire_timers(Instant::now());
+            self.check_stop();
+        }
+    }
+
+    fn dispatch(&mut self, token: Token) {
+        match token {
+            Token::Signal => self.read_signals(),
+            Token::Notify => self.read_notifications(),
+            Token::ControlListener | Token::ControlClient(_) => self.on_control_event(token),
+            Token::SessionReport(id) => self.on_session_report(id),
+        }
+    }
+
+    /// Microseconds since smss started.
+    pub fn uptime_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Watch `fd` for input under `token`.
+    pub fn watch(&self, fd: BorrowedFd<'_>, token: Token) -> std::io::Result<()> {
+        self.epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token.encode()))?;
+        Ok(())
+    }
+
+    /// Stop watching `fd` (call before closing it).
+    pub fn unwatch(&self, fd: BorrowedFd<'_>) {
+        let _ = self.epoll.delete(fd);
+    }
+
+    pub fn add_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.push((at, timer));
+    }
+
+    pub fn cancel_timer(&mut self, timer: &Timer) {
+        self.timers.retain(|(_, t)| t != timer);
+    }
+
+    fn next_timeout(&self) -> PollTimeout {
+        let Some(next) = self.timers.iter().map(|(at, _)| *at).min() else {
+            return PollTimeout::NONE;
+        };
+        let ms = next
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .saturating_add(1);
+        PollTimeout::try_from(ms.min(i32::MAX as u128) as u32).unwrap_or(PollTimeout::MAX)
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        let (due, rest): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _)| *at <= now);
+        self.timers = rest;
+        for (_, timer) in due {
+            match timer {
+                Timer::Readiness { pid } => self.on_readiness_timeout(pid),
+                Timer::Stop => self.on_stop_timer(),
+                Timer::SessionKill(id) => self.on_session_kill_timer(id),
+            }
+        }
+    }
+
+    fn read_signals(&mut self) {
+        loop {
+            match self.sigfd.read_signal() {
+                Ok(Some(info)) => {
+                    let sig = info.ssi_signo as i32;
+                    if sig != libc::SIGCHLD {
+                        self.on_signal(sig);
+                    }
+                }
+                Ok(None) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::error!("failed to read the signalfd: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// busybox/sysvinit conventions as machine PID 1; forwarding as container PID 1.
+    fn on_signal(&mut self, sig: i32) {
+        let name = signal_name(sig);
+        match self.mode {
+            Mode::System => {
+                let cmd = match sig {
+                    libc::SIGINT => Some(sys::RebootCmd::Reboot), // Ctrl-Alt-Del (RB_DISABLE_CAD)
+                    libc::SIGTERM => Some(sys::RebootCmd::Reboot),
+                    libc::SIGUSR1 => Some(sys::RebootCmd::Halt),
+                    libc::SIGUSR2 | libc::SIGPWR => Some(sys::RebootCmd::Poweroff),
+                    _ => None,
+                };
+                match cmd {
+                    Some(cmd) => {
+                        log::info!("received {name}: {}", reboot_word(cmd));
+                        self.request_stop(stop::Goal::Machine(cmd));
+                    }
+                    None => log::debug!("ignoring {name}"),
+                }
+            }
+            Mode::Container | Mode::Subreaper => {
+                self.forward_signal(sig);
+                if sig == libc::SIGTERM || sig == libc::SIGINT {
+                    log::info!("received {name}: stopping");
+                    self.request_stop(stop::Goal::Exit);
+                }
+            }
+        }
+    }
+
+    /// Pass `sig` to the initial command (or its process group).
+    fn forward_signal(&self, sig: i32) {
+        let Some(pid) = self.initial_pid else {
+            log::debug!("no initial command to forward {} to", signal_name(sig));
+            return;
+        };
+        let target = match self.forward_to {
+            ForwardTo::Process => pid,
+            ForwardTo::ProcessGroup => -pid,
+        };
+        if let Err(e) = sys::kill(target, sig) {
+            log::debug!("failed to forward {} to {target}: {e}", signal_name(sig));
+        }
+    }
+
+    fn read_notifications(&mut self) {
+        let Some(sock) = self.notify.as_ref() else {
+            return;
+        };
+        let mut msgs = Vec::new();
+        while let Some(m) = sock.recv() {
+            msgs.push(m);
+        }
+        for m in msgs {
+            self.on_notification(m);
+        }
+    }
+
+    /// Reap every exited child; strangers (orphans reparented to us) are expected.
+    pub fn reap_zombies(&mut self) {
+        loop {
+            match sys::reap_one() {
+                Reaped::Child(pid, status) => self.on_exit(pid.as_raw(), status),
+                Reaped::Pending => return,
+                Reaped::NoChildren => {
+                    if let Some(s) = self.stop.as_mut() {
+                        s.all_gone = true;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: i32, status: ExitStatus) {
+        let child = self.children.remove(&pid);
+        self.boot_on_exit(pid, status);
+        let Some(child) = child else {
+            log::debug!("reaped orphan pid {pid} ({status})");
+            return;
+        };
+        if matches!(child.role, Role::SessionInstance(_) | Role::SessionMember { .. }) {
+            self.on_session_process_exit(pid, &child, status);
+            return;
+        }
+        log::info!("{} (pid {pid}) {status}", child.name);
+        if Some(pid) == self.initial_pid {
+            self.initial_pid = None;
+            self.initial_status = Some(status);
+            if self.command.is_some() && self.mode != Mode::System {
+                // `smss -- CMD`: the command ending is the container's normal end.
+                self.begin_stop(stop::Goal::Exit);
+                return;
+            }
+        }
+        if child.critical && self.stop.is_none() {
+            self.bugcheck(&child.name, pid, status);
+        }
+    }
+
+    /// Start a process with the Session Manager's environment (plus `extra`).
+    pub fn spawn_command(
+        &mut self,
+        spec: &CommandSpec,
+        name: &str,
+        role: Role,
+        critical: bool,
+        detach: Detach,
+        extra_env: &[(String, String)],
+    ) -> Result<i32, SpawnError> {
+        let mut env = self.env.clone();
+        for (k, v) in extra_env {
+            env.set(k, v);
+        }
+        let argv: Vec<String> = spec
+            .argv
+            .iter()
+            .map(|a| smss_config::expand(a, |n| env.get(n).map(str::to_string)))
+            .collect();
+        let Some(first) = argv.first() else {
+            return Err(SpawnError::NotFound(name.to_string()));
+        };
+        let program = process::resolve_program(first, env.get("PATH"))
+            .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
+        let spawn = SpawnSpec {
+            program,
+            argv,
+            env: env.vars().to_vec(),
+            detach,
+            stdio: None,
+            pass_fd: None,
+            cwd: None,
+        };
+        let pid = process::spawn(&spawn)?.as_raw();
+        log::debug!("started {name} as pid {pid}");
+        self.children.insert(
+            pid,
+            Child {
+                name: name.to_string(),
+                role,
+                critical,
+            },
+        );
+        Ok(pid)
+    }
+
+    /// A critical process died (or a fatal boot step failed): interface.md section 3.
+    pub fn bugcheck(&mut self, name: &str, pid: i32, status: ExitStatus) {
+        crate::bugcheck::report(name, pid, status);
+        match self.mode {
+            Mode::System => crate::bugcheck::crash(self.cfg.crash_control.effective_action(), status),
+            Mode::Container | Mode::Subreaper => {
+                if self.crash_status.is_none() {
+                    self.crash_status = Some(status);
+                }
+                self.begin_stop(stop::Goal::Exit);
+            }
+        }
+    }
+
+    /// The status a container/subreaper smss exits with.
+    fn exit_code(&self) -> i32 {
+        self.crash_status
+            .or(self.initial_status)
+            .map(ExitStatus::code)
+            .unwrap_or(0)
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    match Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("signal {sig}"),
+    }
+}
+
+fn reboot_word(cmd: sys::RebootCmd) -> &'static str {
+    match cmd {
+        sys::RebootCmd::Reboot => "reboot",
+        sys::RebootCmd::Poweroff => "power off",
+        sys::RebootCmd::Halt => "halt",
+    }
+}
+
+/// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
+pub const KILL_WAIT: Duration = Duration::from_secs(5);

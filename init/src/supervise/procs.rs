@@ -1,0 +1,104 @@
+//! A snapshot of the processes we are responsible for, read from /proc (for shutdown sweeps).
+
+use std::fs;
+
+/// One line of /proc/PID/stat, the fields shutdown needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub kernel_thread: bool,
+}
+
+/// Parse /proc/PID/stat. The command name is in parentheses and may itself contain spaces
+/// and parentheses, so split after the last ')'.
+pub fn parse_stat(text: &str) -> Option<ProcInfo> {
+    let (head, tail) = text.rsplit_once(')')?;
+    let pid = head.split_whitespace().next()?.parse().ok()?;
+    let fields: Vec<&str> = tail.split_whitespace().collect();
+    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags
+    let ppid = fields.get(1)?.parse().ok()?;
+    let pgid = fields.get(2)?.parse().ok()?;
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        kernel_thread: flags & PF_KTHREAD != 0,
+    })
+}
+
+/// Every process visible in /proc. `None` when /proc is not mounted.
+pub fn snapshot() -> Option<Vec<ProcInfo>> {
+    let dir = fs::read_dir("/proc").ok()?;
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(text) = fs::read_to_string(format!("/proc/{name}/stat")) {
+            if let Some(p) = parse_stat(&text) {
+                out.push(p);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The processes a stop must signal: in PID-1 modes everything but us and kernel threads; as
+/// a subreaper only our descendants.
+pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
+    if pid1 {
+        return all
+            .iter()
+            .filter(|p| p.pid != me && !p.kernel_thread)
+            .map(|p| p.pid)
+            .collect();
+    }
+    let mut ours = vec![me];
+    let mut out = Vec::new();
+    // Parents may appear after their children in /proc order: iterate to a fixed point.
+    loop {
+        let before = out.len();
+        for p in all {
+            if ours.contains(&p.ppid) && !ours.contains(&p.pid) {
+                ours.push(p.pid);
+                out.push(p.pid);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_parens_and_spaces() {
+        let s = "123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
+        let p = parse_stat(s).unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgid, p.kernel_thread), (123, 1, 123, false));
+        let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
+        assert!(parse_stat(k).unwrap().kernel_thread);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn subreaper_targets_are_descendants_only() {
+        let p = |pid, ppid| ProcInfo { pid, ppid, pgid: pid, kernel_thread: false };
+        let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];
+        let mut t = stop_targets(&all, 10, false);
+        t.sort();
+        assert_eq!(t, vec![20, 30]);
+        let mut t = stop_targets(&all, 1, true);
+        t.sort();
+        assert_eq!(t, vec![5, 10, 20, 30, 40]);
+    }
+}
