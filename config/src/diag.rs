@@ -80,6 +80,41 @@ pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Byte offsets of line starts, for O(log n) line lookups and O(line) columns.
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(src: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    /// 1-based line of `offset`.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|s| *s <= offset).max(1)
+    }
+
+    /// Same as [`line_col`]; the column is counted from the line start only.
+    pub(crate) fn line_col(&self, src: &str, offset: usize) -> (usize, usize) {
+        let mut off = offset.min(src.len());
+        while !src.is_char_boundary(off) {
+            off -= 1;
+        }
+        let line = self.line(off);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = src.get(start..off).unwrap_or("").chars().count() + 1;
+        (line, col)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +129,15 @@ mod tests {
         // Inside a character and past the end: clamped.
         assert_eq!(line_col(s, 4), (2, 1));
         assert_eq!(line_col(s, 999), (3, 1));
+    }
+
+    #[test]
+    fn line_index_agrees_with_line_col() {
+        let s = "ab\nčd = 1\n\nx";
+        let idx = LineIndex::new(s);
+        for off in 0..=s.len() + 2 {
+            assert_eq!(idx.line_col(s, off), line_col(s, off), "offset {off}");
+        }
     }
 
     #[test]

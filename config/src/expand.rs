@@ -1,5 +1,7 @@
 //! `%VAR%` expansion and the ordered environment builder (research §4).
 
+use std::collections::HashMap;
+
 /// Expands `%NAME%` references, the way Windows' `RtlExpandEnvironmentStrings_U` does.
 ///
 /// Scanning goes left to right. At a `%`, the text up to the next `%` is a name; if `lookup`
@@ -43,6 +45,8 @@ pub fn expand(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     vars: Vec<(String, String)>,
+    /// name -> index in `vars`, so building a large environment stays linear.
+    index: HashMap<String, usize>,
 }
 
 impl Environment {
@@ -65,22 +69,34 @@ impl Environment {
     /// Sets `name` to `value` without expansion; replaces in place when it exists.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.vars.iter_mut().find(|(n, _)| n == name) {
+        match self.index.get(name).and_then(|i| self.vars.get_mut(*i)) {
             Some(slot) => slot.1 = value,
-            None => self.vars.push((name.to_owned(), value)),
+            None => {
+                self.index.insert(name.to_owned(), self.vars.len());
+                self.vars.push((name.to_owned(), value));
+            }
         }
     }
 
     /// Removes `name`; returns its value if it was set.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self.vars.iter().position(|(n, _)| n == name)?;
-        Some(self.vars.remove(i).1)
+        let i = self.index.remove(name)?;
+        if i >= self.vars.len() {
+            return None;
+        }
+        let (_, value) = self.vars.remove(i);
+        for j in self.index.values_mut() {
+            if *j > i {
+                *j -= 1;
+            }
+        }
+        Some(value)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
+        self.index
+            .get(name)
+            .and_then(|i| self.vars.get(*i))
             .map(|(_, v)| v.as_str())
     }
 
@@ -182,6 +198,10 @@ mod tests {
         assert_eq!(e.to_envp(), ["HOME=/root", "TERM=linux", "PATH=/sbin:/bin"]);
         assert_eq!(e.remove("TERM").as_deref(), Some("linux"));
         assert_eq!(e.get("TERM"), None);
+        assert_eq!(e.get("PATH"), Some("/sbin:/bin"));
+        e.apply("TERM", "vt100");
+        assert_eq!(e.to_envp(), ["HOME=/root", "PATH=/sbin:/bin", "TERM=vt100"]);
+        assert_eq!(e.remove("NOPE"), None);
     }
 
     #[test]

@@ -63,6 +63,18 @@
 //! - Relative paths are errors wherever a path is needed; the file is read as UTF-8 and may be at
 //!   most 1 MiB.
 #![deny(unsafe_code)]
+// Linked into PID 1: no panicking shortcuts outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
 
 mod command;
 mod diag;

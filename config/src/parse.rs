@@ -4,6 +4,7 @@
 //! (instead of serde) so that one bad value does not hide the next: each problem becomes a
 //! diagnostic, the default is kept for that field, and the walk goes on.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use toml_edit::{ArrayOfTables, ImDocument, Item, TableLike, Value};
 
 use crate::command::parse_command_line;
-use crate::diag::line_col;
+use crate::diag::{line_col, LineIndex};
 use crate::duration::parse_duration;
 use crate::{
     CommandSpec, Config, CrashAction, Diagnostic, Diagnostics, ForwardTo, PagingFile, Ready, Seat,
@@ -91,6 +92,7 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Config, Diagnostics> {
     let mut cx = Ctx {
         src,
         path,
+        lines: LineIndex::new(src),
         diags: Vec::new(),
     };
     let doc = match ImDocument::parse(src) {
@@ -236,6 +238,7 @@ impl<'a> Section<'a> {
 struct Ctx<'s> {
     src: &'s str,
     path: &'s Path,
+    lines: LineIndex,
     diags: Vec<(usize, String)>,
 }
 
@@ -265,11 +268,23 @@ impl<'s> Ctx<'s> {
     fn finish(&mut self) -> Diagnostics {
         let mut diags = std::mem::take(&mut self.diags);
         diags.sort_by_key(|(off, _)| *off);
+        // Sorted offsets: count columns incrementally, so many problems on one long line stay
+        // linear in the file size.
+        let mut last: Option<(usize, usize, usize)> = None; // (offset, line, col)
         Diagnostics(
             diags
                 .into_iter()
                 .map(|(off, message)| {
-                    let (line, col) = line_col(self.src, off);
+                    let (line, col) = match last {
+                        Some((lo, ll, lc)) if off >= lo && self.lines.line(off) == ll => {
+                            match self.src.get(lo..off) {
+                                Some(t) => (ll, lc + t.chars().count()),
+                                None => self.lines.line_col(self.src, off),
+                            }
+                        }
+                        _ => self.lines.line_col(self.src, off),
+                    };
+                    last = Some((off, line, col));
                     Diagnostic {
                         path: self.path.to_path_buf(),
                         line,
@@ -282,7 +297,7 @@ impl<'s> Ctx<'s> {
     }
 
     fn line_of(&self, pos: Pos) -> usize {
-        line_col(self.src, pos.unwrap_or(0)).0
+        self.lines.line(pos.unwrap_or(0))
     }
 
     fn unknown_key(&mut self, sec: &Section, e: &Entry, known: &[&str]) {
@@ -812,7 +827,7 @@ impl<'s> Ctx<'s> {
     fn volumes(&mut self, e: &Entry) -> Vec<Volume> {
         const KNOWN: &[&str] = &["device", "mountpoint", "fstype", "options"];
         let mut out = Vec::new();
-        let mut seen: Vec<(PathBuf, Pos)> = Vec::new();
+        let mut seen: HashMap<PathBuf, Pos> = HashMap::new();
         for sec in self.table_list(e) {
             let mut device = None;
             let mut mountpoint = None;
@@ -831,7 +846,7 @@ impl<'s> Ctx<'s> {
                     "mountpoint" => {
                         let p = self.abs_path_node(e.node, &kp);
                         if let Some(p) = &p {
-                            if let Some((_, first)) = seen.iter().find(|(q, _)| q == p) {
+                            if let Some(first) = seen.get(p) {
                                 let line = self.line_of(*first);
                                 self.err(
                                     e.pos(),
@@ -839,7 +854,7 @@ impl<'s> Ctx<'s> {
                                 );
                                 ok = false;
                             } else {
-                                seen.push((p.clone(), e.pos()));
+                                seen.insert(p.clone(), e.pos());
                             }
                         }
                         ok &= p.is_some();
@@ -1086,7 +1101,8 @@ impl<'s> Ctx<'s> {
 
     fn subsystems(&mut self, sec: &Section, cfg: &mut Config, refs: &mut SubsystemRefs) {
         let out = &mut cfg.subsystems;
-        let mut defined: Vec<(String, Pos)> = Vec::new();
+        // Lowercased name -> (name as written, position).
+        let mut defined: HashMap<String, (String, Pos)> = HashMap::new();
         for e in sec.entries() {
             let kp = sec.key_path(e.key);
             match e.key {
@@ -1118,9 +1134,7 @@ impl<'s> Ctx<'s> {
                         self.err(e.key_pos, "`subsystems`: subsystem name is empty");
                         continue;
                     }
-                    if let Some((first, p)) =
-                        defined.iter().find(|(d, _)| d.eq_ignore_ascii_case(name))
-                    {
+                    if let Some((first, p)) = defined.get(&name.to_ascii_lowercase()) {
                         let line = self.line_of(*p);
                         self.err(
                             e.key_pos,
@@ -1128,7 +1142,7 @@ impl<'s> Ctx<'s> {
                         );
                         continue;
                     }
-                    defined.push((name.to_owned(), e.key_pos));
+                    defined.insert(name.to_ascii_lowercase(), (name.to_owned(), e.key_pos));
                     if let Some(spec) = self.command(e.node, &kp) {
                         out.definitions.push((name.to_owned(), spec));
                     }
@@ -1140,12 +1154,13 @@ impl<'s> Ctx<'s> {
 
     /// Drops (and reports) a name listed twice in one list, case-insensitively.
     fn no_duplicates(&mut self, names: Vec<(String, Pos)>, what: &str) -> Vec<(String, Pos)> {
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<(String, Pos)> = Vec::new();
         for (n, p) in names {
-            if out.iter().any(|(m, _)| m.eq_ignore_ascii_case(&n)) {
-                self.err(p, format!("`{what}`: {n:?} is listed twice"));
-            } else {
+            if seen.insert(n.to_ascii_lowercase()) {
                 out.push((n, p));
+            } else {
+                self.err(p, format!("`{what}`: {n:?} is listed twice"));
             }
         }
         out
@@ -1153,7 +1168,7 @@ impl<'s> Ctx<'s> {
 
     fn check_subsystem_refs(&mut self, refs: &SubsystemRefs) {
         // A name that failed to parse is still "defined": do not pile a second error on it.
-        let defined = |n: &str| refs.defined.iter().any(|(d, _)| d.eq_ignore_ascii_case(n));
+        let defined = |n: &str| refs.defined.contains_key(&n.to_ascii_lowercase());
         let lists = [
             ("subsystems.required", &refs.required, true),
             ("subsystems.optional", &refs.optional, false),
@@ -1172,12 +1187,13 @@ impl<'s> Ctx<'s> {
                 }
             }
         }
+        let required: HashMap<String, Pos> = refs
+            .required
+            .iter()
+            .map(|(r, p)| (r.to_ascii_lowercase(), *p))
+            .collect();
         for (n, p) in &refs.optional {
-            if let Some((_, rp)) = refs
-                .required
-                .iter()
-                .find(|(r, _)| r.eq_ignore_ascii_case(n))
-            {
+            if let Some(rp) = required.get(&n.to_ascii_lowercase()) {
                 let line = self.line_of(*rp);
                 self.err(
                     *p,
@@ -1230,8 +1246,8 @@ impl<'s> Ctx<'s> {
 
     fn seats(&mut self, e: &Entry) -> Vec<Seat> {
         let mut out = Vec::new();
-        let mut names: Vec<(String, Pos)> = Vec::new();
-        let mut ttys: Vec<(PathBuf, Pos)> = Vec::new();
+        let mut names: HashMap<String, Pos> = HashMap::new();
+        let mut ttys: HashMap<PathBuf, Pos> = HashMap::new();
         for sec in self.table_list(e) {
             let mut name = None;
             let mut tty = None;
@@ -1244,7 +1260,7 @@ impl<'s> Ctx<'s> {
                             .string(e.node, &kp)
                             .and_then(|s| self.name(s, e.pos(), &kp, "seat name"));
                         if let Some(n) = &name {
-                            if let Some((_, p)) = names.iter().find(|(m, _)| m == n) {
+                            if let Some(p) = names.get(n) {
                                 let line = self.line_of(*p);
                                 self.err(
                                     e.pos(),
@@ -1252,7 +1268,7 @@ impl<'s> Ctx<'s> {
                                 );
                                 ok = false;
                             } else {
-                                names.push((n.clone(), e.pos()));
+                                names.insert(n.clone(), e.pos());
                             }
                         }
                         ok &= name.is_some();
@@ -1260,7 +1276,7 @@ impl<'s> Ctx<'s> {
                     "tty" => {
                         tty = self.abs_path_node(e.node, &kp);
                         if let Some(t) = &tty {
-                            if let Some((_, p)) = ttys.iter().find(|(u, _)| u == t) {
+                            if let Some(p) = ttys.get(t) {
                                 let line = self.line_of(*p);
                                 self.err(
                                     e.pos(),
@@ -1268,7 +1284,7 @@ impl<'s> Ctx<'s> {
                                 );
                                 ok = false;
                             } else {
-                                ttys.push((t.clone(), e.pos()));
+                                ttys.insert(t.clone(), e.pos());
                             }
                         }
                         ok &= tty.is_some();
@@ -1375,7 +1391,8 @@ impl<'s> Ctx<'s> {
 /// Subsystem names with their positions, for the cross-checks done after the whole walk.
 #[derive(Default)]
 struct SubsystemRefs {
-    defined: Vec<(String, Pos)>,
+    /// Lowercased name -> (name as written, position).
+    defined: HashMap<String, (String, Pos)>,
     required: Vec<(String, Pos)>,
     optional: Vec<(String, Pos)>,
     session: Vec<(String, Pos)>,

@@ -6,6 +6,7 @@
 //! and links are expanded by the executor, against the environment built in the `environment`
 //! phase (an extension of Windows, where BootExecute and DOS Devices are read before Environment).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -259,16 +260,19 @@ fn join_paths(paths: &[PathBuf]) -> String {
 /// definition, possible only in a hand-built `Config`, is left out).
 pub fn plan(cfg: &Config) -> BootPlan {
     let sm = &cfg.session_manager;
+    // Lowercased name -> definition; the first definition wins, like `Subsystems::get`.
+    let mut defs: HashMap<String, (&str, &CommandSpec)> = HashMap::new();
+    for (name, c) in &cfg.subsystems.definitions {
+        defs.entry(name.to_ascii_lowercase())
+            .or_insert((name.as_str(), c));
+    }
     let required = cfg
         .subsystems
         .required
         .iter()
         .filter(|n| !Subsystems::is_debug(n))
-        .filter_map(|n| {
-            cfg.subsystems
-                .get_entry(n)
-                .map(|(name, c)| (name.to_owned(), c.clone()))
-        })
+        .filter_map(|n| defs.get(&n.to_ascii_lowercase()))
+        .map(|(name, c)| ((*name).to_owned(), (*c).clone()))
         .collect();
     let phases = vec![
         Phase::EarlyMounts,

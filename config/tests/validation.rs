@@ -698,3 +698,24 @@ fn round_trip_display_line_through_config() {
     let again = ok(&format!("[session-manager]\nboot-execute = [{line:?}]\n"));
     assert_eq!(again, c);
 }
+
+/// A 1 MiB-class file with thousands of entries and problems must stay fast (duplicate checks
+/// and positions are hashed / computed incrementally; this took seconds when they were not).
+#[test]
+fn large_inputs_stay_linear() {
+    let mut src = String::new();
+    for i in 0..5000 {
+        src.push_str(&format!(
+            "[[seats]]\nname = \"s{i}\"\ntty = \"/dev/tty{i}\"\n"
+        ));
+    }
+    src.push_str("[boot-drivers]\nmodules = [");
+    src.push_str(&vec!["\"\""; 20000].join(","));
+    src.push_str("]\n");
+    let t = std::time::Instant::now();
+    let d = parse_str(&src, Path::new("big.toml")).unwrap_err();
+    assert_eq!(d.len(), 20000);
+    assert_eq!(d.0[19999].line, 15002);
+    assert_eq!(d.0[19999].col, 12 + 19999 * 3);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
