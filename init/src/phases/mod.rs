@@ -1,3 +1,138 @@
 //! One module per boot phase, named after the Session Manager value it implements. Each is
 //! written against the [`crate::sys::Sys`] seam; the supervisor's boot runner calls them in
 //! BootPlan order.
+//!
+//! Fatality is the caller's decision, following Windows: phases that Windows treats as fatal
+//! (`dos_devices`, Kmode in `modules`) return the error; the others return every failure as a
+//! list and carry on, as `SmpProcessFileRenames` and `SmpCreatePagingFiles` do.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::sys::Sys;
+
+pub mod dos_devices;
+pub mod early_mounts;
+pub mod environment;
+pub mod modules;
+pub mod object_directories;
+pub mod paging_files;
+pub mod pending_renames;
+pub mod volumes;
+
+/// What went wrong in a boot phase; every variant names its object.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    #[error("failed to mount {fstype} on {target}: {source}")]
+    Mount {
+        target: PathBuf,
+        fstype: String,
+        source: io::Error,
+    },
+    #[error("failed to remount {target} read-write: {source}")]
+    Remount { target: PathBuf, source: io::Error },
+    #[error("failed to create directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("failed to resolve device {spec}: {reason}")]
+    ResolveDevice { spec: String, reason: String },
+    #[error("failed to find kernel module {name} in {dir}: {reason}")]
+    ModuleNotFound {
+        name: String,
+        dir: PathBuf,
+        reason: String,
+    },
+    #[error("failed to load kernel module {name} from {path}: {source}")]
+    LoadModule {
+        name: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "failed to load compressed kernel module {name} from {path}: the kernel refused \
+         MODULE_INIT_COMPRESSED_FILE (it needs Linux 6.3+ built with CONFIG_MODULE_DECOMPRESS \
+         for this format; install an uncompressed .ko instead): {source}"
+    )]
+    CompressedModule {
+        name: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("failed to load kernel module {name}: its dependency {dependency} did not load")]
+    ModuleDependency { name: String, dependency: String },
+    #[error("failed to read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("failed to write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("failed to accept dos-devices name {name:?}: {reason}")]
+    InvalidLinkName { name: String, reason: String },
+    #[error("failed to link {link} -> {target}: {source}")]
+    Link {
+        link: PathBuf,
+        target: String,
+        source: io::Error,
+    },
+    #[error("failed to remove link {link}: {source}")]
+    RemoveLink { link: PathBuf, source: io::Error },
+    #[error("failed to claim rename queue {path}: {source}")]
+    ClaimQueue { path: PathBuf, source: io::Error },
+    #[error("failed to create paging file {path}: {source}")]
+    PagingFile { path: PathBuf, source: io::Error },
+    #[error("failed to create paging file {spec}: {reason}")]
+    PagingFileSkipped { spec: String, reason: String },
+}
+
+/// Mount points listed in `/proc/self/mounts` (empty when it cannot be read, e.g. before /proc
+/// is mounted). Used to skip what is already mounted rather than mount over it: proc, sysfs and
+/// tmpfs happily stack a second instance on an occupied mount point instead of failing EBUSY.
+pub(crate) fn mounted_targets(sys: &dyn Sys) -> Vec<PathBuf> {
+    let Ok(bytes) = sys.read_file(Path::new("/proc/self/mounts")) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(|t| PathBuf::from(unescape_mount_field(t)))
+        .collect()
+}
+
+/// Undo the octal escapes of /proc/self/mounts and /proc/swaps (`\040` space, `\011` tab,
+/// `\012` newline, `\134` backslash), see proc_pid_mounts(5).
+pub(crate) fn unescape_mount_field(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The errno of an io::Error, 0 when it has none.
+pub(crate) fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_mount_fields() {
+        assert_eq!(unescape_mount_field(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount_field(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape_mount_field(r"/trail\04"), r"/trail\04");
+        assert_eq!(unescape_mount_field(r"/plain"), "/plain");
+    }
+}

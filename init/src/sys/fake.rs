@@ -1,12 +1,12 @@
 //! A recording fake of [`Sys`] with a tiny in-memory filesystem and injectable errors, for
 //! unit tests of the boot phases.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{MountFlags, Sys};
+use super::{FileLock, MountFlags, Sys};
 
 /// One node of the fake filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +25,26 @@ pub struct FakeSys {
     pub errors: RefCell<Vec<(String, PathBuf, i32)>>,
     pub free: RefCell<BTreeMap<PathBuf, u64>>,
     pub mem_total: u64,
+    /// `allocate_file` of more than this many bytes fails with ENOSPC (a full disk).
+    pub allocate_limit: Cell<Option<u64>>,
+    /// Logical sizes of files made by `allocate_file` (their data holds only what was written).
+    pub sizes: RefCell<BTreeMap<PathBuf, u64>>,
+    pub release: String,
+    pub arch: String,
+    pub cpus: usize,
 }
 
 impl FakeSys {
     pub fn new() -> Self {
         let s = Self {
             mem_total: 512 << 20,
+            release: "6.6.0-test".to_string(),
+            arch: "x86_64".to_string(),
+            cpus: 2,
             ..Default::default()
         };
-        s.fs.borrow_mut().insert(PathBuf::from("/"), Node::Dir(0o755));
+        s.fs.borrow_mut()
+            .insert(PathBuf::from("/"), Node::Dir(0o755));
         s
     }
 
@@ -44,16 +55,45 @@ impl FakeSys {
             .push((op.to_string(), path.as_ref().to_path_buf(), errno));
     }
 
+    /// Add a file (and any missing parent directories), without recording a call.
     pub fn add_file(&self, path: impl AsRef<Path>, data: &[u8]) {
-        self.fs
-            .borrow_mut()
-            .insert(path.as_ref().to_path_buf(), Node::File(data.to_vec(), 0o644));
+        self.add_parents(path.as_ref());
+        self.fs.borrow_mut().insert(
+            path.as_ref().to_path_buf(),
+            Node::File(data.to_vec(), 0o644),
+        );
     }
 
+    /// Add a directory (and any missing parents), without recording a call.
     pub fn add_dir(&self, path: impl AsRef<Path>) {
+        self.add_parents(path.as_ref());
         self.fs
             .borrow_mut()
             .insert(path.as_ref().to_path_buf(), Node::Dir(0o755));
+    }
+
+    fn add_parents(&self, path: &Path) {
+        let mut fs = self.fs.borrow_mut();
+        for a in path.ancestors().skip(1) {
+            fs.entry(a.to_path_buf()).or_insert(Node::Dir(0o755));
+        }
+    }
+
+    /// Free bytes reported by `free_bytes` for exactly `path` (default 1 TiB).
+    pub fn set_free(&self, path: impl AsRef<Path>, bytes: u64) {
+        self.free
+            .borrow_mut()
+            .insert(path.as_ref().to_path_buf(), bytes);
+    }
+
+    /// Calls whose line starts with `prefix` (e.g. "swapon").
+    pub fn calls_of(&self, prefix: &str) -> Vec<String> {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(prefix))
+            .cloned()
+            .collect()
     }
 
     pub fn node(&self, path: impl AsRef<Path>) -> Option<Node> {
@@ -205,8 +245,22 @@ impl Sys for FakeSys {
         data: &str,
     ) -> io::Result<()> {
         let mut opts = vec![if flags.read_only { "ro" } else { "rw" }];
-        if flags.remount {
-            opts.push("remount");
+        for (on, name) in [
+            (flags.remount, "remount"),
+            (flags.nosuid, "nosuid"),
+            (flags.nodev, "nodev"),
+            (flags.noexec, "noexec"),
+            (flags.noatime, "noatime"),
+            (flags.nodiratime, "nodiratime"),
+            (flags.relatime, "relatime"),
+            (flags.strictatime, "strictatime"),
+            (flags.lazytime, "lazytime"),
+            (flags.sync, "sync"),
+            (flags.dirsync, "dirsync"),
+        ] {
+            if on {
+                opts.push(name);
+            }
         }
         if !data.is_empty() {
             opts.push(data);
@@ -220,14 +274,23 @@ impl Sys for FakeSys {
 
     fn allocate_file(&self, path: &Path, size: u64, mode: u32) -> io::Result<()> {
         self.record("allocate", &[path], &format!("{size} {mode:o}"))?;
+        if self.allocate_limit.get().is_some_and(|l| size > l) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         self.fs
             .borrow_mut()
             .insert(path.to_path_buf(), Node::File(Vec::new(), mode));
+        // Sizes are kept aside: a fake 4 GiB swap file must not cost 4 GiB of test memory.
+        self.sizes.borrow_mut().insert(path.to_path_buf(), size);
         Ok(())
     }
 
     fn write_at(&self, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.record("write_at", &[path], &format!("{offset} {} bytes", data.len()))?;
+        self.record(
+            "write_at",
+            &[path],
+            &format!("{offset} {} bytes", data.len()),
+        )?;
         let mut fs = self.fs.borrow_mut();
         match fs.get_mut(path) {
             Some(Node::File(d, _)) => {
@@ -268,5 +331,80 @@ impl Sys for FakeSys {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = i as u8;
         }
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.record("read_at", &[path], &format!("{offset} {len}"))?;
+        match self.fs.borrow().get(path) {
+            Some(Node::File(d, _)) => {
+                let start = (offset as usize).min(d.len());
+                let end = start.saturating_add(len).min(d.len());
+                Ok(d[start..end].to_vec())
+            }
+            Some(_) => Err(io::Error::from_raw_os_error(libc::EISDIR)),
+            None => Err(enoent()),
+        }
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.record("list", &[path], "")?;
+        let fs = self.fs.borrow();
+        match fs.get(path) {
+            Some(Node::Dir(_)) => {}
+            Some(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            None => return Err(enoent()),
+        }
+        Ok(fs
+            .keys()
+            .filter(|k| k.parent() == Some(path))
+            .filter_map(|k| k.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        self.record("stat", &[path], "")?;
+        if let Some(size) = self.sizes.borrow().get(path) {
+            if self.fs.borrow().contains_key(path) {
+                return Ok(*size);
+            }
+        }
+        match self.fs.borrow().get(path) {
+            Some(Node::File(d, _)) => Ok(d.len() as u64),
+            Some(_) => Ok(4096),
+            None => Err(enoent()),
+        }
+    }
+
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.record("chmod", &[path], &format!("{mode:o}"))?;
+        match self.fs.borrow_mut().get_mut(path) {
+            Some(Node::File(_, m)) | Some(Node::Dir(m)) => {
+                *m = mode;
+                Ok(())
+            }
+            Some(Node::Symlink(_)) => Ok(()),
+            None => Err(enoent()),
+        }
+    }
+
+    fn lock_file(&self, path: &Path) -> io::Result<FileLock> {
+        self.record("flock", &[path], "")?;
+        if self.fs.borrow().contains_key(path) {
+            Ok(FileLock::none())
+        } else {
+            Err(enoent())
+        }
+    }
+
+    fn kernel_release(&self) -> io::Result<String> {
+        Ok(self.release.clone())
+    }
+
+    fn machine(&self) -> io::Result<String> {
+        Ok(self.arch.clone())
+    }
+
+    fn online_cpus(&self) -> usize {
+        self.cpus
     }
 }

@@ -21,8 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-
-/// Flags of [`Sys::mount`], the subset smss uses.
+/// Flags of [`Sys::mount`], the subset smss uses (mount(8)'s names, MS_* in mount(2)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MountFlags {
     pub read_only: bool,
@@ -30,6 +29,31 @@ pub struct MountFlags {
     pub nosuid: bool,
     pub nodev: bool,
     pub noexec: bool,
+    pub noatime: bool,
+    pub nodiratime: bool,
+    pub relatime: bool,
+    pub strictatime: bool,
+    pub lazytime: bool,
+    pub sync: bool,
+    pub dirsync: bool,
+}
+
+/// An exclusive `flock(2)` held on a file until dropped (the fake holds nothing).
+#[derive(Debug)]
+pub struct FileLock(#[allow(dead_code)] Option<nix::fcntl::Flock<fs::File>>);
+
+impl FileLock {
+    /// A lock that holds nothing, for fakes.
+    pub fn none() -> Self {
+        FileLock(None)
+    }
+}
+
+/// Take `flock(LOCK_EX)` on an open file, blocking until it is granted. Writers of the rename
+/// queue use it on their own `File` (real I/O, not through [`Sys`]).
+pub fn lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
 }
 
 /// The seam between the boot phases and the kernel. Everything a phase does to the machine
@@ -69,6 +93,22 @@ pub trait Sys {
     /// finit_module(2); `compressed` passes MODULE_INIT_COMPRESSED_FILE (kernel 6.3+ decompresses).
     fn finit_module(&self, path: &Path, params: &str, compressed: bool) -> io::Result<()>;
     fn random_bytes(&self, buf: &mut [u8]);
+    /// Read up to `len` bytes at `offset` (fewer at end of file); superblocks of block devices.
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Names of the entries of a directory, sorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Size in bytes of a regular file (not following a final symlink).
+    fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// chmod(2).
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Open `path` and take an exclusive flock on it, blocking until granted.
+    fn lock_file(&self, path: &Path) -> io::Result<FileLock>;
+    /// `uname -r`.
+    fn kernel_release(&self) -> io::Result<String>;
+    /// `uname -m`.
+    fn machine(&self) -> io::Result<String>;
+    /// Online CPUs (sysconf _SC_NPROCESSORS_ONLN), at least 1.
+    fn online_cpus(&self) -> usize;
 }
 
 /// The real kernel.
@@ -77,7 +117,10 @@ pub struct RealSys;
 
 impl Sys for RealSys {
     fn create_dir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(mode).create(path)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
     }
 
     fn set_umask(&self, mask: u32) {
@@ -144,6 +187,13 @@ impl Sys for RealSys {
         f.set(MsFlags::MS_NOSUID, flags.nosuid);
         f.set(MsFlags::MS_NODEV, flags.nodev);
         f.set(MsFlags::MS_NOEXEC, flags.noexec);
+        f.set(MsFlags::MS_NOATIME, flags.noatime);
+        f.set(MsFlags::MS_NODIRATIME, flags.nodiratime);
+        f.set(MsFlags::MS_RELATIME, flags.relatime);
+        f.set(MsFlags::MS_STRICTATIME, flags.strictatime);
+        f.set(MsFlags::MS_LAZYTIME, flags.lazytime);
+        f.set(MsFlags::MS_SYNCHRONOUS, flags.sync);
+        f.set(MsFlags::MS_DIRSYNC, flags.dirsync);
         let data = (!data.is_empty()).then_some(data);
         let fstype = (!fstype.is_empty()).then_some(fstype);
         nix::mount::mount(Some(source), target, fstype, f, data)?;
@@ -163,7 +213,7 @@ impl Sys for RealSys {
         let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, size as libc::off_t) };
         if r != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOSPC) {
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
                 return Err(e);
             }
             // Filesystems without fallocate (tmpfs on old kernels, some FUSE): write zeros.
@@ -192,7 +242,8 @@ impl Sys for RealSys {
         // <linux/swap.h>: SWAP_FLAG_PREFER | (prio << SWAP_FLAG_PRIO_SHIFT) & SWAP_FLAG_PRIO_MASK.
         const SWAP_FLAG_PREFER: i32 = 0x8000;
         const SWAP_FLAG_PRIO_MASK: i32 = 0x7fff;
-        let flags = SWAP_FLAG_PREFER | (priority.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
+        let flags =
+            SWAP_FLAG_PREFER | (priority.clamp(0, SWAP_FLAG_PRIO_MASK) & SWAP_FLAG_PRIO_MASK);
         // SAFETY: c is a valid NUL-terminated path.
         if unsafe { libc::swapon(c.as_ptr(), flags) } == 0 {
             Ok(())
@@ -235,13 +286,72 @@ impl Sys for RealSys {
         }
     }
 
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::open(path)?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::symlink_metadata(path)?.len())
+    }
+
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+
+    fn lock_file(&self, path: &Path) -> io::Result<FileLock> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(FileLock(Some(lock_exclusive(f)?)))
+    }
+
+    fn kernel_release(&self) -> io::Result<String> {
+        let u = nix::sys::utsname::uname()?;
+        Ok(u.release().to_string_lossy().into_owned())
+    }
+
+    fn machine(&self) -> io::Result<String> {
+        let u = nix::sys::utsname::uname()?;
+        Ok(u.machine().to_string_lossy().into_owned())
+    }
+
+    fn online_cpus(&self) -> usize {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+            .ok()
+            .flatten()
+            .map(|v| v.max(1) as usize)
+            .unwrap_or(1)
+    }
+
     fn random_bytes(&self, buf: &mut [u8]) {
-        // SAFETY: buf is a valid writable slice; getrandom may return fewer bytes, so loop.
+        // getrandom may return fewer bytes than asked, so loop.
         let mut got = 0;
         while got < buf.len() {
-            let r = unsafe {
-                libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0)
-            };
+            // SAFETY: the pointer and length describe the unfilled tail of the writable `buf`.
+            let r = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
             if r <= 0 {
                 break;
             }
