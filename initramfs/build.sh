@@ -104,6 +104,7 @@ for prog in "$here"/libexec/*; do
   install -m 0755 "$prog" "$stage/usr/libexec/smss/$(basename "$prog")"
 done
 cp -a "$here/etc/." "$stage/etc/"
+ln -s /proc/self/mounts "$stage/etc/mtab"   # e2fsck and mount(8) look here
 
 # --- kernel modules -----------------------------------------------------------------------------
 # The configs' [boot-drivers] modules and [subsystems] kmode, plus MODULES, plus what modules.dep

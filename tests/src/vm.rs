@@ -101,10 +101,14 @@ pub fn tail(s: &str, max: usize) -> &str {
 }
 
 /// Builds static smss, smctl and smss-session (scripts/build-static.sh) once per test binary and
-/// returns the directory holding them.
+/// returns the directory holding them. `SMSS_BIN_DIR=DIR` uses prebuilt binaries instead.
 pub fn static_binaries() -> Result<PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("SMSS_BIN_DIR") {
+            eprintln!("using prebuilt binaries from SMSS_BIN_DIR={dir:?}");
+            return Ok(PathBuf::from(dir));
+        }
         let root = repo_root();
         let out = run_ok(
             Command::new(root.join("scripts/build-static.sh")).current_dir(&root),
