@@ -513,7 +513,12 @@ impl Vm {
             output.push_str(text.trim_end_matches("@@rc="));
             let digits = after.trim_end_matches("@@");
             if let Ok(code) = digits.trim().parse::<i32>() {
-                return Ok((code, output.trim().to_string()));
+                // drop the echo of the typed line when it came through unwrapped
+                let out = match output.rfind("@@rc=$?@@") {
+                    Some(i) => &output[i + "@@rc=$?@@".len()..],
+                    None => &output[..],
+                };
+                return Ok((code, out.trim().to_string()));
             }
             output.push_str("@@rc=");
             output.push_str(&after);
