@@ -26,7 +26,8 @@ impl Ready {
 /// One command smss starts: boot-execute, setup-execute, execute, a subsystem or an initial command.
 ///
 /// Values are raw: `%VAR%` references are expanded by the executor when the command is started
-/// (see [`crate::expand`]), because the environment is only known then.
+/// (see [`crate::expand`]), because the environment is only known then. Expansion is done per
+/// argument, after splitting, so a value containing spaces stays one argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSpec {
     /// Program and arguments; never empty, `argv[0]` never empty.

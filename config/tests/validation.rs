@@ -362,6 +362,13 @@ fn paging_grammar() {
     assert_eq!(f[3].path, Path::new("/d"));
     assert_eq!(f[3].to_string(), "?:/d 64 128");
     assert_eq!(f[0].to_string(), "/a");
+    // Display is the config grammar: printing and parsing again gives the same entries.
+    let again: Vec<String> = f.iter().map(|p| format!("{:?}", p.to_string())).collect();
+    let c2 = ok(&format!(
+        "[memory-management]\npaging-files = [{}]\n",
+        again.join(", ")
+    ));
+    assert_eq!(&c2.memory_management.paging_files, f);
 }
 
 // ---- absolute paths ----
