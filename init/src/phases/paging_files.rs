@@ -361,3 +361,220 @@ fn existing_uuid(sys: &dyn Sys, path: &Path, page: usize) -> Option<[u8; 16]> {
     }
     sys.read_at(path, 1036, 16).ok()?.try_into().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::FakeSys;
+
+    fn pf(path: &str, any_volume: bool, min_mb: u64, max_mb: u64) -> PagingFile {
+        PagingFile {
+            path: path.into(),
+            any_volume,
+            min_mb,
+            max_mb,
+        }
+    }
+
+    fn allocs(s: &FakeSys) -> Vec<String> {
+        s.calls_of("allocate")
+    }
+
+    #[test]
+    fn header_layout() {
+        let h = swap_header(4096, 64 << 20, [0xab; 16], "a-label-longer-than-16");
+        assert_eq!(h.len(), 4096);
+        assert!(h[..1024].iter().all(|&b| b == 0));
+        assert_eq!(&h[1024..1028], &1u32.to_ne_bytes());
+        assert_eq!(&h[1028..1032], &((64u32 << 20) / 4096 - 1).to_ne_bytes());
+        assert_eq!(&h[1032..1036], &[0; 4]);
+        assert_eq!(&h[1036..1052], &[0xab; 16]);
+        assert_eq!(&h[1052..1068], b"a-label-longer-t");
+        assert_eq!(&h[4086..], b"SWAPSPACE2");
+        assert_eq!(swap_header(65536, 1 << 30, [0; 16], "").len(), 65536);
+        assert_eq!(swap_header(0, 0, [0; 16], "").len(), 4096);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(system_managed_bytes(512 << 20), 768 << 20);
+        assert_eq!(system_managed_bytes(2 << 30), 2 << 30);
+        assert_eq!(reserve_for(100 << 20), 25 << 20);
+        assert_eq!(reserve_for(10 << 30), 256 << 20);
+    }
+
+    #[test]
+    fn creates_in_order_with_priorities() {
+        let s = FakeSys::new();
+        let files = [pf("/swapfile", false, 64, 128), pf("/var/swap", false, 32, 0)];
+        let out = run(&s, &files, &[PathBuf::from("/")]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            s.calls_of("swapon"),
+            ["swapon /swapfile 16", "swapon /var/swap 15"]
+        );
+        assert_eq!(
+            allocs(&s),
+            ["allocate /swapfile 67108864 600", "allocate /var/swap 33554432 600"]
+        );
+        // The header went to offset 0 of each, before swapon.
+        let calls = s.calls();
+        let w = calls.iter().position(|c| c == "write_at /swapfile 0 4096 bytes").unwrap();
+        let on = calls.iter().position(|c| c == "swapon /swapfile 16").unwrap();
+        assert!(w < on);
+        match s.node("/swapfile") {
+            Some(crate::sys::fake::Node::File(d, mode)) => {
+                assert_eq!(mode, 0o600);
+                assert_eq!(&d[4086..4096], b"SWAPSPACE2");
+                assert_eq!(d[1036 + 6] & 0xf0, 0x40, "uuid version 4");
+            }
+            n => panic!("{n:?}"),
+        }
+        assert!(out.iter().all(|o| o.result.is_ok()));
+    }
+
+    #[test]
+    fn system_managed_is_sized_from_ram() {
+        let s = FakeSys::new(); // 512 MiB of RAM
+        let out = run(&s, &[pf("/swapfile", false, 0, 0)], &[]);
+        assert_eq!(out[0].result.as_ref().unwrap().size_bytes, 768 << 20);
+    }
+
+    #[test]
+    fn enospc_retries_16mb_smaller_down_to_16mb_then_emergency() {
+        let s = FakeSys::new();
+        s.fail("allocate", "/swapfile", libc::ENOSPC);
+        let out = run(&s, &[pf("/swapfile", false, 64, 0)], &[PathBuf::from("/")]);
+        let sizes: Vec<String> = allocs(&s)
+            .iter()
+            .map(|a| a.split(' ').nth(2).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            &sizes[..4],
+            [64 << 20, 48 << 20, 32 << 20, 16 << 20].map(|n: u64| n.to_string())
+        );
+        // Each failed attempt deleted its file.
+        assert_eq!(
+            s.calls_of("unlink").iter().filter(|c| *c == "unlink /swapfile").count(),
+            4
+        );
+        assert_eq!(out.len(), 2);
+        assert!(matches!(out[0].result, Err(PhaseError::PagingFile { .. })));
+        assert!(out[0].result.as_ref().unwrap_err().to_string().contains("No space left"));
+        let e = out[1].result.as_ref().unwrap();
+        assert_eq!(e.path, Path::new("/smss-emergency.swap"));
+        assert_eq!(e.priority, 0);
+        assert_eq!(out[1].spec, "emergency ?:/smss-emergency.swap");
+    }
+
+    #[test]
+    fn disk_full_shrinks_to_what_fits() {
+        let s = FakeSys::new();
+        s.allocate_limit.set(Some(40 << 20));
+        let out = run(&s, &[pf("/swapfile", false, 64, 0)], &[]);
+        assert_eq!(out[0].result.as_ref().unwrap().size_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn swapon_einval_gives_up_at_once() {
+        let s = FakeSys::new();
+        s.fail("swapon", "/swapfile", libc::EINVAL);
+        s.fail("swapon", "/smss-emergency.swap", libc::EINVAL);
+        let out = run(&s, &[pf("/swapfile", false, 64, 0)], &[]);
+        assert_eq!(allocs(&s).len(), 2, "{:?}", allocs(&s));
+        assert!(out.iter().all(|o| o.result.is_err()));
+        assert!(s.node("/swapfile").is_none() && s.node("/smss-emergency.swap").is_none());
+    }
+
+    #[test]
+    fn any_volume_picks_the_first_with_room() {
+        let s = FakeSys::new();
+        // /a: 40 MiB free -> 30 MiB of room; /b: plenty.
+        s.add_dir("/a");
+        s.add_dir("/b");
+        s.set_free("/a", 40 << 20);
+        let vols = [PathBuf::from("/a"), PathBuf::from("/b")];
+        let out = run(&s, &[pf("/swapfile", true, 64, 0)], &vols);
+        let r = out[0].result.as_ref().unwrap();
+        assert_eq!(r.path, Path::new("/b/swapfile"));
+        assert_eq!(r.size_bytes, 64 << 20);
+        // Without room anywhere for 64, the second pass takes what /a has.
+        let s = FakeSys::new();
+        s.set_free("/a", 40 << 20);
+        s.set_free("/b", 20 << 20);
+        let out = run(&s, &[pf("/swapfile", true, 64, 0)], &vols);
+        let r = out[0].result.as_ref().unwrap();
+        assert_eq!((r.path.as_path(), r.size_bytes), (Path::new("/a/swapfile"), 30 << 20));
+    }
+
+    #[test]
+    fn small_disk_reserve_scales() {
+        let s = FakeSys::new();
+        s.set_free("/", 100 << 20);
+        let out = run(&s, &[pf("/swapfile", false, 512, 0)], &[]);
+        // 100 MiB free, 25 kept: 75 MiB.
+        assert_eq!(out[0].result.as_ref().unwrap().size_bytes, 75 << 20);
+        let s = FakeSys::new();
+        s.set_free("/", 16 << 20);
+        let out = run(&s, &[pf("/swapfile", false, 64, 0)], &[]);
+        assert!(out.iter().all(|o| o.result.is_err()));
+        assert!(out[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("MiB of room on /"));
+        assert!(allocs(&s).is_empty());
+    }
+
+    #[test]
+    fn active_swap_is_left_alone_and_right_size_file_reused() {
+        let s = FakeSys::new();
+        s.add_file(
+            "/proc/swaps",
+            b"Filename\tType\tSize\tUsed\tPriority\n/active\\040swap file\t1024\t0\t-2\n",
+        );
+        let mut old = swap_header(4096, 64 << 20, [9; 16], "old");
+        old.resize(64 << 20, 0);
+        s.add_file("/reuse", &old);
+        s.add_file("/stale", b"junk");
+        let out = run(
+            &s,
+            &[
+                pf("/active swap", false, 64, 0),
+                pf("/reuse", false, 64, 0),
+                pf("/stale", false, 16, 0),
+            ],
+            &[],
+        );
+        assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+        assert!(out[0].result.as_ref().unwrap().reused);
+        assert!(out[1].result.as_ref().unwrap().reused);
+        assert!(!out[2].result.as_ref().unwrap().reused);
+        assert_eq!(allocs(&s), ["allocate /stale 16777216 600"]);
+        assert!(s.calls().contains(&"unlink /stale".to_string()));
+        assert!(s.calls().contains(&"chmod /reuse 600".to_string()));
+        match s.node("/reuse") {
+            Some(crate::sys::fake::Node::File(d, _)) => {
+                assert_eq!(&d[1036..1052], &[9; 16], "UUID kept");
+                assert_eq!(&d[1052..1056], b"smss");
+            }
+            n => panic!("{n:?}"),
+        }
+        assert_eq!(s.calls_of("swapon"), ["swapon /reuse 15", "swapon /stale 14"]);
+    }
+
+    #[test]
+    fn nothing_requested_nothing_done_and_limits() {
+        let s = FakeSys::new();
+        assert!(run(&s, &[], &[]).is_empty());
+        assert!(s.calls().is_empty());
+        let files: Vec<_> = (0..18).map(|i| pf(&format!("/s{i}"), false, 16, 0)).collect();
+        let out = run(&s, &files, &[]);
+        assert_eq!(out.len(), 18);
+        assert_eq!(out.iter().filter(|o| o.result.is_ok()).count(), 16);
+        let files = [pf("/x", true, 16, 0), pf("/y", true, 16, 0)];
+        let out = run(&FakeSys::new(), &files, &[]);
+        assert!(out[0].result.is_ok() && out[1].result.is_err());
+    }
+}

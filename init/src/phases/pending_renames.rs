@@ -378,3 +378,273 @@ fn open_queue(queue: &Path, create_new: bool) -> io::Result<fs::File> {
     }
     o.open(queue)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::{FakeSys, Node};
+
+    const Q: &str = "/var/lib/smss/pending-renames";
+
+    fn rename(src: &str, dst: &str, replace: bool) -> Entry {
+        Entry {
+            source: src.into(),
+            action: Action::Rename {
+                destination: dst.into(),
+                replace,
+            },
+        }
+    }
+
+    fn delete(src: &str) -> Entry {
+        Entry {
+            source: src.into(),
+            action: Action::Delete,
+        }
+    }
+
+    #[test]
+    fn parses_pairs_deletes_and_prefixes() {
+        let q = parse_queue(b"/a\0/b\0/c\0\0/d\0!/e\0@/f\0\0/g\0@/h\0");
+        assert_eq!(
+            q.entries,
+            [
+                rename("/a", "/b", false),
+                delete("/c"),
+                rename("/d", "/e", true),
+                delete("/f"),
+                rename("/g", "/h", true),
+            ]
+        );
+        assert!(q.dropped.is_empty());
+        assert_eq!(parse_queue(b""), Queue::default());
+    }
+
+    #[test]
+    fn odd_source_and_torn_tail_are_dropped_and_reported() {
+        let q = parse_queue(b"/a\0/b\0/odd\0");
+        assert_eq!(q.entries, [rename("/a", "/b", false)]);
+        assert_eq!(q.dropped, [Dropped::OddSource(b"/odd".to_vec())]);
+
+        let q = parse_queue(b"/a\0/b\0/c\0/tor");
+        assert_eq!(q.entries, [rename("/a", "/b", false)]);
+        assert_eq!(
+            q.dropped,
+            [
+                Dropped::OddSource(b"/c".to_vec()),
+                Dropped::TornWrite(b"/tor".to_vec())
+            ]
+        );
+        let q = parse_queue(b"/a\0/b\0/half");
+        assert_eq!(q.dropped, [Dropped::TornWrite(b"/half".to_vec())]);
+        assert_eq!(
+            q.dropped[0].to_string(),
+            "torn write \"/half\" (no NUL terminator)"
+        );
+    }
+
+    #[test]
+    fn relative_and_empty_sources_are_dropped() {
+        let q = parse_queue(b"rel\0/b\0\0/x\0/a\0rel\0\0\0/ok\0\0");
+        assert_eq!(q.entries, [delete("/ok")]);
+        assert_eq!(q.dropped.len(), 4);
+        // A lone '@' with a non-empty destination is not stripped (Windows strips it only for
+        // deletes), so "@/s" is a relative path.
+        assert_eq!(parse_queue(b"@/s\0/d\0").entries, []);
+    }
+
+    #[test]
+    fn valid_prefix_is_whole_pairs() {
+        assert_eq!(valid_prefix_len(b""), 0);
+        assert_eq!(valid_prefix_len(b"/a\0/b\0"), 6);
+        assert_eq!(valid_prefix_len(b"/a\0/b\0/c\0"), 6);
+        assert_eq!(valid_prefix_len(b"/a\0/b\0/c\0/d"), 6);
+        assert_eq!(valid_prefix_len(b"/a\0\0"), 4);
+    }
+
+    #[test]
+    fn encode_is_what_parse_reads() {
+        let rec = encode(Path::new("/s"), Some(Path::new("/d")), true).unwrap();
+        assert_eq!(rec, b"/s\0!/d\0");
+        assert_eq!(encode(Path::new("/s"), None, true).unwrap(), b"/s\0\0");
+        assert!(encode(Path::new("rel"), None, false).is_err());
+        assert!(encode(Path::new("/s"), Some(Path::new("d")), false).is_err());
+        let nul = PathBuf::from(OsStr::from_bytes(b"/a\0b"));
+        assert!(encode(&nul, None, false).is_err());
+    }
+
+    /// A tiny fixed-seed PRNG (xorshift64*), so the test is reproducible without a crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn parse_is_total_on_random_bytes() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let alphabet = b"\0\0\0/!@a.";
+        for _ in 0..20_000 {
+            let len = (rng.next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = rng.next();
+                    if r % 4 == 0 {
+                        r as u8 >> 3
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let q = parse_queue(&bytes);
+            // Every string is accounted for: an entry uses two, a drop one or two.
+            let strings = bytes.iter().filter(|&&b| b == 0).count();
+            let torn = usize::from(bytes.last().is_some_and(|&b| b != 0));
+            let accounted: usize = q.entries.len() * 2
+                + q.dropped
+                    .iter()
+                    .map(|d| match d {
+                        Dropped::Invalid(..) => 2,
+                        _ => 1,
+                    })
+                    .sum::<usize>();
+            assert_eq!(accounted, strings + torn, "{bytes:?}");
+            // The writer's repair keeps exactly the pairs a reader sees.
+            let keep = valid_prefix_len(&bytes);
+            let q2 = parse_queue(&bytes[..keep]);
+            assert_eq!(q2.entries, q.entries, "{bytes:?}");
+        }
+    }
+
+    fn fake_with_queue(bytes: &[u8]) -> FakeSys {
+        let s = FakeSys::new();
+        s.add_file(Q, bytes);
+        s
+    }
+
+    #[test]
+    fn claims_before_applying() {
+        let s = fake_with_queue(b"/a\0/b\0");
+        s.add_file("/a", b"x");
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 1);
+        let calls: Vec<String> = s
+            .calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("stat"))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                format!("flock {Q}"),
+                format!("rename {Q} {Q}.processing"),
+                "fsync /var/lib/smss".to_string(),
+                format!("read {Q}.processing"),
+                "rename_noreplace /a /b".to_string(),
+                format!("unlink {Q}.processing"),
+                "fsync /var/lib/smss".to_string(),
+            ]
+        );
+        assert!(s.node("/b").is_some() && s.node("/a").is_none());
+        assert!(!s.exists(Path::new(Q)) && !s.exists(&with_suffix(Path::new(Q), ".processing")));
+    }
+
+    #[test]
+    fn missing_queue_is_nothing_to_do() {
+        let s = FakeSys::new();
+        assert_eq!(apply(&s, Path::new(Q)).unwrap(), RenameReport::default());
+        assert!(s.calls_of("rename").is_empty());
+    }
+
+    #[test]
+    fn errors_are_logged_and_skipped() {
+        // EEXIST without '!', EXDEV, ENOENT, ENOTEMPTY; the entries after each still run.
+        let s = fake_with_queue(
+            b"/exists\0/taken\0/x\0/other-fs/x\0/missing\0/m\0/full\0\0/a\0!/taken\0/emptydir\0\0",
+        );
+        for f in ["/exists", "/taken", "/x", "/a", "/full/child"] {
+            s.add_file(f, b"");
+        }
+        s.add_dir("/emptydir");
+        s.fail("rename_noreplace", "/x", libc::EXDEV);
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 2, "{r:?}");
+        assert_eq!(
+            r.failures,
+            [
+                "'/exists' => '/taken' failed: File exists (os error 17)",
+                "'/x' => '/other-fs/x' failed: Invalid cross-device link (os error 18)",
+                "'/missing' => '/m' failed: No such file or directory (os error 2)",
+                "'/full' => '' failed: Directory not empty (os error 39)",
+            ]
+        );
+        // '!' replaced /taken; the empty directory went with rmdir after unlink said EISDIR.
+        assert!(s.node("/a").is_none() && s.node("/taken").is_some());
+        assert!(s.node("/emptydir").is_none());
+        let calls = s.calls();
+        let unlink = calls.iter().position(|c| c == "unlink /emptydir").unwrap();
+        assert_eq!(calls[unlink + 1], "rmdir /emptydir");
+    }
+
+    #[test]
+    fn leftover_processing_is_not_replayed() {
+        let s = fake_with_queue(b"/new\0\0");
+        s.add_file(format!("{Q}.processing"), b"/old\0\0");
+        s.add_file("/old", b"");
+        s.add_file("/new", b"");
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.stale, Some(PathBuf::from(format!("{Q}.stale"))));
+        assert_eq!(r.applied, 1);
+        assert!(s.node("/old").is_some(), "the crashed boot's queue was replayed");
+        assert!(s.node("/new").is_none());
+        assert_eq!(
+            s.node(format!("{Q}.stale")),
+            Some(Node::File(b"/old\0\0".to_vec(), 0o644))
+        );
+    }
+
+    #[test]
+    fn crash_after_claim_never_replays() {
+        // The claim succeeded, then reading failed (stands in for a crash after the claim):
+        // the queue is gone from its name, and the next boot moves it aside unapplied.
+        let s = fake_with_queue(b"/a\0\0");
+        s.add_file("/a", b"");
+        s.fail("read", format!("{Q}.processing"), libc::EIO);
+        assert!(matches!(
+            apply(&s, Path::new(Q)),
+            Err(PhaseError::Read { .. })
+        ));
+        s.errors.borrow_mut().clear();
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 0);
+        assert!(r.stale.is_some());
+        assert!(s.node("/a").is_some());
+    }
+
+    #[test]
+    fn torn_and_odd_queues_apply_the_whole_pairs() {
+        let s = fake_with_queue(b"/a\0\0/b\0/c\0/odd\0/tor");
+        s.add_file("/a", b"");
+        s.add_file("/b", b"");
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 2);
+        assert_eq!(r.dropped.len(), 2, "{r:?}");
+        assert!(s.node("/c").is_some());
+    }
+
+    #[test]
+    fn claim_failure_is_an_error() {
+        let s = fake_with_queue(b"/a\0\0");
+        s.fail("rename", Q, libc::EROFS);
+        let e = apply(&s, Path::new(Q)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("failed to claim rename queue {Q}: Read-only file system (os error 30)")
+        );
+        assert!(s.calls_of("unlink").is_empty());
+    }
+}
