@@ -406,7 +406,10 @@ mod tests {
     #[test]
     fn creates_in_order_with_priorities() {
         let s = FakeSys::new();
-        let files = [pf("/swapfile", false, 64, 128), pf("/var/swap", false, 32, 0)];
+        let files = [
+            pf("/swapfile", false, 64, 128),
+            pf("/var/swap", false, 32, 0),
+        ];
         let out = run(&s, &files, &[PathBuf::from("/")]);
         assert_eq!(out.len(), 2);
         assert_eq!(
@@ -415,12 +418,21 @@ mod tests {
         );
         assert_eq!(
             allocs(&s),
-            ["allocate /swapfile 67108864 600", "allocate /var/swap 33554432 600"]
+            [
+                "allocate /swapfile 67108864 600",
+                "allocate /var/swap 33554432 600"
+            ]
         );
         // The header went to offset 0 of each, before swapon.
         let calls = s.calls();
-        let w = calls.iter().position(|c| c == "write_at /swapfile 0 4096 bytes").unwrap();
-        let on = calls.iter().position(|c| c == "swapon /swapfile 16").unwrap();
+        let w = calls
+            .iter()
+            .position(|c| c == "write_at /swapfile 0 4096 bytes")
+            .unwrap();
+        let on = calls
+            .iter()
+            .position(|c| c == "swapon /swapfile 16")
+            .unwrap();
         assert!(w < on);
         match s.node("/swapfile") {
             Some(crate::sys::fake::Node::File(d, mode)) => {
@@ -455,12 +467,20 @@ mod tests {
         );
         // Each failed attempt deleted its file.
         assert_eq!(
-            s.calls_of("unlink").iter().filter(|c| *c == "unlink /swapfile").count(),
+            s.calls_of("unlink")
+                .iter()
+                .filter(|c| *c == "unlink /swapfile")
+                .count(),
             4
         );
         assert_eq!(out.len(), 2);
         assert!(matches!(out[0].result, Err(PhaseError::PagingFile { .. })));
-        assert!(out[0].result.as_ref().unwrap_err().to_string().contains("No space left"));
+        assert!(out[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("No space left"));
         let e = out[1].result.as_ref().unwrap();
         assert_eq!(e.path, Path::new("/smss-emergency.swap"));
         assert_eq!(e.priority, 0);
@@ -504,7 +524,10 @@ mod tests {
         s.set_free("/b", 20 << 20);
         let out = run(&s, &[pf("/swapfile", true, 64, 0)], &vols);
         let r = out[0].result.as_ref().unwrap();
-        assert_eq!((r.path.as_path(), r.size_bytes), (Path::new("/a/swapfile"), 30 << 20));
+        assert_eq!(
+            (r.path.as_path(), r.size_bytes),
+            (Path::new("/a/swapfile"), 30 << 20)
+        );
     }
 
     #[test]
@@ -561,7 +584,10 @@ mod tests {
             }
             n => panic!("{n:?}"),
         }
-        assert_eq!(s.calls_of("swapon"), ["swapon /reuse 15", "swapon /stale 14"]);
+        assert_eq!(
+            s.calls_of("swapon"),
+            ["swapon /reuse 15", "swapon /stale 14"]
+        );
     }
 
     #[test]
@@ -569,7 +595,9 @@ mod tests {
         let s = FakeSys::new();
         assert!(run(&s, &[], &[]).is_empty());
         assert!(s.calls().is_empty());
-        let files: Vec<_> = (0..18).map(|i| pf(&format!("/s{i}"), false, 16, 0)).collect();
+        let files: Vec<_> = (0..18)
+            .map(|i| pf(&format!("/s{i}"), false, 16, 0))
+            .collect();
         let out = run(&s, &files, &[]);
         assert_eq!(out.len(), 18);
         assert_eq!(out.iter().filter(|o| o.result.is_ok()).count(), 16);

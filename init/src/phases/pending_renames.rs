@@ -493,7 +493,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
                     let r = rng.next();
-                    if r % 4 == 0 {
+                    if r & 3 == 0 {
                         r as u8 >> 3
                     } else {
                         alphabet[(r >> 8) as usize % alphabet.len()]
@@ -599,7 +599,10 @@ mod tests {
         let r = apply(&s, Path::new(Q)).unwrap();
         assert_eq!(r.stale, Some(PathBuf::from(format!("{Q}.stale"))));
         assert_eq!(r.applied, 1);
-        assert!(s.node("/old").is_some(), "the crashed boot's queue was replayed");
+        assert!(
+            s.node("/old").is_some(),
+            "the crashed boot's queue was replayed"
+        );
         assert!(s.node("/new").is_none());
         assert_eq!(
             s.node(format!("{Q}.stale")),
