@@ -11,7 +11,7 @@ target=x86_64-unknown-linux-gnu
 cd "$root"
 
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$target" -p smss -p smss-session "$@" >&2
+  cargo build --release --target "$target" -p smss -p smss-session "$@" >&2
 
 out="$root/target/$target/release"
 for b in smss smctl smss-session; do
