@@ -23,9 +23,16 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Wait {
     Nothing,
     /// A synchronous command (BootExecute, SetupExecute, Execute) must exit.
-    Exit { pid: i32, line: String, fatal: bool },
+    Exit {
+        pid: i32,
+        line: String,
+        fatal: bool,
+    },
     /// A required subsystem must say READY=1.
-    Ready { pid: i32, name: String },
+    Ready {
+        pid: i32,
+        name: String,
+    },
 }
 
 /// Where the walk through the plan is.
@@ -234,7 +241,9 @@ impl Supervisor {
                 for (k, v) in phases::environment::generated_facts(&sys) {
                     self.env.set(&k, v);
                 }
-                if let Err(e) = phases::environment::write_environment_file(&sys, path, self.env.vars()) {
+                if let Err(e) =
+                    phases::environment::write_environment_file(&sys, path, self.env.vars())
+                {
                     self.problem(e);
                 }
                 Step::Done
@@ -275,7 +284,14 @@ impl Supervisor {
         while let Some(cmd) = commands.get(self.boot.step) {
             self.boot.step += 1;
             let line = cmd.display_line();
-            match self.spawn_command(cmd, &line, Role::Command(phase), false, Detach::Session, &[]) {
+            match self.spawn_command(
+                cmd,
+                &line,
+                Role::Command(phase),
+                false,
+                Detach::Session,
+                &[],
+            ) {
                 Ok(pid) if cmd.async_ => log::info!("{phase}: started {line} (pid {pid}, async)"),
                 Ok(pid) => {
                     return Step::Wait(Wait::Exit {
@@ -373,8 +389,9 @@ impl Supervisor {
         }
     }
 
-    /// The reaper saw `pid` exit: resume the boot if it was waiting for it.
-    pub(crate) fn boot_on_exit(&mut self, pid: i32, status: ExitStatus) {
+    /// The reaper saw `pid` exit: resume the boot if it was waiting for it. True when the
+    /// exit was the boot's to report.
+    pub(crate) fn boot_on_exit(&mut self, pid: i32, status: ExitStatus, critical: bool) -> bool {
         match self.boot.wait.clone() {
             Wait::Exit {
                 pid: waited,
@@ -395,28 +412,42 @@ impl Supervisor {
                     self.record_phase(phase, format!("failed: {line} {status}"));
                     log::error!("phase {phase} failed: {line} {status}");
                     self.bugcheck(&format!("smss:{phase}"), pid, status);
-                    return;
+                    return true;
                 } else {
                     self.problem(format!("{phase}: {line} {status}"));
                 }
                 self.boot_continue();
+                true
             }
             Wait::Ready { pid: waited, name } if waited == pid => {
-                // A critical subsystem's exit is a bugcheck through `on_exit`; a non-critical
-                // one that dies before it is ready just ends the wait.
                 self.cancel_timer(&Timer::Readiness { pid });
                 self.boot.wait = Wait::Nothing;
-                self.problem(format!("subsystem {name} exited before it was ready ({status})"));
+                if critical {
+                    // `on_exit` bugchecks; the boot must not go on to the next subsystem.
+                    self.boot.problems.push(format!(
+                        "subsystem {name} exited before it was ready ({status})"
+                    ));
+                    self.record_phase("required-subsystems", format!("failed: {name} {status}"));
+                    return false;
+                }
+                self.problem(format!(
+                    "subsystem {name} exited before it was ready ({status})"
+                ));
                 self.boot_continue();
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 
     /// A datagram on the readiness socket.
     pub(crate) fn on_notification(&mut self, n: Notification) {
         let Wait::Ready { pid, name } = self.boot.wait.clone() else {
-            log::debug!("notification from pid {} while nothing waits: {:?}", n.sender, n.fields);
+            log::debug!(
+                "notification from pid {} while nothing waits: {:?}",
+                n.sender,
+                n.fields
+            );
             return;
         };
         let main_pid = n.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
@@ -457,12 +488,20 @@ impl Supervisor {
 
 fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, String, String)> {
     v.iter()
-        .map(|v| (v.device.clone(), v.mountpoint.clone(), v.fstype.clone(), v.options.clone()))
+        .map(|v| {
+            (
+                v.device.clone(),
+                v.mountpoint.clone(),
+                v.fstype.clone(),
+                v.options.clone(),
+            )
+        })
         .collect()
 }
 
 /// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
 fn parent_of(pid: i32) -> Option<i32> {
-    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    let text =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
     super::procs::parse_stat(&text).map(|p| p.ppid)
 }

@@ -16,10 +16,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::poll::PollTimeout;
 use smss_config::{CommandSpec, Config, Environment, ForwardTo};
 
 use crate::mode::Mode;
@@ -60,7 +60,10 @@ pub enum Role {
     /// A running `smss-session` instance creating session N.
     SessionInstance(u32),
     /// A process reported by a session instance (subsystem or login manager of session N).
-    SessionMember { session: u32, leader: bool },
+    SessionMember {
+        session: u32,
+        leader: bool,
+    },
 }
 
 /// A process we started and still wait for.
@@ -159,7 +162,9 @@ impl Supervisor {
                 Some(n)
             }
             Err(e) => {
-                log::warn!("failed to create the readiness socket: {e}; notify subsystems cannot start");
+                log::warn!(
+                    "failed to create the readiness socket: {e}; notify subsystems cannot start"
+                );
                 None
             }
         };
@@ -368,12 +373,18 @@ impl Supervisor {
 
     fn on_exit(&mut self, pid: i32, status: ExitStatus) {
         let child = self.children.remove(&pid);
-        self.boot_on_exit(pid, status);
+        let critical = child.as_ref().is_some_and(|c| c.critical);
+        if self.boot_on_exit(pid, status, critical) {
+            return;
+        }
         let Some(child) = child else {
             log::debug!("reaped orphan pid {pid} ({status})");
             return;
         };
-        if matches!(child.role, Role::SessionInstance(_) | Role::SessionMember { .. }) {
+        if matches!(
+            child.role,
+            Role::SessionInstance(_) | Role::SessionMember { .. }
+        ) {
             self.on_session_process_exit(pid, &child, status);
             return;
         }
@@ -442,7 +453,9 @@ impl Supervisor {
     pub fn bugcheck(&mut self, name: &str, pid: i32, status: ExitStatus) {
         crate::bugcheck::report(name, pid, status);
         match self.mode {
-            Mode::System => crate::bugcheck::crash(self.cfg.crash_control.effective_action(), status),
+            Mode::System => {
+                crate::bugcheck::crash(self.cfg.crash_control.effective_action(), status)
+            }
             Mode::Container | Mode::Subreaper => {
                 if self.crash_status.is_none() {
                     self.crash_status = Some(status);

@@ -89,7 +89,11 @@ impl NotifySocket {
                 }
             }
             let len = msg.bytes;
-            let body = msg.iovs().next().map(|b| b[..len].to_vec()).unwrap_or_default();
+            let body = msg
+                .iovs()
+                .next()
+                .map(|b| b[..len].to_vec())
+                .unwrap_or_default();
             return Some(Notification {
                 sender,
                 fields: parse_fields(&body),
@@ -130,8 +134,14 @@ mod tests {
     #[test]
     fn receives_with_credentials() {
         let s = NotifySocket::bind().unwrap();
-        let c = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::empty(), None).unwrap();
-        let addr = UnixAddr::new_abstract(s.address[1..].as_bytes()).unwrap();
+        let c = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let addr = UnixAddr::new_abstract(&s.address.as_bytes()[1..]).unwrap();
         nix::sys::socket::sendto(c.as_raw_fd(), b"READY=1", &addr, MsgFlags::empty()).unwrap();
         let n = s.recv().unwrap();
         assert!(n.ready());

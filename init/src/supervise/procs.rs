@@ -84,7 +84,10 @@ mod tests {
     fn parses_names_with_parens_and_spaces() {
         let s = "123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
         let p = parse_stat(s).unwrap();
-        assert_eq!((p.pid, p.ppid, p.pgid, p.kernel_thread), (123, 1, 123, false));
+        assert_eq!(
+            (p.pid, p.ppid, p.pgid, p.kernel_thread),
+            (123, 1, 123, false)
+        );
         let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
         assert!(parse_stat("garbage").is_none());
@@ -92,7 +95,12 @@ mod tests {
 
     #[test]
     fn subreaper_targets_are_descendants_only() {
-        let p = |pid, ppid| ProcInfo { pid, ppid, pgid: pid, kernel_thread: false };
+        let p = |pid, ppid| ProcInfo {
+            pid,
+            ppid,
+            pgid: pid,
+            kernel_thread: false,
+        };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];
         let mut t = stop_targets(&all, 10, false);
         t.sort();

@@ -121,7 +121,10 @@ impl Supervisor {
         match self.stop.as_ref().map(|s| s.stage) {
             Some(Stage::Term) => self.escalate_stop(),
             Some(Stage::Kill) => {
-                log::error!("processes survived SIGKILL for {} s; giving up on them", KILL_WAIT.as_secs());
+                log::error!(
+                    "processes survived SIGKILL for {} s; giving up on them",
+                    KILL_WAIT.as_secs()
+                );
                 self.finish_stop();
             }
             None => {}

@@ -58,10 +58,20 @@ pub struct Ns {
     pub started: Instant,
 }
 
-/// The command line that makes `smss ARGS` PID 1 of a new PID + mount namespace.
+/// The command line that makes `smss ARGS` PID 1 of a new PID + mount namespace, with a
+/// private tmpfs on /run so parallel tests never share /run/smss.
 pub fn ns_command(args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
-    c.args(["--pid", "--fork", "--mount-proc", "--kill-child", smss()]);
+    c.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "sh",
+        "-c",
+    ]);
+    c.arg("mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"");
+    c.arg(smss());
     c.args(args);
     c.env_remove("SMSS_LOG");
     c

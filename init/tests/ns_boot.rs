@@ -1,0 +1,310 @@
+//! Tier 3: the boot sequence of a real `smss` (container mode, PID 1 of a PID + mount namespace)
+//! over a scratch directory: environment, DOS devices, BootExecute, the rename queue, Required
+//! subsystems with readiness, SetupExecute, the initial command, Execute — and the bugchecks.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Ns, TIMEOUT};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smss-boot-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Python one-liner that says READY=1 on $NOTIFY_SOCKET (abstract when it starts with '@').
+const NOTIFY: &str = "python3 -c \"import os,socket; a=os.environ['NOTIFY_SOCKET']; a='\\0'+a[1:] if a[0]=='@' else a; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'READY=1', a)\"";
+
+fn start(cfg: &Path) -> Ns {
+    Ns::start(
+        &["--config", cfg.to_str().unwrap()],
+        &[("container", "test"), ("SMSS_LOG", "info")],
+    )
+}
+
+/// Read stderr until `needle` (the log is on stderr in container mode).
+fn expect_log(ns: &Ns, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match ns.stderr.recv_timeout(left) {
+            Ok(l) => {
+                seen.push_str(&l);
+                seen.push('\n');
+                if l.contains(needle) {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no log line containing {needle:?}; saw:\n{seen}"),
+        }
+    }
+}
+
+#[test]
+fn boot_runs_every_phase_in_order_with_its_effects() {
+    require_unshare!();
+    let d = scratch("full");
+    let p = |s: &str| d.join(s).display().to_string();
+    // The rename queue: rename, delete, replace-existing, no-replace onto an existing file
+    // (skipped), a missing source (skipped), an empty directory delete, and an odd trailing
+    // source that Windows' parser drops.
+    for f in ["src1", "src2", "src3", "dst3", "src4", "dst4"] {
+        fs::write(d.join(f), f).unwrap();
+    }
+    fs::create_dir(d.join("emptydir")).unwrap();
+    let mut q = Vec::new();
+    for (s, t) in [
+        (p("src1"), p("dst1")),
+        (p("src2"), String::new()),
+        (p("src3"), format!("!{}", p("dst3"))),
+        (p("src4"), p("dst4")),
+        (p("missing"), p("whatever")),
+        (p("emptydir"), String::new()),
+    ] {
+        q.extend_from_slice(s.as_bytes());
+        q.push(0);
+        q.extend_from_slice(t.as_bytes());
+        q.push(0);
+    }
+    q.extend_from_slice(p("odd").as_bytes());
+    q.push(0);
+    fs::write(d.join("queue"), &q).unwrap();
+
+    let order = p("order");
+    let cfg = format!(
+        r#"
+[session-manager]
+object-directories = ["{objects}/a", "{objects}/b"]
+dos-devices-directory = "{dos}"
+boot-execute = [
+  "autocheck no-such-fsck-anywhere -p",
+  {{ command = ["sh", "-c", "echo boot-execute %SMSS_T% >> {order}"] }},
+]
+setup-execute = [{{ command = ["sh", "-c", "echo setup >> {order}"] }}]
+execute = [{{ command = ["sh", "-c", "echo execute >> {order}"] }}]
+
+[environment]
+SMSS_T = "t1"
+SMSS_U = "%SMSS_T%-u"
+SMSS_FWD = "%SMSS_LATER%"
+SMSS_LATER = "x"
+
+[dos-devices]
+"C:" = "/"
+"NUL" = "/dev/null"
+"{abs}" = "%SMSS_T%"
+
+[pending-file-rename-operations]
+queue = "{queue}"
+
+[subsystems]
+required = ["debug", "alpha", "beta"]
+alpha = {{ command = ["sh", "-c", "echo alpha >> {order}; sleep 0.3; echo alpha-ready >> {order}; {notify}; exec sleep 1000"], ready = "notify", ready-timeout = "10s" }}
+beta = {{ command = ["sh", "-c", "echo beta >> {order}; {notify}; exec sleep 1000"], ready = "notify" }}
+
+[sessions]
+session0-initial-command = {{ command = ["sh", "-c", "env > {env}; echo initial-done; exec sleep 1000"] }}
+"#,
+        objects = p("objects"),
+        dos = p("dosdevices"),
+        order = order,
+        abs = p("abs-link"),
+        queue = p("queue"),
+        env = p("env"),
+        notify = NOTIFY.replace('\\', "\\\\").replace('"', "\\\""),
+    );
+    let cfg_path = d.join("smss.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let check = std::process::Command::new(common::smss())
+        .args(["check", cfg_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "smss check: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let ns = start(&cfg_path);
+    let log = expect_log(&ns, "boot complete");
+    // Every phase, in the order of the plan.
+    let phases = [
+        "early-mounts",
+        "boot-drivers",
+        "volumes",
+        "object-directories",
+        "environment",
+        "dos-devices",
+        "sessions-directory",
+        "boot-execute",
+        "volumes-read-write",
+        "pending-renames",
+        "paging-files",
+        "generated-environment",
+        "kmode",
+        "required-subsystems",
+        "setup-execute",
+        "initial-command",
+        "execute",
+    ];
+    let mut at = 0;
+    for ph in phases {
+        let needle = format!("phase {ph} ");
+        let found = log[at..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {needle:?} after byte {at} in:\n{log}"));
+        at += found + needle.len();
+    }
+    assert!(
+        log.contains("no-such-fsck-anywhere program not found - skipping AUTOCHECK"),
+        "{log}"
+    );
+
+    // The initial command runs alongside Execute (it is started, not awaited): its own word
+    // on stdout says when its environment dump is complete.
+    ns.expect_line("initial-done", TIMEOUT);
+    // Order: boot-execute, then alpha fully ready before beta starts, then the rest.
+    let text = fs::read_to_string(&order).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "boot-execute t1",
+            "alpha",
+            "alpha-ready",
+            "beta",
+            "setup",
+            "execute"
+        ],
+        "{log}"
+    );
+    // Environment: expansion in file order, forward references stay literal, generated facts.
+    let env = fs::read_to_string(d.join("env")).unwrap();
+    assert!(env.contains("SMSS_U=t1-u\n"), "{env}");
+    assert!(env.contains("SMSS_FWD=%SMSS_LATER%\n"), "{env}");
+    assert!(env.contains("NUMBER_OF_PROCESSORS="), "{env}");
+    // Object directories and DOS devices.
+    assert!(d.join("objects/a").is_dir() && d.join("objects/b").is_dir());
+    assert_eq!(
+        fs::read_link(d.join("dosdevices/C:")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(
+        fs::read_link(d.join("dosdevices/NUL")).unwrap(),
+        Path::new("/dev/null")
+    );
+    assert_eq!(fs::read_link(d.join("abs-link")).unwrap(), Path::new("t1"));
+    // Renames: applied once, in order, per Windows' rules; the queue is consumed.
+    assert_eq!(fs::read_to_string(d.join("dst1")).unwrap(), "src1");
+    assert!(!d.join("src1").exists() && !d.join("src2").exists());
+    assert_eq!(fs::read_to_string(d.join("dst3")).unwrap(), "src3");
+    assert_eq!(
+        fs::read_to_string(d.join("dst4")).unwrap(),
+        "dst4",
+        "no-replace overwrote"
+    );
+    assert!(d.join("src4").exists(), "the skipped source must stay");
+    assert!(!d.join("emptydir").exists());
+    assert!(!d.join("queue").exists(), "queue not consumed");
+
+    // The container ends with its initial command's status: killed by the forwarded SIGTERM.
+    ns.signal(libc::SIGTERM);
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 128 + libc::SIGTERM, "{o:?}");
+}
+
+fn bugcheck_case(name: &str, cfg: &str) -> (i32, String) {
+    let d = scratch(name);
+    let cfg_path = d.join("smss.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let o = start(&cfg_path).wait(TIMEOUT);
+    (o.code, o.stderr)
+}
+
+#[test]
+fn subsystem_not_ready_in_time_is_a_bugcheck() {
+    require_unshare!();
+    let (code, err) = bugcheck_case(
+        "ready-timeout",
+        "[subsystems]\nrequired = [\"slow\"]\nslow = { command = [\"sleep\", \"1000\"], ready = \"notify\", ready-timeout = \"300ms\" }\n",
+    );
+    assert!(
+        err.contains("subsystem slow did not become ready in time"),
+        "{err}"
+    );
+    assert!(
+        err.contains("*** STOP: 0xC000021A (STATUS_SYSTEM_PROCESS_TERMINATED) process=slow"),
+        "{err}"
+    );
+    assert_eq!(code, 128 + libc::SIGKILL, "{err}");
+}
+
+#[test]
+fn fatal_boot_execute_failure_is_a_bugcheck() {
+    require_unshare!();
+    let (code, err) = bugcheck_case(
+        "fatal-be",
+        "[session-manager]\nboot-execute = [{ command = [\"sh\", \"-c\", \"exit 4\"], fatal = true }]\n\
+         [sessions]\nsession0-initial-command = \"sleep 1000\"\n",
+    );
+    assert!(err.contains("process=smss:boot-execute"), "{err}");
+    assert!(err.contains("status=exited:4"), "{err}");
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        !err.contains("initial command"),
+        "boot went on after a fatal step: {err}"
+    );
+}
+
+#[test]
+fn non_fatal_boot_execute_failure_is_logged_and_boot_goes_on() {
+    require_unshare!();
+    let d = scratch("nonfatal");
+    let cfg = "[session-manager]\nboot-execute = [\"sh -c false\"]\n\
+               [sessions]\nsession0-initial-command = { command = [\"sleep\", \"1000\"], critical = false }\n";
+    let cfg_path = d.join("smss.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let ns = start(&cfg_path);
+    let log = expect_log(&ns, "boot complete");
+    assert!(log.contains("exited:1"), "{log}");
+    ns.signal(libc::SIGTERM);
+    assert_eq!(ns.wait(TIMEOUT).code, 128 + libc::SIGTERM);
+}
+
+#[test]
+fn missing_required_subsystem_program_is_a_bugcheck() {
+    require_unshare!();
+    let (code, err) = bugcheck_case(
+        "missing-sub",
+        "[subsystems]\nrequired = [\"windows\"]\nwindows = \"/no/such/csrss\"\n",
+    );
+    assert!(err.contains("process=windows"), "{err}");
+    assert_ne!(code, 0, "{err}");
+}
+
+#[test]
+fn sigterm_during_a_readiness_wait_stops_promptly() {
+    require_unshare!();
+    let d = scratch("term-during-boot");
+    let cfg_path = d.join("smss.toml");
+    fs::write(
+        &cfg_path,
+        "[subsystems]\nrequired = [\"slow\"]\nslow = { command = [\"sleep\", \"1000\"], ready = \"notify\", ready-timeout = \"60s\" }\n",
+    )
+    .unwrap();
+    let ns = start(&cfg_path);
+    expect_log(&ns, "subsystem slow started");
+    ns.signal(libc::SIGTERM);
+    let o = ns.wait(Duration::from_secs(10));
+    assert!(o.elapsed < Duration::from_secs(10));
+    assert!(
+        !o.stderr.contains("STOP"),
+        "a requested stop is not a bugcheck: {o:?}"
+    );
+}
