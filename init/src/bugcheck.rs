@@ -50,7 +50,10 @@ pub fn crash(action: CrashAction, status: ExitStatus) -> ! {
     };
     if let Some(cmd) = cmd {
         let e = sys::reboot(cmd);
-        logging::emergency(&format!("failed to {}: {e}; panicking instead", action.as_str()));
+        logging::emergency(&format!(
+            "failed to {}: {e}; panicking instead",
+            action.as_str()
+        ));
     }
     // PID 1 exiting is the kernel's own panic ("Attempted to kill init!"), the closest Linux
     // has to a bugcheck; with `panic=N` on the command line the kernel then reboots.

@@ -4,7 +4,10 @@
 //! (`smss-session`) and the tests can use the same engine.
 #![deny(unsafe_code)]
 // PID 1 must never panic by accident.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod bugcheck;
 pub mod logging;

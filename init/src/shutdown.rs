@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use crate::sys::{self, RebootCmd};
 
 /// API filesystems the kernel tears down itself; unmounting them only produces noise.
-const KEEP: &[&str] = &["/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run", "/sys/fs/cgroup"];
+const KEEP: &[&str] = &[
+    "/",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/run",
+    "/sys/fs/cgroup",
+];
 
 /// What to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +38,9 @@ pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .map(unescape)
-        .filter(|m| !KEEP.contains(&m.as_str()) && !m.starts_with("/sys/") && !m.starts_with("/proc/"))
+        .filter(|m| {
+            !KEEP.contains(&m.as_str()) && !m.starts_with("/sys/") && !m.starts_with("/proc/")
+        })
         .map(PathBuf::from)
         .collect();
     unmount.reverse();
@@ -47,8 +58,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
             out.push(v as u8);
             i += 4;
         } else {
@@ -80,7 +96,10 @@ fn execute(plan: &ShutdownPlan) {
             // Busy: at least make it clean on disk.
             match remount_read_only(m) {
                 Ok(()) => log::info!("{} busy ({e}); remounted read-only", m.display()),
-                Err(e2) => log::warn!("failed to unmount {}: {e}; remount read-only: {e2}", m.display()),
+                Err(e2) => log::warn!(
+                    "failed to unmount {}: {e}; remount read-only: {e2}",
+                    m.display()
+                ),
             }
         }
     }
@@ -88,11 +107,14 @@ fn execute(plan: &ShutdownPlan) {
         log::debug!("failed to remount / read-only: {e}");
     }
     sys::sync();
-    log::info!("{}", match plan.reboot {
-        RebootCmd::Reboot => "rebooting",
-        RebootCmd::Poweroff => "powering off",
-        RebootCmd::Halt => "halting",
-    });
+    log::info!(
+        "{}",
+        match plan.reboot {
+            RebootCmd::Reboot => "rebooting",
+            RebootCmd::Poweroff => "powering off",
+            RebootCmd::Halt => "halting",
+        }
+    );
     let e = sys::reboot(plan.reboot);
     log::error!("failed to reboot: {e}");
 }
@@ -120,6 +142,9 @@ mod tests {
                       tmpfs /var/x\\040y tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
         let p = plan(swaps, mounts, RebootCmd::Poweroff);
         assert_eq!(p.swapoff, vec![PathBuf::from("/var/swapfile")]);
-        assert_eq!(p.unmount, vec![PathBuf::from("/var/x y"), PathBuf::from("/var")]);
+        assert_eq!(
+            p.unmount,
+            vec![PathBuf::from("/var/x y"), PathBuf::from("/var")]
+        );
     }
 }

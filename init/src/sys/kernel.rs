@@ -71,8 +71,13 @@ pub enum Reaped {
 /// Reap one exited child without blocking.
 pub fn reap_one() -> Reaped {
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Exited(pid, code)) => return Reaped::Child(pid, ExitStatus::Exited(code)),
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
+            Ok(WaitStatus::Exited(pid, code)) => {
+                return Reaped::Child(pid, ExitStatus::Exited(code))
+            }
             Ok(WaitStatus::Signaled(pid, sig, _)) => {
                 return Reaped::Child(pid, ExitStatus::Killed(sig as i32))
             }

@@ -66,7 +66,8 @@ pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf>
     if program.contains('/') {
         return Some(PathBuf::from(program));
     }
-    let path_var = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path_var =
+        path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     path_var
         .split(':')
         .filter(|d| !d.is_empty())
@@ -109,12 +110,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
 
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-        SpawnError::Fork {
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Fork {
             program: name.clone(),
             source: e.into(),
-        }
-    })?;
+        })?;
 
     let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
 
