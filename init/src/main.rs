@@ -208,7 +208,7 @@ fn run(args: Args) -> i32 {
     );
 
     let t = Instant::now();
-    let Some(config) = load_config(mode, &args) else {
+    let Some((config, config_from_file)) = load_config(mode, &args) else {
         return 1;
     };
     log::info!("configuration read in {} us", t.elapsed().as_micros());
@@ -226,6 +226,7 @@ fn run(args: Args) -> i32 {
         forward_to,
         early_phases: early,
         session_binary: session_binary(),
+        config_from_file,
     };
     let code = match Supervisor::new(opts) {
         Ok(mut s) => s.run(),
@@ -245,8 +246,9 @@ fn run(args: Args) -> i32 {
     code
 }
 
-/// Find the configuration; never refuse to boot a machine for lack of one.
-fn load_config(mode: Mode, args: &Args) -> Option<Config> {
+/// Find the configuration (and whether it came from a file); never refuse to boot a machine
+/// for lack of one.
+fn load_config(mode: Mode, args: &Args) -> Option<(Config, bool)> {
     let from_kernel = (mode == Mode::System)
         .then(|| kernel_cmdline("smss.config"))
         .flatten()
@@ -258,14 +260,14 @@ fn load_config(mode: Mode, args: &Args) -> Option<Config> {
     match smss_config::load_optional(&path) {
         Ok(Some(cfg)) => {
             log::info!("configuration {}", path.display());
-            Some(cfg)
+            Some((cfg, true))
         }
         Ok(None) if explicit.is_none() => {
             log::info!(
                 "no configuration at {}: using the built-in defaults",
                 path.display()
             );
-            Some(Config::default())
+            Some((Config::default(), false))
         }
         Ok(None) | Err(_) if mode == Mode::System => {
             if let Err(diags) = smss_config::load_file(&path) {
@@ -277,7 +279,7 @@ fn load_config(mode: Mode, args: &Args) -> Option<Config> {
                 "configuration {} unusable: booting with the built-in defaults",
                 path.display()
             );
-            Some(Config::default())
+            Some((Config::default(), false))
         }
         Ok(None) => {
             eprintln!("smss: {}:1:1: no such file", path.display());

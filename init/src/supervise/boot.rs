@@ -87,6 +87,16 @@ fn machine_only(p: &Phase) -> bool {
     )
 }
 
+/// Phases that write under /run or /var; a minimal container init leaves those alone.
+fn writes_state(p: &Phase) -> bool {
+    matches!(
+        p,
+        Phase::SessionsDirectory { .. }
+            | Phase::PendingRenames { .. }
+            | Phase::GeneratedEnvironment { .. }
+    )
+}
+
 impl Supervisor {
     /// Run phases until one has to wait, the plan ends, or a bugcheck stops the boot.
     pub(crate) fn boot_continue(&mut self) {
@@ -102,6 +112,8 @@ impl Supervisor {
             }
             let step = if self.mode != Mode::System && machine_only(&phase) {
                 Step::Skipped("skipped: not the machine's init")
+            } else if self.minimal && writes_state(&phase) {
+                Step::Skipped("skipped: no configuration file")
             } else {
                 self.run_phase(&phase)
             };

@@ -38,6 +38,9 @@ pub struct Options {
     pub early_phases: Vec<PhaseRecord>,
     /// Where `smss-session` lives (next to our own executable first).
     pub session_binary: PathBuf,
+    /// No configuration file was found: a container then runs as a minimal, tini-like init
+    /// (no control socket, nothing written under /run or /var).
+    pub config_from_file: bool,
 }
 
 /// One boot phase as `GetStatus` reports it.
@@ -127,6 +130,9 @@ pub struct Supervisor {
     pub phases: Vec<PhaseRecord>,
     pub started: Instant,
     pub session_binary: PathBuf,
+    /// Container/subreaper mode on the built-in defaults: touch nothing on disk, serve no
+    /// socket; just run the command, forward signals and reap (what tini users expect).
+    pub minimal: bool,
     epoll: Epoll,
     sigfd: SignalFd,
     notify: Option<notify::NotifySocket>,
@@ -178,6 +184,7 @@ impl Supervisor {
             phases: opts.early_phases,
             started: Instant::now(),
             session_binary: opts.session_binary,
+            minimal: opts.mode != Mode::System && !opts.config_from_file,
             epoll,
             sigfd,
             notify,
