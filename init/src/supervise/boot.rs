@@ -68,6 +68,8 @@ enum Step {
     /// The phase is over; its problems (if any) are in `BootState::problems`.
     Done,
     Skipped(&'static str),
+    /// Run and logged before the loop existed (early mounts, in `main`): just move on.
+    AlreadyDone,
     /// Come back when the wait is satisfied.
     Wait(Wait),
     /// A fatal failure: bugcheck with this process name.
@@ -120,6 +122,10 @@ impl Supervisor {
             match step {
                 Step::Done => self.end_phase(phase.name(), None),
                 Step::Skipped(why) => self.end_phase(phase.name(), Some(why)),
+                Step::AlreadyDone => {
+                    self.boot.index += 1;
+                    self.boot.step = 0;
+                }
                 Step::Wait(w) => self.boot.wait = w,
                 Step::Fatal(who) => {
                     let why = self.boot.problems.join("; ");
@@ -173,8 +179,8 @@ impl Supervisor {
     fn run_phase(&mut self, phase: &Phase) -> Step {
         let sys = RealSys;
         match phase {
-            // Done by `main` before the configuration could be read; recorded there.
-            Phase::EarlyMounts => Step::Skipped("done before the configuration was read"),
+            // Done, logged and recorded by `main` before the configuration could be read.
+            Phase::EarlyMounts => Step::AlreadyDone,
             Phase::BootDrivers { modules } => {
                 let dir = phases::modules::modules_dir(&sys);
                 for e in phases::modules::load_modules(&sys, &dir, modules) {
