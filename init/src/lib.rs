@@ -10,6 +10,7 @@
 )]
 
 pub mod bugcheck;
+pub mod control;
 pub mod logging;
 pub mod mode;
 pub mod phases;

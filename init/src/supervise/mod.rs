@@ -85,6 +85,8 @@ pub enum Token {
     ControlListener,
     ControlClient(u64),
     SessionReport(u32),
+    /// A session's cgroup.events (cgroup2) or its pidfds (no cgroup2) while it is watched.
+    SessionWatch(u32),
 }
 
 impl Token {
@@ -95,6 +97,7 @@ impl Token {
             Token::ControlListener => 2,
             Token::ControlClient(n) => (1 << 32) | (n & 0xffff_ffff),
             Token::SessionReport(n) => (2 << 32) | n as u64,
+            Token::SessionWatch(n) => (3 << 32) | n as u64,
         }
     }
 
@@ -104,7 +107,8 @@ impl Token {
             (0, 1) => Token::Notify,
             (0, _) => Token::ControlListener,
             (1, n) => Token::ControlClient(n),
-            (_, n) => Token::SessionReport(n as u32),
+            (2, n) => Token::SessionReport(n as u32),
+            (_, n) => Token::SessionWatch(n as u32),
         }
     }
 }
@@ -148,6 +152,10 @@ pub struct Supervisor {
     crash_status: Option<ExitStatus>,
     /// Set when the loop should return this exit code.
     finished: Option<i32>,
+    /// The control socket and its connections (`api`).
+    control: api::Control,
+    /// Interactive sessions (`sessions`).
+    sessions: sessions::SessionTable,
 }
 
 impl Supervisor {
@@ -176,7 +184,7 @@ impl Supervisor {
         };
         let base: Vec<(String, String)> = std::env::vars().collect();
         let plan = smss_config::plan::plan(&opts.config);
-        Ok(Supervisor {
+        let mut supervisor = Supervisor {
             mode: opts.mode,
             env: Environment::new(base),
             cfg: opts.config,
@@ -197,7 +205,11 @@ impl Supervisor {
             initial_status: None,
             crash_status: None,
             finished: None,
-        })
+            control: api::Control::default(),
+            sessions: sessions::SessionTable::default(),
+        };
+        supervisor.open_control();
+        Ok(supervisor)
     }
 
     /// Run until the end. Returns the exit code in container/subreaper mode; in system mode it
@@ -234,6 +246,7 @@ impl Supervisor {
             Token::Notify => self.read_notifications(),
             Token::ControlListener | Token::ControlClient(_) => self.on_control_event(token),
             Token::SessionReport(id) => self.on_session_report(id),
+            Token::SessionWatch(id) => self.on_session_watch(id),
         }
     }
 

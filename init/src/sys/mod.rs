@@ -11,6 +11,7 @@
 
 pub mod fake;
 pub mod kernel;
+pub mod pidfd;
 pub mod process;
 
 pub use kernel::*;

@@ -1,0 +1,171 @@
+//! The hand-off between PID 1 and a session instance (`smss-session`), the analogue of the
+//! arguments the master smss.exe gives its per-session copy. PID 1 writes [`SessionParams`] as
+//! one JSON document into a socketpair and shuts its side for writing; the instance reads it
+//! to EOF from the inherited descriptor (`--fd N`), sets the session up, writes one
+//! [`Report`] line back on the same descriptor and exits.
+
+use serde::{Deserialize, Serialize};
+use smss_config::Environment;
+
+/// Where a cgroup2 hierarchy must be mounted for sessions to get cgroups.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The parent of every session cgroup, below [`CGROUP_ROOT`].
+pub const CGROUP_PARENT: &str = "smss";
+/// The largest parameter document PID 1 sends (it must fit the socket buffer at once).
+pub const MAX_PARAMS: usize = 64 * 1024;
+/// The largest report PID 1 reads.
+pub const MAX_REPORT: usize = 64 * 1024;
+
+/// A subsystem the instance starts inside the session (`[sessions] session-subsystems`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsystemSpec {
+    pub name: String,
+    /// Raw argv; `%VAR%` is expanded by the instance against the session environment.
+    pub argv: Vec<String>,
+    /// `ready = "notify"`: wait for READY=1 before the next one.
+    pub notify: bool,
+    pub ready_timeout_ms: u64,
+    /// Its exit ends the session.
+    pub critical: bool,
+}
+
+/// Everything a session instance needs to know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionParams {
+    pub id: u32,
+    pub seat: Option<String>,
+    pub tty: Option<String>,
+    pub user: Option<String>,
+    /// The login manager: the request's command or `[sessions] initial-command`, raw.
+    pub command: Vec<String>,
+    /// Variables the request added (`KEY=VALUE` split), applied last.
+    pub environment: Vec<(String, String)>,
+    pub subsystems: Vec<SubsystemSpec>,
+    /// `/run/smss/sessions/ID`.
+    pub runtime_dir: String,
+    /// The session cgroup's pids.max (`None`: the default, see `sessiond`).
+    pub pids_max: Option<u64>,
+}
+
+/// One process the instance started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub pid: i32,
+    pub name: String,
+    pub critical: bool,
+}
+
+/// The instance's one line back to PID 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Report {
+    pub id: u32,
+    /// Every process started, in start order (subsystems first, the login manager last).
+    pub pids: Vec<i32>,
+    /// The login manager: the session ends when it exits.
+    pub leader: Option<i32>,
+    pub members: Vec<Member>,
+    /// The session cgroup, when cgroup2 was available.
+    pub cgroup: Option<String>,
+    /// Set when the session could not be set up; `pids` are what was started before that
+    /// (PID 1 stops them and cleans up).
+    pub error: Option<String>,
+}
+
+/// The session's environment: the instance's own (PID 1's `SmpDefaultEnvironment`), then
+/// `SESSION`, `SEAT`, `TTY`, `XDG_RUNTIME_DIR` (so `%SESSION%`, `%SEAT%`, `%TTY%` expand),
+/// the user's `USER`/`LOGNAME`/`HOME`/`SHELL`, then the request's variables.
+pub fn session_environment(
+    base: Vec<(String, String)>,
+    p: &SessionParams,
+    user: Option<&super::users::User>,
+) -> Environment {
+    let mut env = Environment::new(base);
+    // Never inherit PID 1's readiness socket: a session subsystem gets its instance's.
+    env.remove("NOTIFY_SOCKET");
+    env.set("SESSION", p.id.to_string());
+    match &p.seat {
+        Some(s) => env.set("SEAT", s.clone()),
+        None => {
+            env.remove("SEAT");
+        }
+    }
+    match &p.tty {
+        Some(t) => env.set("TTY", t.clone()),
+        None => {
+            env.remove("TTY");
+        }
+    }
+    env.set("XDG_RUNTIME_DIR", p.runtime_dir.clone());
+    if let Some(u) = user {
+        env.set("USER", u.name.clone());
+        env.set("LOGNAME", u.name.clone());
+        env.set("HOME", u.home.clone());
+        env.set("SHELL", u.shell.clone());
+    }
+    for (k, v) in &p.environment {
+        env.set(k, v.clone());
+    }
+    env
+}
+
+/// Expand `%VAR%` in each argument against `env` (after splitting, like every smss command).
+pub fn expand_argv(argv: &[String], env: &Environment) -> Vec<String> {
+    argv.iter().map(|a| env.expand(a)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> SessionParams {
+        SessionParams {
+            id: 3,
+            seat: Some("seat1".into()),
+            tty: Some("/dev/pts/4".into()),
+            user: None,
+            command: vec!["getty".into(), "%TTY%".into(), "%SEAT%-%SESSION%".into()],
+            environment: vec![("EXTRA".into(), "1".into()), ("SEAT".into(), "over".into())],
+            subsystems: Vec::new(),
+            runtime_dir: "/run/smss/sessions/3".into(),
+            pids_max: None,
+        }
+    }
+
+    #[test]
+    fn environment_and_expansion() {
+        let base = vec![
+            ("PATH".into(), "/bin".into()),
+            ("NOTIFY_SOCKET".into(), "@x".into()),
+        ];
+        let mut p = params();
+        p.environment.pop();
+        let env = session_environment(base, &p, None);
+        assert_eq!(env.get("SESSION"), Some("3"));
+        assert_eq!(env.get("TTY"), Some("/dev/pts/4"));
+        assert_eq!(env.get("XDG_RUNTIME_DIR"), Some("/run/smss/sessions/3"));
+        assert_eq!(env.get("NOTIFY_SOCKET"), None);
+        assert_eq!(env.get("EXTRA"), Some("1"));
+        assert_eq!(
+            expand_argv(&p.command, &env),
+            vec!["getty", "/dev/pts/4", "seat1-3"]
+        );
+    }
+
+    #[test]
+    fn request_variables_win() {
+        let env = session_environment(Vec::new(), &params(), None);
+        assert_eq!(env.get("SEAT"), Some("over"));
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let p = params();
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<SessionParams>(&text).unwrap(), p);
+        let r: Report = serde_json::from_str(
+            r#"{"id":1,"pids":[5,6],"leader":6,"members":[],"cgroup":null,"error":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.leader, Some(6));
+    }
+}

@@ -1,0 +1,417 @@
+//! The control socket's connections, served from PID 1's single epoll loop: non-blocking,
+//! bounded input (one message of at most [`MAX_MESSAGE`] bytes buffered), bounded output (a
+//! client that does not read its replies is dropped), a bounded number of connections. What
+//! a call means is decided by the supervisor (`supervise::api`); this module only moves bytes.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    getsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
+};
+
+use super::users::{self, Peer};
+use super::wire::{self, Framer, WireError, MAX_MESSAGE};
+
+/// At most this many open connections; more are told `LimitReached` and closed.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Of which at most this many from peers that may only read (so a local user cannot take
+/// every slot from root).
+pub const MAX_UNPRIVILEGED_CONNECTIONS: usize = 64;
+/// Replies waiting for a client to read them; a client that lets more pile up is dropped.
+pub const MAX_OUTPUT: usize = 2 * MAX_MESSAGE;
+/// Input read per connection per wake-up, so one busy client cannot starve the others
+/// (epoll is level-triggered: the rest is read on the next round).
+const READ_BUDGET: usize = 256 * 1024;
+
+/// What makes a connection readable/writable from the loop's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// One client.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    pub peer: Peer,
+    /// Root or a member of `[control] allowed-group`.
+    pub privileged: bool,
+    framer: Framer,
+    out: Vec<u8>,
+    /// A call on this connection waits for a deferred reply (replies go out in call order,
+    /// so nothing more is read until it is sent).
+    pub busy: bool,
+    /// The peer shut down its side; close once everything owed to it is written.
+    eof: bool,
+    /// Close as soon as the output is flushed (after a protocol error).
+    closing: bool,
+    /// Broken: close now.
+    dead: bool,
+    /// What the loop currently watches for.
+    pub registered: Interest,
+}
+
+impl Connection {
+    fn new(stream: UnixStream, peer: Peer, privileged: bool) -> Connection {
+        Connection {
+            stream,
+            peer,
+            privileged,
+            framer: Framer::new(),
+            out: Vec::new(),
+            busy: false,
+            eof: false,
+            closing: false,
+            dead: false,
+            registered: Interest::default(),
+        }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// What to watch for now.
+    pub fn interest(&self) -> Interest {
+        Interest {
+            read: !self.busy && !self.eof && !self.closing,
+            write: !self.out.is_empty(),
+        }
+    }
+
+    /// Nothing more will happen on this connection.
+    pub fn finished(&self) -> bool {
+        self.dead || ((self.eof || self.closing) && self.out.is_empty() && !self.busy)
+    }
+
+    /// Queue bytes for the peer and write what the socket takes now.
+    pub fn send(&mut self, bytes: &[u8]) {
+        if self.dead {
+            return;
+        }
+        self.out.extend_from_slice(bytes);
+        self.flush();
+        if self.out.len() > MAX_OUTPUT {
+            log::debug!(
+                "control client pid {} does not read its replies: closing",
+                self.peer.pid
+            );
+            self.dead = true;
+        }
+    }
+
+    /// Queue an error reply, then close the connection (the stream cannot be trusted).
+    pub fn send_and_close(&mut self, bytes: &[u8]) {
+        self.send(bytes);
+        self.closing = true;
+    }
+
+    /// Write as much pending output as the socket takes.
+    pub fn flush(&mut self) {
+        let mut written = 0;
+        while written < self.out.len() {
+            match send_nosignal(&self.stream, self.out.get(written..).unwrap_or_default()) {
+                Ok(0) => {
+                    self.dead = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        self.out.drain(..written);
+    }
+
+    /// Read what the peer sent (within this wake-up's budget) into the framer.
+    pub fn fill(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        while total < READ_BUDGET && !self.eof && !self.dead {
+            // Stop once a message's worth is buffered: `next_message` reports it as too long.
+            if self.framer.pending() > MAX_MESSAGE {
+                break;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    total += n;
+                    self.framer.push(buf.get(..n).unwrap_or_default());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.dead = true,
+            }
+        }
+    }
+
+    /// The next complete message, if one is buffered and the connection may take a call.
+    pub fn next_message(&mut self) -> Option<Result<Vec<u8>, WireError>> {
+        if self.busy || self.closing || self.dead {
+            return None;
+        }
+        self.framer.next_message()
+    }
+
+    /// Is there a complete message waiting (checked after a deferred reply is sent)?
+    pub fn has_input(&self) -> bool {
+        self.framer.pending() > 0
+    }
+
+    /// A busy connection is not read; notice a peer that closed its socket meanwhile (a
+    /// hang-up is reported by epoll whatever we watch for, so it must be acted on). A peer
+    /// that only shut down its writing side still gets its reply.
+    pub fn hung_up(&self) -> bool {
+        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The listening socket and every connection.
+pub struct Server {
+    listener: UnixListener,
+    /// A spare descriptor given up when accept(2) hits EMFILE, so the pending connection can
+    /// be accepted and closed instead of waking the loop forever.
+    reserve: Option<OwnedFd>,
+    pub path: PathBuf,
+    allowed_group: Option<String>,
+    pub conns: HashMap<u32, Connection>,
+    next_id: u32,
+}
+
+impl Server {
+    /// Create the socket: parent directories, a stale socket file removed (a live one left
+    /// alone: another smss serves it), mode 0666 (GetStatus and ListSessions are for everyone;
+    /// the other methods check SO_PEERCRED per call).
+    pub fn bind(path: &Path, allowed_group: Option<String>) -> io::Result<Server> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                if is_served(path) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "another process serves this socket",
+                    ));
+                }
+                std::fs::remove_file(path)?;
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the path exists and is not a socket",
+                ))
+            }
+            Err(_) => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        let reserve = listener.as_fd().try_clone_to_owned().ok();
+        Ok(Server {
+            listener,
+            reserve,
+            path: path.to_path_buf(),
+            allowed_group,
+            conns: HashMap::new(),
+            next_id: 0,
+        })
+    }
+
+    pub fn listener_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Accept pending connections (at most 64 per wake-up); returns the new ids.
+    pub fn accept(&mut self) -> Vec<u32> {
+        let mut new = Vec::new();
+        for _ in 0..64 {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(id) = self.admit(stream) {
+                        new.push(id);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    log::warn!("control socket: out of file descriptors: refusing a client");
+                    self.reserve = None;
+                    drop(self.listener.accept());
+                    self.reserve = self.listener.as_fd().try_clone_to_owned().ok();
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(e) => {
+                    log::warn!("control socket: accept failed: {e}");
+                    break;
+                }
+            }
+        }
+        new
+    }
+
+    fn admit(&mut self, stream: UnixStream) -> Option<u32> {
+        if stream.set_nonblocking(true).is_err() {
+            return None;
+        }
+        let peer = match getsockopt(&stream, sockopt::PeerCredentials) {
+            Ok(c) => Peer {
+                pid: c.pid(),
+                uid: c.uid(),
+                gid: c.gid(),
+            },
+            Err(e) => {
+                log::debug!("control socket: no peer credentials: {e}");
+                return None;
+            }
+        };
+        let privileged = users::is_privileged(&peer, self.allowed_group.as_deref());
+        let unprivileged = self.conns.values().filter(|c| !c.privileged).count();
+        let limit = if self.conns.len() >= MAX_CONNECTIONS {
+            Some(MAX_CONNECTIONS)
+        } else if !privileged && unprivileged >= MAX_UNPRIVILEGED_CONNECTIONS {
+            Some(MAX_UNPRIVILEGED_CONNECTIONS)
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            log::debug!(
+                "control socket: {limit} connections open: refusing pid {} uid {}",
+                peer.pid,
+                peer.uid
+            );
+            let reply = wire::encode_error(
+                "io.smss.Manager.LimitReached",
+                serde_json::json!({"limit": "connections", "value": limit}),
+            );
+            // A fresh socket's buffer takes this whole; if not, the peer just sees EOF.
+            let _ = send_nosignal(&stream, &reply);
+            return None;
+        }
+        let id = loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.conns.contains_key(&self.next_id) {
+                break self.next_id;
+            }
+        };
+        self.conns
+            .insert(id, Connection::new(stream, peer, privileged));
+        Some(id)
+    }
+}
+
+/// send(2) with MSG_NOSIGNAL: PID 1 blocks every signal into its signalfd, so a SIGPIPE
+/// would be queued there (and forwarded to a container's command) instead of ignored.
+fn send_nosignal(stream: &UnixStream, bytes: &[u8]) -> nix::Result<usize> {
+    nix::sys::socket::send(
+        stream.as_raw_fd(),
+        bytes,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    )
+}
+
+/// Does a live listener answer on `path`? A non-blocking connect never waits: a full backlog
+/// (EAGAIN) also means somebody is there.
+fn is_served(path: &Path) -> bool {
+    let Ok(fd) = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::socket::connect(fd.as_raw_fd(), &addr),
+        Err(nix::errno::Errno::ECONNREFUSED | nix::errno::Errno::ENOENT)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_socket(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("smss-server-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("sub").join("control")
+    }
+
+    #[test]
+    fn binds_replaces_stale_and_refuses_live() {
+        let p = temp_socket("stale");
+        let s = Server::bind(&p, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+        // Live: refused.
+        assert!(Server::bind(&p, None).is_err());
+        drop(s);
+        // Stale (the listener is gone, the file stays): replaced.
+        assert!(p.exists());
+        let _s = Server::bind(&p, None).unwrap();
+    }
+
+    #[test]
+    fn round_trip_and_framing() {
+        let p = temp_socket("rt");
+        let mut s = Server::bind(&p, None).unwrap();
+        let mut c = UnixStream::connect(&p).unwrap();
+        let ids = s.accept();
+        assert_eq!(ids.len(), 1);
+        let conn = s.conns.get_mut(&ids[0]).unwrap();
+        assert!(conn.privileged, "tests run as root");
+        c.write_all(b"{\"method\":\"a.B\"}\0{\"meth").unwrap();
+        conn.fill();
+        assert_eq!(
+            conn.next_message(),
+            Some(Ok(b"{\"method\":\"a.B\"}".to_vec()))
+        );
+        assert_eq!(conn.next_message(), None);
+        conn.send(b"reply\0");
+        let mut got = [0u8; 6];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"reply\0");
+        drop(c);
+        conn.fill();
+        assert!(conn.finished());
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_dropped() {
+        let p = temp_socket("noread");
+        let mut s = Server::bind(&p, None).unwrap();
+        let _c = UnixStream::connect(&p).unwrap();
+        let id = s.accept()[0];
+        let conn = s.conns.get_mut(&id).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..100 {
+            conn.send(&chunk);
+            if conn.finished() {
+                break;
+            }
+        }
+        assert!(conn.finished(), "output was not capped");
+    }
+}

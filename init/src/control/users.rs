@@ -1,0 +1,194 @@
+//! Users and groups from /etc/passwd, /etc/group and /proc/PID/status, read directly: PID 1 is
+//! a static binary, and glibc's static getgrnam needs NSS modules an initramfs does not have.
+
+use std::path::Path;
+
+/// One /etc/passwd entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// One /etc/group entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+pub fn parse_passwd(text: &str) -> Vec<User> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(User {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).unwrap_or(&"/").to_string(),
+                shell: f.get(6).unwrap_or(&"/bin/sh").to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn parse_group(text: &str) -> Vec<Group> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(Group {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(path)).unwrap_or_default()
+}
+
+/// A user by name, or by number when `name` is all digits.
+pub fn find_user(name: &str) -> Option<User> {
+    let users = parse_passwd(&read("/etc/passwd"));
+    if let Ok(uid) = name.parse::<u32>() {
+        if let Some(u) = users.iter().find(|u| u.uid == uid) {
+            return Some(u.clone());
+        }
+    }
+    users.into_iter().find(|u| u.name == name)
+}
+
+pub fn find_group(name: &str) -> Option<Group> {
+    let groups = parse_group(&read("/etc/group"));
+    if let Ok(gid) = name.parse::<u32>() {
+        return Some(
+            groups
+                .iter()
+                .find(|g| g.gid == gid)
+                .cloned()
+                .unwrap_or(Group {
+                    name: name.to_string(),
+                    gid,
+                    members: Vec::new(),
+                }),
+        );
+    }
+    groups.into_iter().find(|g| g.name == name)
+}
+
+/// The supplementary groups of `user` (initgroups(3) semantics: every group listing them,
+/// plus their primary group).
+pub fn supplementary_groups(user: &User) -> Vec<u32> {
+    let mut gids = vec![user.gid];
+    for g in parse_group(&read("/etc/group")) {
+        if g.members.contains(&user.name) && !gids.contains(&g.gid) {
+            gids.push(g.gid);
+        }
+    }
+    gids
+}
+
+/// The `Groups:` line of /proc/PID/status: a process's supplementary groups.
+pub fn parse_status_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Peer credentials as SO_PEERCRED reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// May `peer` call privileged methods? Root always; otherwise membership of `allowed_group`
+/// as primary group, as a supplementary group of the connecting process, or as a listed
+/// member in /etc/group.
+pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
+    if peer.uid == 0 {
+        return true;
+    }
+    let Some(group) = allowed_group.and_then(find_group) else {
+        return false;
+    };
+    if peer.gid == group.gid {
+        return true;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default();
+    if parse_status_groups(&status).contains(&group.gid) {
+        return true;
+    }
+    let users = parse_passwd(&read("/etc/passwd"));
+    users
+        .iter()
+        .find(|u| u.uid == peer.uid)
+        .is_some_and(|u| group.members.contains(&u.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_passwd_and_group() {
+        let u = parse_passwd(
+            "root:x:0:0:root:/root:/bin/sh\n# c\nbad\nalice:x:1000:100::/home/alice:/bin/bash\n",
+        );
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[1].name, "alice");
+        assert_eq!((u[1].uid, u[1].gid), (1000, 100));
+        assert_eq!(u[1].home, "/home/alice");
+        let g = parse_group("smss:x:990:alice,bob\nwheel:x:10:\nbroken:x:zz:\n");
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].members, vec!["alice", "bob"]);
+        assert!(g[1].members.is_empty());
+    }
+
+    #[test]
+    fn status_groups() {
+        let s = "Name:\tx\nUid:\t1\t1\t1\t1\nGroups:\t4 24 990 \nNgid:\t0\n";
+        assert_eq!(parse_status_groups(s), vec![4, 24, 990]);
+        assert!(parse_status_groups("Groups:\t\n").is_empty());
+    }
+
+    #[test]
+    fn root_is_always_privileged() {
+        let p = Peer {
+            pid: 1,
+            uid: 0,
+            gid: 0,
+        };
+        assert!(is_privileged(&p, None));
+        let p = Peer {
+            pid: 1,
+            uid: 65534,
+            gid: 65534,
+        };
+        assert!(!is_privileged(&p, None));
+        assert!(!is_privileged(&p, Some("no-such-group-anywhere")));
+    }
+}
