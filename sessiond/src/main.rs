@@ -1,1 +1,573 @@
-fn main() {}
+//! `smss-session`: the per-session instance (the copy of smss.exe the master starts for each
+//! session). It reads its parameters from the descriptor PID 1 passed (`--fd N`), creates the
+//! session's runtime directory and cgroup, starts the session subsystems and the login
+//! manager on the seat's terminal, reports their pids on the same descriptor and exits: its
+//! children are reparented to PID 1, which supervises them from then on.
+//!
+//! ```text
+//! smss-session --id ID --fd N [--log LEVEL]        the instance (started by smss only)
+//! smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+//!                                                  join DIR, drop to USER, exec CMD
+//! ```
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use smss::control::instance::{
+    self, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
+};
+use smss::control::users::{self, User};
+use smss::logging;
+use smss::supervise::notify::NotifySocket;
+use smss::sys::process::{self, Detach, SpawnSpec};
+use smss_config::Environment;
+
+const USAGE: &str = "\
+usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
+       smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match argv.first().map(String::as_str) {
+        Some("exec") => exec_main(argv.get(1..).unwrap_or_default()),
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            0
+        }
+        _ => instance_main(&argv),
+    };
+    std::process::exit(code);
+}
+
+/// Parse `--id ID --fd N [--log LEVEL]`.
+fn parse_instance_args(argv: &[String]) -> Result<(u32, i32, Option<String>), String> {
+    let (mut id, mut fd, mut log) = (None, None, None);
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--id" => id = Some(value()?.parse::<u32>().map_err(|e| format!("--id: {e}"))?),
+            "--fd" => fd = Some(value()?.parse::<i32>().map_err(|e| format!("--fd: {e}"))?),
+            "--log" => log = Some(value()?.clone()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    match (id, fd) {
+        (Some(id), Some(fd)) => Ok((id, fd, log)),
+        _ => Err("--id and --fd are required".into()),
+    }
+}
+
+fn instance_main(argv: &[String]) -> i32 {
+    let (id, fd, level) = match parse_instance_args(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("smss-session: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    let level = level.or_else(|| std::env::var("SMSS_LOG").ok());
+    logging::init(level.as_deref(), log::LevelFilter::Warn);
+    let fd = match smss::sys::fd::take_inherited(fd) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::error!("session {id}: failed to take report descriptor {fd}: {e}");
+            return 1;
+        }
+    };
+    let mut link = UnixStream::from(fd);
+    let mut doc = Vec::new();
+    if let Err(e) = (&link)
+        .take(instance::MAX_PARAMS as u64 + 1)
+        .read_to_end(&mut doc)
+    {
+        log::error!("session {id}: failed to read its parameters: {e}");
+        return 1;
+    }
+    let report = match serde_json::from_slice::<SessionParams>(&doc) {
+        Ok(p) if p.id == id => set_up(&p),
+        Ok(p) => failure(id, format!("parameters are for session {}", p.id)),
+        Err(e) => failure(id, format!("unreadable parameters: {e}")),
+    };
+    let mut line = serde_json::to_vec(&report).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = link.write_all(&line) {
+        log::error!("session {id}: failed to report to smss: {e}");
+        return 1;
+    }
+    i32::from(report.error.is_some())
+}
+
+fn failure(id: u32, error: String) -> Report {
+    Report {
+        id,
+        error: Some(error),
+        ..Default::default()
+    }
+}
+
+/// Build the session; every failure ends up in the report (with what was started so far,
+/// which PID 1 stops and cleans up).
+fn set_up(p: &SessionParams) -> Report {
+    let mut report = Report {
+        id: p.id,
+        ..Default::default()
+    };
+    if let Err(e) = build(p, &mut report) {
+        report.error = Some(e);
+    }
+    report
+}
+
+fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
+    let user = match &p.user {
+        Some(name) => Some(users::find_user(name).ok_or(format!("no user {name}"))?),
+        None => None,
+    };
+    let dir = Path::new(&p.runtime_dir);
+    make_runtime_dir(dir, user.as_ref())
+        .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    report.cgroup = set_up_cgroup(p.id, p.pids_max).map(|c| c.display().to_string());
+    let env = instance::session_environment(std::env::vars().collect(), p, user.as_ref());
+    write_file(&dir.join("environment"), &env_file(&env))?;
+    write_file(
+        &dir.join("seat"),
+        &p.seat
+            .as_ref()
+            .map(|s| format!("{s}\n"))
+            .unwrap_or_default(),
+    )?;
+    write_file(
+        &dir.join("tty"),
+        &p.tty.as_ref().map(|s| format!("{s}\n")).unwrap_or_default(),
+    )?;
+
+    let mut notify = None;
+    for sub in &p.subsystems {
+        start_subsystem(p.id, sub, &env, &mut notify, report)?;
+    }
+    let leader = start_login_manager(p, &env, user.as_ref())?;
+    report.pids.push(leader);
+    report.leader = Some(leader);
+    report.members.push(Member {
+        pid: leader,
+        name: p.command.first().cloned().unwrap_or_default(),
+        critical: false,
+    });
+    let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
+    write_file(&dir.join("pids"), &pids)?;
+    Ok(())
+}
+
+fn make_runtime_dir(dir: &Path, user: Option<&User>) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
+    // Left over from an earlier smss with the same /run: start clean.
+    if dir.exists() {
+        fs::remove_dir_all(dir)?;
+    }
+    fs::DirBuilder::new().mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    if let Some(u) = user {
+        nix::unistd::chown(
+            dir,
+            Some(nix::unistd::Uid::from_raw(u.uid)),
+            Some(nix::unistd::Gid::from_raw(u.gid)),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
+}
+
+fn env_file(env: &Environment) -> String {
+    env.vars()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
+/// logind's default for a user's tasks: a third of kernel.pid_max.
+fn default_pids_max() -> u64 {
+    fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(4096, |m| (m / 3).max(64))
+}
+
+/// `/sys/fs/cgroup/smss/session-ID` with pids.max, joined by this process so everything it
+/// starts (and everything they fork) is inside. None, with a log line, when there is no
+/// cgroup2 hierarchy there (a cgroup v1 or hybrid host): the session is then tracked by the
+/// session ids of its processes.
+fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> Option<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    if !root.join("cgroup.controllers").exists() {
+        log::info!(
+            "session {id}: no cgroup2 hierarchy at {}: tracking the session by its session ids",
+            root.display()
+        );
+        return None;
+    }
+    let parent = root.join(CGROUP_PARENT);
+    if let Err(e) = fs::create_dir(&parent) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            log::warn!(
+                "session {id}: failed to create {}: {e}; no cgroup",
+                parent.display()
+            );
+            return None;
+        }
+    }
+    let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let mut pids = controllers.split_whitespace().any(|c| c == "pids");
+    if pids {
+        for dir in [root, parent.as_path()] {
+            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), "+pids") {
+                log::info!(
+                    "session {id}: failed to enable the pids controller in {}: {e}; no pids.max",
+                    dir.display()
+                );
+                pids = false;
+                break;
+            }
+        }
+    } else {
+        log::info!("session {id}: the pids controller is not available: no pids.max");
+    }
+    let cg = parent.join(format!("session-{id}"));
+    if cg.exists() {
+        // A stale cgroup of an earlier smss: empty ones can go.
+        let _ = fs::remove_dir(&cg);
+    }
+    if let Err(e) = fs::create_dir(&cg) {
+        log::warn!(
+            "session {id}: failed to create {}: {e}; no cgroup",
+            cg.display()
+        );
+        return None;
+    }
+    if pids {
+        let max = pids_max.unwrap_or_else(default_pids_max);
+        if let Err(e) = fs::write(cg.join("pids.max"), max.to_string()) {
+            log::warn!("session {id}: failed to set pids.max: {e}");
+        }
+    }
+    if let Err(e) = fs::write(cg.join("cgroup.procs"), std::process::id().to_string()) {
+        log::warn!(
+            "session {id}: failed to join {}: {e}; no cgroup",
+            cg.display()
+        );
+        let _ = fs::remove_dir(&cg);
+        return None;
+    }
+    Some(cg)
+}
+
+/// Start one session subsystem; wait for READY=1 when it is a notify one.
+fn start_subsystem(
+    id: u32,
+    sub: &SubsystemSpec,
+    env: &Environment,
+    notify: &mut Option<NotifySocket>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let mut vars = env.vars().to_vec();
+    if sub.notify {
+        if notify.is_none() {
+            *notify = Some(
+                NotifySocket::bind()
+                    .map_err(|e| format!("failed to create a readiness socket: {e}"))?,
+            );
+        }
+        if let Some(n) = notify.as_ref() {
+            vars.push(("NOTIFY_SOCKET".into(), n.address.clone()));
+        }
+    }
+    let argv = instance::expand_argv(&sub.argv, env);
+    let program = resolve(&argv, env)?;
+    let spec = SpawnSpec {
+        program,
+        argv,
+        env: vars,
+        detach: Detach::Session,
+        stdio: None,
+        pass_fd: None,
+        cwd: None,
+    };
+    let pid = process::spawn(&spec)
+        .map_err(|e| format!("subsystem {}: {e}", sub.name))?
+        .as_raw();
+    log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
+    report.pids.push(pid);
+    report.members.push(Member {
+        pid,
+        name: sub.name.clone(),
+        critical: sub.critical,
+    });
+    if let (true, Some(n)) = (sub.notify, notify.as_ref()) {
+        wait_ready(pid, n, Duration::from_millis(sub.ready_timeout_ms))
+            .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
+        log::info!("session {id}: subsystem {} is ready", sub.name);
+    }
+    Ok(())
+}
+
+fn resolve(argv: &[String], env: &Environment) -> Result<PathBuf, String> {
+    let first = argv.first().ok_or("empty command")?;
+    process::resolve_program(first, env.get("PATH"))
+        .ok_or(format!("failed to find program {first}: not found in PATH"))
+}
+
+/// Wait for READY=1 from `pid` (or a child of it, or one naming it as MAINPID), its exit,
+/// or the timeout. A pidfd tells us about the exit without polling.
+fn wait_ready(pid: i32, n: &NotifySocket, timeout: Duration) -> Result<(), String> {
+    let pidfd: Option<OwnedFd> = smss::sys::fd::pidfd_open(pid).ok();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("not ready after {} ms", timeout.as_millis()));
+        }
+        let mut fds = vec![PollFd::new(n.as_fd(), PollFlags::POLLIN)];
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        let ms = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll failed: {e}")),
+        }
+        let exited = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        while let Some(msg) = n.recv() {
+            let main_pid = msg.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
+            let from_it =
+                msg.sender == pid || main_pid == Some(pid) || parent_of(msg.sender) == Some(pid);
+            if from_it && msg.ready() {
+                return Ok(());
+            }
+        }
+        if exited {
+            return Err("exited before it was ready".into());
+        }
+    }
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    smss::supervise::procs::parse_stat(&text).map(|p| p.ppid)
+}
+
+/// The login manager: on the seat's terminal (its controlling terminal, in the foreground)
+/// when there is one, as the session's user when one is given.
+fn start_login_manager(
+    p: &SessionParams,
+    env: &Environment,
+    user: Option<&User>,
+) -> Result<i32, String> {
+    let argv = instance::expand_argv(&p.command, env);
+    let (program, argv) = match user.filter(|u| u.uid != 0) {
+        // `smss-session exec --user` drops privileges, then execs the command: the pid we
+        // report stays the login manager's.
+        Some(u) => {
+            let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
+            let mut full = vec![
+                me.display().to_string(),
+                "exec".into(),
+                "--user".into(),
+                u.name.clone(),
+                "--".into(),
+            ];
+            full.extend(argv);
+            (me, full)
+        }
+        None => (resolve(&argv, env)?, argv),
+    };
+    let tty = match &p.tty {
+        Some(t) => Some(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags_noctty()
+                .open(t)
+                .map_err(|e| format!("failed to open {t}: {e}"))?,
+        ),
+        None => None,
+    };
+    let spec = SpawnSpec {
+        program,
+        argv,
+        env: env.vars().to_vec(),
+        detach: if tty.is_some() {
+            Detach::SessionWithTerminal
+        } else {
+            Detach::Session
+        },
+        stdio: tty.as_ref().map(|t| t.as_raw_fd()),
+        pass_fd: None,
+        cwd: user.map(|u| PathBuf::from(&u.home)).filter(|h| h.is_dir()),
+    };
+    let pid = process::spawn(&spec)
+        .map_err(|e| format!("login manager: {e}"))?
+        .as_raw();
+    log::info!(
+        "session {}: login manager {} started (pid {pid})",
+        p.id,
+        p.command.first().map_or("", String::as_str)
+    );
+    Ok(pid)
+}
+
+/// O_NOCTTY: opening the tty must not make it *our* controlling terminal.
+trait NoCtty {
+    fn custom_flags_noctty(&mut self) -> &mut Self;
+}
+
+impl NoCtty for fs::OpenOptions {
+    fn custom_flags_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOCTTY)
+    }
+}
+
+/// `exec [--cgroup DIR] [--user USER] -- CMD [ARG..]`: join the cgroup, drop to the user,
+/// exec. Used for a login manager running as a user and for subsystems started later inside
+/// a session (LoadDeferredSubsystem).
+fn exec_main(argv: &[String]) -> i32 {
+    logging::init(
+        std::env::var("SMSS_LOG").ok().as_deref(),
+        log::LevelFilter::Warn,
+    );
+    let (mut cgroup, mut user, mut cmd) = (None, None, None);
+    let mut i = 0;
+    while let Some(a) = argv.get(i) {
+        match a.as_str() {
+            "--cgroup" => {
+                cgroup = argv.get(i + 1).cloned();
+                i += 1;
+            }
+            "--user" => {
+                user = argv.get(i + 1).cloned();
+                i += 1;
+            }
+            "--" => {
+                cmd = argv.get(i + 1..).map(<[String]>::to_vec);
+                break;
+            }
+            other => {
+                eprintln!("smss-session exec: unknown argument {other}\n{USAGE}");
+                return 2;
+            }
+        }
+        i += 1;
+    }
+    let Some(cmd) = cmd.filter(|c| !c.is_empty()) else {
+        eprintln!("smss-session exec: no command\n{USAGE}");
+        return 2;
+    };
+    if let Some(cg) = cgroup {
+        let procs = Path::new(&cg).join("cgroup.procs");
+        if let Err(e) = fs::write(&procs, std::process::id().to_string()) {
+            log::warn!("failed to join cgroup {cg}: {e}");
+        }
+    }
+    if let Some(name) = user {
+        let Some(u) = users::find_user(&name) else {
+            log::error!("no user {name}");
+            return 126;
+        };
+        if let Err(e) = drop_privileges(&u) {
+            log::error!("failed to become {name}: {e}");
+            return 126;
+        }
+    }
+    let args: Vec<std::ffi::CString> = match cmd
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect()
+    {
+        Ok(a) => a,
+        Err(_) => {
+            log::error!("argument contains NUL");
+            return 126;
+        }
+    };
+    let Some(prog) = args.first() else {
+        return 126;
+    };
+    let err = nix::unistd::execvp(prog, &args).err();
+    let code = if err == Some(nix::errno::Errno::ENOENT) {
+        127
+    } else {
+        126
+    };
+    log::error!(
+        "failed to execute {}: {}",
+        cmd.first().map_or("", String::as_str),
+        err.map_or("unknown error".to_string(), |e| e.to_string())
+    );
+    code
+}
+
+/// initgroups + setgid + setuid, in that order (after setuid we could do neither).
+fn drop_privileges(u: &User) -> nix::Result<()> {
+    let gids: Vec<nix::unistd::Gid> = users::supplementary_groups(u)
+        .into_iter()
+        .map(nix::unistd::Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&gids)?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(u.gid))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid))?;
+    if std::env::set_current_dir(&u.home).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn instance_arguments() {
+        assert_eq!(
+            parse_instance_args(&v(&["--id", "3", "--fd", "5"])),
+            Ok((3, 5, None))
+        );
+        assert_eq!(
+            parse_instance_args(&v(&["--fd", "5", "--id", "3", "--log", "debug"])),
+            Ok((3, 5, Some("debug".into())))
+        );
+        assert!(parse_instance_args(&v(&["--id", "x", "--fd", "5"])).is_err());
+        assert!(parse_instance_args(&v(&["--id", "3"])).is_err());
+        assert!(parse_instance_args(&v(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn pids_max_default_is_sane() {
+        assert!(default_pids_max() >= 64);
+    }
+}

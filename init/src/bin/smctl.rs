@@ -1,1 +1,535 @@
-fn main() {}
+//! `smctl`: the client of smss's control socket (interface.md section 5). Exit 0 on success,
+//! 1 on an error reply or when smss cannot be reached (message on stderr), 2 on usage.
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use smss::control::client::{Client, ClientError};
+use smss::control::wire::Reply;
+
+const USAGE: &str = "\
+usage: smctl [--socket PATH] COMMAND
+  status [--json]                       boot phases, subsystems, sessions
+  session create [--seat S] [--tty T] [--user U] [--env K=V].. [--shared-seat]
+                 [--pids-max N] [-- CMD ARG..]
+                                        create a session, print its id
+  session list [--json]
+  session terminate ID [--no-wait]      stop a session (waits until it is gone)
+  subsystem start NAME [--session ID]   start an optional subsystem, print its pid
+  rename SRC [DST] [--replace] [--offline]
+                                        queue a rename (no DST = delete) for the next boot;
+                                        --offline (or no smss running) appends to the queue
+                                        file directly
+  reboot | poweroff | halt
+  notify [KEY=VALUE..]                  send READY=1 (or the given fields) to $NOTIFY_SOCKET
+  call METHOD [JSON]                    call any varlink method, print the raw reply
+
+The socket defaults to [control] socket of /etc/smss/smss.toml, else /run/smss/control.";
+
+/// What went wrong, and the exit status it gives.
+enum Failure {
+    Usage(String),
+    Error(String),
+}
+
+type Outcome = Result<(), Failure>;
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::Usage(msg.into())
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(argv) {
+        Ok(()) => 0,
+        Err(Failure::Usage(m)) => {
+            eprintln!("smctl: {m}\n{USAGE}");
+            2
+        }
+        Err(Failure::Error(m)) => {
+            eprintln!("smctl: {m}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The arguments with `--socket PATH` (anywhere before `--`) taken out.
+fn split_socket(argv: Vec<String>) -> Result<(Option<PathBuf>, Vec<String>), Failure> {
+    let mut socket = None;
+    let mut rest = Vec::new();
+    let mut it = argv.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a);
+            rest.extend(it.by_ref());
+            break;
+        }
+        if a == "--socket" {
+            socket = Some(PathBuf::from(
+                it.next().ok_or_else(|| usage("--socket needs a PATH"))?,
+            ));
+        } else if let Some(p) = a.strip_prefix("--socket=") {
+            socket = Some(PathBuf::from(p));
+        } else {
+            rest.push(a);
+        }
+    }
+    Ok((socket, rest))
+}
+
+fn configured_socket() -> PathBuf {
+    match smss_config::load_optional(Path::new(smss_config::DEFAULT_CONFIG_PATH)) {
+        Ok(Some(cfg)) => cfg.control.socket,
+        _ => PathBuf::from(smss_config::DEFAULT_CONTROL_SOCKET),
+    }
+}
+
+fn run(argv: Vec<String>) -> Outcome {
+    let (socket, args) = split_socket(argv)?;
+    let socket = socket.unwrap_or_else(configured_socket);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] => Err(usage("no command")),
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        ["--version" | "-V"] => {
+            println!("smctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        ["status", rest @ ..] => status(&socket, json_flag(rest)?),
+        ["session", "create", rest @ ..] => session_create(&socket, rest),
+        ["session", "list", rest @ ..] => session_list(&socket, json_flag(rest)?),
+        ["session", "terminate", rest @ ..] => session_terminate(&socket, rest),
+        ["session", ..] => Err(usage("session needs create, list or terminate")),
+        ["subsystem", "start", rest @ ..] => subsystem_start(&socket, rest),
+        ["subsystem", ..] => Err(usage("subsystem needs start")),
+        ["rename", rest @ ..] => rename(&socket, rest),
+        [action @ ("reboot" | "poweroff" | "halt")] => {
+            call(
+                &socket,
+                "io.smss.Manager.Shutdown",
+                json!({ "action": action }),
+            )?;
+            Ok(())
+        }
+        ["notify", rest @ ..] => notify(rest),
+        ["call", method] => raw_call(&socket, method, "{}"),
+        ["call", method, params] => raw_call(&socket, method, params),
+        [other, ..] => Err(usage(format!("unknown command {other}"))),
+    }
+}
+
+fn json_flag(rest: &[&str]) -> Result<bool, Failure> {
+    match rest {
+        [] => Ok(false),
+        ["--json"] => Ok(true),
+        [other, ..] => Err(usage(format!("unexpected argument {other}"))),
+    }
+}
+
+/// One call; an error reply becomes a readable message.
+fn call(socket: &Path, method: &str, params: Value) -> Result<Value, Failure> {
+    let mut client = Client::connect(socket).map_err(|e| Failure::Error(e.to_string()))?;
+    match client.call(method, params) {
+        Ok(Reply::Ok(v)) => Ok(v),
+        Ok(Reply::Error { error, parameters }) => {
+            Err(Failure::Error(describe_error(&error, &parameters)))
+        }
+        Err(e) => Err(Failure::Error(e.to_string())),
+    }
+}
+
+fn describe_error(error: &str, p: &Value) -> String {
+    let s = |k: &str| {
+        p.get(k).map_or(String::new(), |v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    match error.rsplit('.').next().unwrap_or(error) {
+        "PermissionDenied" => format!(
+            "permission denied: {} needs root or membership of [control] allowed-group",
+            s("method")
+        ),
+        "NoSuchSession" => format!("no session {}", s("id")),
+        "NoSuchSubsystem" => format!("no optional subsystem {}", s("name")),
+        "InvalidParameter" if p.get("reason").is_some() => {
+            format!("invalid {}: {}", s("parameter"), s("reason"))
+        }
+        "InvalidParameter" => format!("invalid parameter {}", s("parameter")),
+        "LimitReached" => format!("limit reached: {} ({})", s("limit"), s("value")),
+        "Failed" => s("reason"),
+        "MethodNotFound" => format!("smss does not know method {}", s("method")),
+        _ => format!("{error} {p}"),
+    }
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn status(socket: &Path, as_json: bool) -> Outcome {
+    let v = call(socket, "io.smss.Manager.GetStatus", json!({}))?;
+    if as_json {
+        print_json(&v);
+        return Ok(());
+    }
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    println!("mode:   {}", str_of(&v, "mode"));
+    println!("uptime: {:.3} s", num(&v, "uptime_us") as f64 / 1e6);
+    println!("phases:");
+    for p in v
+        .get("phases")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  {:<26} {:>10} us  {}",
+            str_of(p, "name"),
+            num(p, "duration_us"),
+            str_of(p, "result")
+        );
+    }
+    let subs = v
+        .get("subsystems")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !subs.is_empty() {
+        println!("subsystems:");
+        for s in &subs {
+            let pid = s
+                .get("pid")
+                .and_then(Value::as_i64)
+                .map_or("-".into(), |p| p.to_string());
+            println!(
+                "  {:<16} session {:<3} {:<9} {:<9} pid {pid}",
+                str_of(s, "name"),
+                num(s, "session"),
+                str_of(s, "kind"),
+                str_of(s, "state")
+            );
+        }
+    }
+    let sessions = v
+        .get("sessions")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    println!("sessions:");
+    print_sessions(&sessions);
+    Ok(())
+}
+
+fn print_sessions(sessions: &Value) {
+    let list = sessions.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("  (none)");
+        return;
+    }
+    println!(
+        "  {:<4} {:<10} {:<14} {:<10} {:<8} {:<12} pids",
+        "id", "seat", "tty", "user", "leader", "state"
+    );
+    for s in &list {
+        let field = |k: &str| match s.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => "-".into(),
+        };
+        let pids: Vec<String> = s
+            .get("pids")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|p| p.to_string()).collect())
+            .unwrap_or_default();
+        println!(
+            "  {:<4} {:<10} {:<14} {:<10} {:<8} {:<12} {}",
+            field("id"),
+            field("seat"),
+            field("tty"),
+            field("user"),
+            field("leader_pid"),
+            field("state"),
+            pids.join(",")
+        );
+    }
+}
+
+fn value_of<'a>(rest: &[&'a str], i: usize, flag: &str) -> Result<&'a str, Failure> {
+    rest.get(i + 1)
+        .copied()
+        .ok_or_else(|| usage(format!("{flag} needs a value")))
+}
+
+fn session_create(socket: &Path, rest: &[&str]) -> Outcome {
+    let mut params = serde_json::Map::new();
+    let mut env = Vec::new();
+    let mut i = 0;
+    while let Some(a) = rest.get(i) {
+        match *a {
+            "--seat" | "--tty" | "--user" => {
+                let v = value_of(rest, i, a)?;
+                params.insert(a.trim_start_matches('-').into(), json!(v));
+                i += 1;
+            }
+            "--env" => {
+                env.push(value_of(rest, i, a)?.to_string());
+                i += 1;
+            }
+            "--pids-max" => {
+                let n: u64 = value_of(rest, i, a)?
+                    .parse()
+                    .map_err(|_| usage("--pids-max needs a number"))?;
+                params.insert("pids_max".into(), json!(n));
+                i += 1;
+            }
+            "--shared-seat" => {
+                params.insert("allow_shared_seat".into(), json!(true));
+            }
+            "--" => {
+                let cmd: Vec<&str> = rest.get(i + 1..).unwrap_or_default().to_vec();
+                if cmd.is_empty() {
+                    return Err(usage("-- needs a command"));
+                }
+                params.insert("command".into(), json!(cmd));
+                break;
+            }
+            other => return Err(usage(format!("unexpected argument {other}"))),
+        }
+        i += 1;
+    }
+    if !env.is_empty() {
+        params.insert("environment".into(), json!(env));
+    }
+    let v = call(
+        socket,
+        "io.smss.Manager.CreateSession",
+        Value::Object(params),
+    )?;
+    println!("{}", v.get("id").cloned().unwrap_or(Value::Null));
+    Ok(())
+}
+
+fn session_list(socket: &Path, as_json: bool) -> Outcome {
+    let v = call(socket, "io.smss.Manager.ListSessions", json!({}))?;
+    let sessions = v
+        .get("sessions")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    if as_json {
+        print_json(&sessions);
+    } else {
+        print_sessions(&sessions);
+    }
+    Ok(())
+}
+
+fn session_terminate(socket: &Path, rest: &[&str]) -> Outcome {
+    let (id, wait) = match rest {
+        [id] => (id, true),
+        [id, "--no-wait"] | ["--no-wait", id] => (id, false),
+        _ => return Err(usage("session terminate needs an ID")),
+    };
+    let id: u32 = id
+        .parse()
+        .map_err(|_| usage(format!("not a session id: {id}")))?;
+    call(
+        socket,
+        "io.smss.Manager.TerminateSession",
+        json!({"id": id, "wait": wait}),
+    )?;
+    Ok(())
+}
+
+fn subsystem_start(socket: &Path, rest: &[&str]) -> Outcome {
+    let (name, session) = match rest {
+        [name] => (name, None),
+        [name, "--session", id] | ["--session", id, name] => (
+            name,
+            Some(
+                id.parse::<u32>()
+                    .map_err(|_| usage(format!("not a session id: {id}")))?,
+            ),
+        ),
+        _ => return Err(usage("subsystem start needs a NAME")),
+    };
+    let v = call(
+        socket,
+        "io.smss.Manager.LoadDeferredSubsystem",
+        json!({"name": name, "session": session}),
+    )?;
+    println!("{}", v.get("pid").cloned().unwrap_or(Value::Null));
+    Ok(())
+}
+
+fn rename(socket: &Path, rest: &[&str]) -> Outcome {
+    let mut paths = Vec::new();
+    let (mut replace, mut offline) = (false, false);
+    for a in rest {
+        match *a {
+            "--replace" => replace = true,
+            "--offline" => offline = true,
+            p if p.starts_with('-') => return Err(usage(format!("unexpected argument {p}"))),
+            p => paths.push(p),
+        }
+    }
+    let (src, dst) = match paths.as_slice() {
+        [src] => (*src, None),
+        [src, dst] => (*src, Some(*dst)),
+        _ => return Err(usage("rename needs SRC [DST]")),
+    };
+    if !offline {
+        let params = json!({"source": src, "destination": dst, "replace_existing": replace});
+        match Client::connect(socket) {
+            Ok(mut c) => {
+                return match c.call("io.smss.Manager.QueueFileRename", params) {
+                    Ok(Reply::Ok(_)) => Ok(()),
+                    Ok(Reply::Error { error, parameters }) => {
+                        Err(Failure::Error(describe_error(&error, &parameters)))
+                    }
+                    Err(e) => Err(Failure::Error(e.to_string())),
+                };
+            }
+            Err(ClientError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                eprintln!(
+                    "smctl: smss does not serve {}: appending to the queue file directly",
+                    socket.display()
+                );
+            }
+            Err(e) => return Err(Failure::Error(e.to_string())),
+        }
+    }
+    let queue = match smss_config::load_optional(Path::new(smss_config::DEFAULT_CONFIG_PATH)) {
+        Ok(Some(cfg)) => cfg.pending_file_rename_operations.queue,
+        _ => PathBuf::from(smss_config::DEFAULT_RENAME_QUEUE),
+    };
+    smss::phases::pending_renames::append(&queue, Path::new(src), dst.map(Path::new), replace)
+        .map_err(|e| Failure::Error(format!("failed to append to {}: {e}", queue.display())))
+}
+
+/// sd_notify(3) from a shell: one datagram to $NOTIFY_SOCKET (`@name` = abstract), with
+/// MAINPID=<our parent> so smss accepts it for the shell that runs us.
+fn notify(rest: &[&str]) -> Outcome {
+    use nix::sys::socket::{sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let mut fields: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+    if let Some(bad) = fields.iter().find(|f| !f.contains('=')) {
+        return Err(usage(format!("notify fields are KEY=VALUE, not {bad}")));
+    }
+    if fields.is_empty() {
+        fields.push("READY=1".into());
+    }
+    if !fields.iter().any(|f| f.starts_with("MAINPID=")) {
+        fields.push(format!("MAINPID={}", nix::unistd::getppid()));
+    }
+    let Some(addr) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Err(Failure::Error("$NOTIFY_SOCKET is not set".into()));
+    };
+    let addr = addr.to_string_lossy().to_string();
+    let unix = match addr.strip_prefix('@') {
+        Some(name) => UnixAddr::new_abstract(name.as_bytes()),
+        None => UnixAddr::new(Path::new(&addr)),
+    }
+    .map_err(|e| Failure::Error(format!("bad $NOTIFY_SOCKET {addr}: {e}")))?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| Failure::Error(format!("failed to create a socket: {e}")))?;
+    let body = fields.join("\n");
+    sendto(fd.as_raw_fd(), body.as_bytes(), &unix, MsgFlags::empty())
+        .map_err(|e| Failure::Error(format!("failed to send to {addr}: {e}")))?;
+    Ok(())
+}
+
+fn raw_call(socket: &Path, method: &str, params: &str) -> Outcome {
+    let params: Value =
+        serde_json::from_str(params).map_err(|e| usage(format!("parameters are not JSON: {e}")))?;
+    let mut client = Client::connect(socket).map_err(|e| Failure::Error(e.to_string()))?;
+    match client.call(method, params) {
+        Ok(Reply::Ok(v)) => {
+            print_json(&v);
+            Ok(())
+        }
+        Ok(Reply::Error { error, parameters }) => {
+            print_json(&json!({"error": error, "parameters": parameters}));
+            Err(Failure::Error(describe_error(&error, &parameters)))
+        }
+        Err(e) => Err(Failure::Error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn socket_anywhere_before_double_dash() {
+        let (s, rest) = split_socket(v(&[
+            "session", "--socket", "/x", "create", "--", "--socket",
+        ]))
+        .ok()
+        .unwrap();
+        assert_eq!(s, Some(PathBuf::from("/x")));
+        assert_eq!(rest, v(&["session", "create", "--", "--socket"]));
+        let (s, _) = split_socket(v(&["--socket=/y", "status"])).ok().unwrap();
+        assert_eq!(s, Some(PathBuf::from("/y")));
+        assert!(split_socket(v(&["--socket"])).is_err());
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            vec![],
+            v(&["bogus"]),
+            v(&["session"]),
+            v(&["session", "terminate"]),
+            v(&["session", "terminate", "x"]),
+            v(&["status", "--yaml"]),
+            v(&["rename"]),
+            v(&["rename", "a", "b", "c"]),
+            v(&["notify", "READY"]),
+            v(&["session", "create", "--seat"]),
+            v(&["session", "create", "--"]),
+        ] {
+            let mut a = v(&["--socket", "/nonexistent/socket"]);
+            a.extend(args.clone());
+            assert!(matches!(run(a), Err(Failure::Usage(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            describe_error("io.smss.Manager.NoSuchSession", &json!({"id": 4})),
+            "no session 4"
+        );
+        assert_eq!(
+            describe_error(
+                "io.smss.Manager.InvalidParameter",
+                &json!({"parameter": "seat", "reason": "no seat x"})
+            ),
+            "invalid seat: no seat x"
+        );
+    }
+}

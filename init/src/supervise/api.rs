@@ -33,6 +33,10 @@ impl Supervisor {
     /// Create the control socket (`[control] socket`) and watch it. A failure is logged:
     /// smss runs without it (a read-only /run in a container, a second smss as subreaper).
     pub(crate) fn open_control(&mut self) {
+        if self.minimal {
+            // A tini-like container init (no configuration file) serves no socket.
+            return;
+        }
         let path = self.cfg.control.socket.clone();
         let server = match Server::bind(&path, self.cfg.control.allowed_group.clone()) {
             Ok(s) => s,

@@ -415,6 +415,8 @@ impl Supervisor {
                 id.to_string(),
                 "--fd".into(),
                 fd.to_string(),
+                "--log".into(),
+                log::max_level().as_str().to_ascii_lowercase(),
             ],
             program,
             env: self.env.vars().to_vec(),
@@ -709,7 +711,7 @@ impl Supervisor {
         };
         let mut fds = HashMap::new();
         for pid in left {
-            if let Ok(fd) = sys::pidfd::pidfd_open(pid) {
+            if let Ok(fd) = sys::fd::pidfd_open(pid) {
                 if inner
                     .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, pid as u64))
                     .is_ok()

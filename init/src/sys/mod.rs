@@ -10,8 +10,8 @@
 #![allow(unsafe_code)]
 
 pub mod fake;
+pub mod fd;
 pub mod kernel;
-pub mod pidfd;
 pub mod process;
 
 pub use kernel::*;
@@ -348,15 +348,34 @@ impl Sys for RealSys {
     }
 
     fn random_bytes(&self, buf: &mut [u8]) {
-        // getrandom may return fewer bytes than asked, so loop.
+        // GRND_NONBLOCK: early boot on a kernel without jitter entropy must not block PID 1;
+        // a UUID then falls back to time and pid (unique enough for a swap label).
         let mut got = 0;
         while got < buf.len() {
             // SAFETY: the pointer and length describe the unfilled tail of the writable `buf`.
-            let r = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
-            if r <= 0 {
-                break;
+            let r = unsafe {
+                libc::getrandom(
+                    buf[got..].as_mut_ptr().cast(),
+                    buf.len() - got,
+                    libc::GRND_NONBLOCK,
+                )
+            };
+            if r > 0 {
+                got += r as usize;
+                continue;
             }
-            got += r as usize;
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                ^ (u128::from(std::process::id()) << 64);
+            for (i, b) in buf[got..].iter_mut().enumerate() {
+                *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+            }
+            break;
         }
     }
 }

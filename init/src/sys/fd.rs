@@ -1,0 +1,58 @@
+//! Descriptors the standard library cannot name: pidfds (pidfd_open(2), nix 0.29 has no
+//! wrapper) and descriptors inherited by number (`smss-session --fd N`).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// Open a pidfd for `pid` (Linux 5.3+): readable once the process has exited, for processes
+/// that are not our children (a terminating session's orphans). ESRCH: already gone.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags (0) and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns (pidfds are
+    // close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// Take ownership of descriptor `fd`, inherited from our parent, and make it close-on-exec
+/// so our own children do not inherit it. Refuses 0-2 and descriptors that are not open.
+pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd <= 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fds 0-2 are stdio",
+        ));
+    }
+    // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (F_GETFD succeeded) and was handed to this process to
+    // own by its parent (the `--fd N` contract); nothing else in this process refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_for_self_and_fails_for_nobody() {
+        assert!(pidfd_open(std::process::id() as i32).is_ok());
+        assert!(pidfd_open(i32::MAX).is_err());
+    }
+
+    #[test]
+    fn inherited_descriptors() {
+        assert!(take_inherited(1).is_err());
+        assert!(take_inherited(987_654).is_err());
+    }
+}
