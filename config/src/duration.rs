@@ -8,6 +8,18 @@ use std::time::Duration;
 /// (`"1h30m"`, `"2s500ms"`). A string of digits alone (`"10"`) means seconds, like a TOML integer.
 /// Errors are short phrases suitable after "invalid duration `...`: ".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_unbounded(s)?;
+    if d > MAX_DURATION {
+        return Err("duration too long (at most 365 days)".into());
+    }
+    Ok(d)
+}
+
+/// The longest timeout or grace period accepted: a year is "forever" for a boot, and keeps
+/// `Instant + duration` far from overflow in PID 1.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+
+fn parse_unbounded(s: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }

@@ -490,6 +490,13 @@ impl<'s> Ctx<'s> {
     fn duration(&mut self, node: Node, what: &str) -> Option<Duration> {
         match node {
             Node::Value(Value::Integer(i)) => match u64::try_from(*i.value()) {
+                Ok(secs) if Duration::from_secs(secs) > crate::duration::MAX_DURATION => {
+                    self.err(
+                        node.pos(),
+                        format!("`{what}`: duration too long (at most 365 days)"),
+                    );
+                    None
+                }
                 Ok(secs) => Some(Duration::from_secs(secs)),
                 Err(_) => {
                     self.err(
@@ -1070,6 +1077,14 @@ impl<'s> Ctx<'s> {
                 self.err(
                     e.key_pos,
                     format!("`dos-devices`: device name {name:?} must be a single file name or an absolute path"),
+                );
+                false
+            } else if name.starts_with('/')
+                && (name.trim_end_matches('/').is_empty() || name.split('/').any(|c| c == ".."))
+            {
+                self.err(
+                    e.key_pos,
+                    format!("`dos-devices`: absolute device name {name:?} must name a file below / without `..`"),
                 );
                 false
             } else {

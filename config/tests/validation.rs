@@ -726,3 +726,20 @@ fn large_inputs_stay_linear() {
     assert_eq!(d.0[19999].col, 12 + 19999 * 3);
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+#[test]
+fn absurd_durations_and_unusable_absolute_dos_names_are_rejected() {
+    let src = "[shutdown]\ngrace-period = 9223372036854775807\n\
+               [subsystems]\nrequired = [\"a\"]\na = { command = [\"x\"], ready = \"notify\", ready-timeout = \"18446744073709551615s\" }\n\
+               [dos-devices]\n\"/\" = \"/x\"\n\"/a/../b\" = \"/y\"\n";
+    let err = smss_config::parse_str(src, std::path::Path::new("t.toml")).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.len(), 4, "{text}");
+    assert!(
+        text.contains("t.toml:2:16: `shutdown.grace-period`: duration too long"),
+        "{text}"
+    );
+    assert!(text.contains("too"), "{text}");
+    assert!(text.contains("\"/\" must name a file below /"), "{text}");
+    assert!(text.contains("\"/a/../b\""), "{text}");
+}

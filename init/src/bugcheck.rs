@@ -2,7 +2,7 @@
 //! everywhere it can be seen, keep a record, sync, then do what `[crash-control]` says.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use smss_config::CrashAction;
 
@@ -60,19 +60,27 @@ pub fn crash(action: CrashAction, status: ExitStatus) -> ! {
     std::process::exit(status.code().clamp(1, 255))
 }
 
-static PANIC_CONTEXT: OnceLock<(Mode, CrashAction)> = OnceLock::new();
+static PANIC_CONTEXT: Mutex<Option<(Mode, CrashAction)>> = Mutex::new(None);
 
 /// A panic inside smss is the `SmpUnhandledExceptionFilter` case: bugcheck, never a silent
-/// abort of PID 1. (Under panic = "abort" the hook runs before the abort.)
+/// abort of PID 1. (Under panic = "abort" the hook runs before the abort.) Installed first
+/// thing with the default action; called again once the configuration says otherwise.
 pub fn install_panic_hook(mode: Mode, action: CrashAction) {
-    let _ = PANIC_CONTEXT.set((mode, action));
+    let first = match PANIC_CONTEXT.lock() {
+        Ok(mut c) => c.replace((mode, action)).is_none(),
+        Err(_) => false,
+    };
+    if !first {
+        return;
+    }
     std::panic::set_hook(Box::new(|info| {
         logging::emergency(&format!("internal error: {info}"));
         let pid = sys::getpid();
         let status = ExitStatus::Killed(libc::SIGABRT);
         report("smss", pid, status);
-        if let Some((Mode::System, action)) = PANIC_CONTEXT.get() {
-            crash(*action, status);
+        let ctx = PANIC_CONTEXT.try_lock().ok().and_then(|c| *c);
+        if let Some((Mode::System, action)) = ctx {
+            crash(action, status);
         }
     }));
 }

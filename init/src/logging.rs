@@ -15,10 +15,17 @@ struct Sinks {
     pid: i32,
     /// /dev/kmsg once /dev is mounted (system mode only).
     kmsg: Option<File>,
+    /// Our own non-blocking descriptor for the console / stderr: a stalled terminal (XOFF, a
+    /// full pipe) drops log lines instead of blocking PID 1. `None` = plain stderr.
+    console: Option<File>,
 }
 
 static LOGGER: Logger = Logger {
-    sinks: Mutex::new(Sinks { pid: 0, kmsg: None }),
+    sinks: Mutex::new(Sinks {
+        pid: 0,
+        kmsg: None,
+        console: None,
+    }),
 };
 
 /// Install the logger. `level` uses env_logger's level words (error, warn, info, debug, trace,
@@ -47,6 +54,20 @@ pub fn parse_level(spec: Option<&str>, default: LevelFilter) -> LevelFilter {
     level
 }
 
+/// Write log lines through a non-blocking descriptor of its own for `path` (`/dev/console` on a
+/// machine, `/proc/self/fd/2` elsewhere: a new open file description, so children sharing fd 2
+/// keep their blocking one). Without /proc or the device, plain stderr stays.
+pub fn open_console(path: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_APPEND)
+        .open(path);
+    if let (Ok(f), Ok(mut s)) = (f, LOGGER.sinks.lock()) {
+        s.console = Some(f);
+    }
+}
+
 /// Start writing to /dev/kmsg as well (system mode, after /dev is mounted).
 pub fn open_kmsg() {
     if let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
@@ -63,15 +84,28 @@ pub fn refresh_pid() {
     }
 }
 
-/// Write one line to every sink regardless of the level (bugchecks, the panic hook).
+/// Write one line to every sink regardless of the level (bugchecks, the panic hook). Never
+/// waits for the logger's lock (a panic may have happened while it was held), and writes to a
+/// fresh /dev/kmsg descriptor: the kernel rate-limits each open file, and a STOP line must
+/// not be the one it drops.
 pub fn emergency(line: &str) {
-    let pid = LOGGER.sinks.lock().map(|s| s.pid).unwrap_or(0);
+    let guard = LOGGER.sinks.try_lock().ok();
+    let pid = guard
+        .as_ref()
+        .map(|s| s.pid)
+        .unwrap_or_else(|| std::process::id() as i32);
     let text = format!("smss[{pid}]: {line}\n");
-    let _ = std::io::stderr().write_all(text.as_bytes());
-    if let Ok(mut s) = LOGGER.sinks.lock() {
-        if let Some(k) = s.kmsg.as_mut() {
-            let _ = k.write_all(format!("<7>{text}").as_bytes());
+    match guard.and_then(|mut s| s.console.take().map(|c| (s, c))) {
+        Some((mut s, mut c)) => {
+            let _ = c.write_all(text.as_bytes());
+            s.console = Some(c);
         }
+        None => {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
+    }
+    if let Ok(mut k) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = k.write_all(format!("<2>{text}").as_bytes());
     }
 }
 
@@ -94,7 +128,14 @@ impl Log for Logger {
         };
         let text = format!("smss[{}]: {tag}{}\n", s.pid, record.args());
         // One write per line, so lines from several processes on one console do not interleave.
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        match s.console.as_mut() {
+            Some(c) => {
+                let _ = c.write_all(text.as_bytes());
+            }
+            None => {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            }
+        }
         if let Some(k) = s.kmsg.as_mut() {
             // Level 7 (debug) keeps the kernel from echoing the line to the console a second
             // time; dmesg still shows it.

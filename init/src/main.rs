@@ -86,6 +86,17 @@ fn parse_args(argv: &[String]) -> Action {
     Action::Run(args)
 }
 
+/// `--config PATH` / `--config=PATH` out of an argv that otherwise did not parse.
+fn machine_config_arg(argv: &[String]) -> Option<PathBuf> {
+    argv.iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--config=") {
+            Some(p) => Some(PathBuf::from(p)),
+            None if a == "--config" || a == "-c" => argv.get(i + 1).map(PathBuf::from),
+            None => None,
+        })
+}
+
 /// `smss.config=` and `smss.log=` from /proc/cmdline (dotted words never reach init's argv
 /// or environment: the kernel keeps them as module parameters).
 fn kernel_cmdline(key: &str) -> Option<String> {
@@ -97,8 +108,25 @@ fn kernel_cmdline(key: &str) -> Option<String> {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
+    // Lossy, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // As the machine's init every word comes from the kernel command line: nothing there may
+    // make PID 1 print help and exit (a kernel panic). Only --config is honoured.
+    let machine_init = sys::getpid() == 1 && std::env::var_os("container").is_none();
+    let action = parse_args(&argv);
+    let action = match action {
+        Action::Run(a) => Action::Run(a),
+        _ if machine_init => Action::Run(Args {
+            config: machine_config_arg(&argv),
+            unknown: argv.clone(),
+            ..Args::default()
+        }),
+        other => other,
+    };
+    let args = match action {
         Action::Run(a) => a,
         Action::Check(path) => std::process::exit(check(path.as_deref())),
         Action::Print(text) => {
@@ -147,9 +175,11 @@ fn run(args: Args) -> i32 {
     if let Err(e) = sys::block_all_signals() {
         eprintln!("smss: failed to block signals: {e}");
     }
+    let stdio_was_closed = sys::ensure_stdio();
     let pid = sys::getpid();
     let container_env = std::env::var_os("container").is_some();
     let mode = Mode::detect(pid, container_env, args.command.is_some());
+    bugcheck::install_panic_hook(mode, smss_config::CrashAction::Panic);
     // A machine's init narrates its boot; a container's init stays as quiet as tini.
     let default_level = match mode {
         Mode::System => log::LevelFilter::Info,
@@ -168,7 +198,16 @@ fn run(args: Args) -> i32 {
                     format!("done with errors: {e}")
                 }
             };
+            if stdio_was_closed {
+                if let Err(e) = sys::stdio_to_console() {
+                    log::warn!("failed to open /dev/console: {e}");
+                }
+            }
+            logging::open_console("/dev/console");
             logging::open_kmsg();
+            // /dev/kmsg drops all but 10 lines per 5 s per writer by default; the boot log is
+            // longer than that and interface.md wants every line there.
+            let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
             if let Some(level) = kernel_cmdline("smss.log") {
                 log::set_max_level(logging::parse_level(Some(&level), default_level));
             }
@@ -192,6 +231,9 @@ fn run(args: Args) -> i32 {
             }
         }
         Mode::Container => {}
+    }
+    if mode != Mode::System {
+        logging::open_console("/proc/self/fd/2");
     }
     if !args.unknown.is_empty() {
         if mode == Mode::System {

@@ -43,8 +43,8 @@ pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
         })
         .map(PathBuf::from)
         .collect();
+    // Stacked mounts on one mount point each need their own unmount: no dedup.
     unmount.reverse();
-    unmount.dedup();
     ShutdownPlan {
         swapoff,
         unmount,

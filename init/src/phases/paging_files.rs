@@ -264,7 +264,18 @@ fn try_create(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("/"),
     };
-    let existing = sys.file_size(path).ok();
+    // Only a regular file (or nothing) may be at the path: a block device, a directory or a
+    // symlink named in PagingFiles must never be truncated, zero-filled or deleted.
+    let existing = match sys.file_size(path) {
+        Ok(len) => Some(len),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => {
+            return Err(PhaseError::PagingFile {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
     let free = sys.free_bytes(dir).map_err(err)?;
     let room = free
         .saturating_add(existing.unwrap_or(0))
@@ -604,5 +615,32 @@ mod tests {
         let files = [pf("/x", true, 16, 0), pf("/y", true, 16, 0)];
         let out = run(&FakeSys::new(), &files, &[]);
         assert!(out[0].result.is_ok() && out[1].result.is_err());
+    }
+}
+
+#[cfg(test)]
+mod non_regular_tests {
+    use super::*;
+    use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn a_directory_or_device_at_the_path_is_never_touched() {
+        let s = FakeSys::new();
+        s.add_dir("/dev/sdb2");
+        let spec = smss_config::PagingFile {
+            path: "/dev/sdb2".into(),
+            any_volume: false,
+            min_mb: 16,
+            max_mb: 16,
+        };
+        let out = run(&s, &[spec], &[PathBuf::from("/")]);
+        assert!(out[0].result.is_err());
+        let calls = s.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("unlink /dev/sdb2") || c.starts_with("allocate /dev/sdb2")),
+            "{calls:?}"
+        );
     }
 }

@@ -325,9 +325,12 @@ pub fn append(queue: &Path, src: &Path, dst: Option<&Path>, replace: bool) -> io
     for _ in 0..100 {
         let (file, created) = match open_queue(queue, true) {
             Ok(f) => (f, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                (open_queue(queue, false)?, false)
-            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match open_queue(queue, false) {
+                Ok(f) => (f, false),
+                // A boot claimed (renamed away) the queue between our two opens: start over.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         let mut file = crate::sys::lock_exclusive(file)?;

@@ -340,8 +340,21 @@ impl Supervisor {
             let critical = spec.is_critical(true);
             let mut extra = Vec::new();
             if spec.ready == Ready::Notify {
-                if let Some(n) = self.notify.as_ref() {
-                    extra.push(("NOTIFY_SOCKET".to_string(), n.address.clone()));
+                match self.notify.as_ref() {
+                    Some(n) => extra.push(("NOTIFY_SOCKET".to_string(), n.address.clone())),
+                    // It could never say READY=1: fail now rather than after the timeout.
+                    None if critical => {
+                        self.boot
+                            .problems
+                            .push(format!("subsystem {name}: no readiness socket"));
+                        return Step::Fatal(name.clone());
+                    }
+                    None => {
+                        self.problem(format!(
+                            "subsystem {name}: no readiness socket; not started"
+                        ));
+                        continue;
+                    }
                 }
             }
             match self.spawn_command(
@@ -356,7 +369,7 @@ impl Supervisor {
                     log::info!("subsystem {name} started (pid {pid})");
                     if spec.ready == Ready::Notify {
                         let timeout = spec.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT);
-                        self.add_timer(Instant::now() + timeout, Timer::Readiness { pid });
+                        self.add_timer(Self::deadline_after(timeout), Timer::Readiness { pid });
                         return Step::Wait(Wait::Ready {
                             pid,
                             name: name.clone(),
@@ -468,7 +481,11 @@ impl Supervisor {
             );
             return;
         };
-        let main_pid = n.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
+        // MAINPID= names another process; only root may speak for someone else (anyone in the
+        // network namespace can find an abstract socket).
+        let main_pid = (n.sender_uid == 0)
+            .then(|| n.get("MAINPID").and_then(|p| p.parse::<i32>().ok()))
+            .flatten();
         let from_it = n.sender == pid || main_pid == Some(pid) || parent_of(n.sender) == Some(pid);
         if !from_it || !n.ready() {
             log::debug!("notification from pid {}: {:?}", n.sender, n.fields);

@@ -182,7 +182,15 @@ impl Supervisor {
                 None
             }
         };
-        let base: Vec<(String, String)> = std::env::vars().collect();
+        // Lossy, never a panic: a non-UTF-8 variable from the runtime must not kill PID 1.
+        let base: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
         let plan = smss_config::plan::plan(&opts.config);
         let mut supervisor = Supervisor {
             mode: opts.mode,
@@ -267,6 +275,14 @@ impl Supervisor {
         let _ = self.epoll.delete(fd);
     }
 
+    /// `now + d`, saturating (a configured duration can be absurdly long; `Instant + d` panics).
+    pub fn deadline_after(d: Duration) -> Instant {
+        let now = Instant::now();
+        now.checked_add(d)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86400)))
+            .unwrap_or(now)
+    }
+
     pub fn add_timer(&mut self, at: Instant, timer: Timer) {
         self.timers.push((at, timer));
     }
@@ -341,7 +357,13 @@ impl Supervisor {
                 self.forward_signal(sig);
                 if sig == libc::SIGTERM || sig == libc::SIGINT {
                     log::info!("received {name}: stopping");
-                    self.request_stop(stop::Goal::Exit);
+                    // The initial command just had the signal: the sweep must not send it a
+                    // second SIGTERM (to many programs a second one means "force quit").
+                    let spared = self.initial_pid.map(|p| match self.forward_to {
+                        ForwardTo::Process => stop::Spared::Process(p),
+                        ForwardTo::ProcessGroup => stop::Spared::Group(p),
+                    });
+                    self.request_stop_sparing(stop::Goal::Exit, spared);
                 }
             }
         }

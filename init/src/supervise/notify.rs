@@ -12,6 +12,7 @@ use nix::sys::socket::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub sender: i32,
+    pub sender_uid: u32,
     pub fields: Vec<(String, String)>,
 }
 
@@ -80,11 +81,12 @@ impl NotifySocket {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return None,
             };
-            let mut sender = 0;
+            let (mut sender, mut sender_uid) = (0, u32::MAX);
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
                     if let ControlMessageOwned::ScmCredentials(cred) = c {
                         sender = cred.pid();
+                        sender_uid = cred.uid();
                     }
                 }
             }
@@ -96,6 +98,7 @@ impl NotifySocket {
                 .unwrap_or_default();
             return Some(Notification {
                 sender,
+                sender_uid,
                 fields: parse_fields(&body),
             });
         }
@@ -123,6 +126,7 @@ mod tests {
     fn fields() {
         let n = Notification {
             sender: 5,
+            sender_uid: 0,
             fields: parse_fields(b"STATUS=up\nREADY=1\nMAINPID=77\njunk\n"),
         };
         assert!(n.ready());

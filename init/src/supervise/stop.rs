@@ -18,6 +18,14 @@ pub enum Goal {
     Machine(sys::RebootCmd),
 }
 
+/// Who already had the stop signal forwarded and is left out of the SIGTERM sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spared {
+    Process(i32),
+    /// Every member of this process group.
+    Group(i32),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Term,
@@ -33,22 +41,32 @@ pub struct Stop {
     pub all_gone: bool,
     /// Pids already sent SIGTERM (a subreaper signals newcomers as they are reparented).
     signalled: HashSet<i32>,
+    spared: Option<Spared>,
 }
 
 impl Supervisor {
     /// A stop asked for from outside (a signal, `Shutdown`): a second request while the
     /// first is still waiting on SIGTERM does not wait any longer.
     pub fn request_stop(&mut self, goal: Goal) {
+        self.request_stop_sparing(goal, None);
+    }
+
+    /// [`Self::request_stop`], leaving out of the SIGTERM sweep who already got the signal.
+    pub fn request_stop_sparing(&mut self, goal: Goal, spared: Option<Spared>) {
         if self.stop.is_some() {
             log::info!("second stop request: killing the remaining processes now");
             self.escalate_stop();
         } else {
-            self.begin_stop(goal);
+            self.begin_stop_sparing(goal, spared);
         }
     }
 
     /// Begin the stop; a no-op when one is already under way (its first goal stands).
     pub fn begin_stop(&mut self, goal: Goal) {
+        self.begin_stop_sparing(goal, None);
+    }
+
+    fn begin_stop_sparing(&mut self, goal: Goal, spared: Option<Spared>) {
         if self.stop.is_some() {
             return;
         }
@@ -63,9 +81,10 @@ impl Supervisor {
             started: Instant::now(),
             all_gone: false,
             signalled: HashSet::new(),
+            spared,
         });
         self.signal_remaining(libc::SIGTERM);
-        self.add_timer(Instant::now() + grace, Timer::Stop);
+        self.add_timer(Self::deadline_after(grace), Timer::Stop);
         // Already nobody left? The reaper decides on this wake-up.
         self.reap_zombies();
         self.check_stop();
@@ -74,8 +93,10 @@ impl Supervisor {
     /// Send `sig` to every process we are responsible for that has not had it yet.
     fn signal_remaining(&mut self, sig: i32) {
         let me = sys::getpid();
-        let targets = match procs::snapshot() {
-            Some(all) => procs::stop_targets(&all, me, self.mode.is_pid1()),
+        let snapshot = procs::snapshot();
+        let spared = self.stop.as_ref().and_then(|s| s.spared);
+        let targets = match &snapshot {
+            Some(all) => procs::stop_targets(all, me, self.mode.is_pid1()),
             None if self.mode.is_pid1() => {
                 // No /proc: kill(-1) reaches everything but us.
                 let _ = sys::kill(-1, sig);
@@ -87,8 +108,21 @@ impl Supervisor {
         let Some(stop) = self.stop.as_mut() else {
             return;
         };
+        let pgid_of = |pid: i32| {
+            snapshot
+                .as_ref()
+                .and_then(|all| all.iter().find(|p| p.pid == pid).map(|p| p.pgid))
+        };
         for pid in targets {
             if sig == libc::SIGTERM && !stop.signalled.insert(pid) {
+                continue;
+            }
+            let is_spared = match spared {
+                Some(Spared::Process(p)) => p == pid,
+                Some(Spared::Group(g)) => pgid_of(pid) == Some(g),
+                None => false,
+            };
+            if sig == libc::SIGTERM && is_spared {
                 continue;
             }
             let _ = sys::kill(pid, sig);
@@ -114,7 +148,7 @@ impl Supervisor {
             waited.as_millis()
         );
         self.signal_remaining(libc::SIGKILL);
-        self.add_timer(Instant::now() + KILL_WAIT, Timer::Stop);
+        self.add_timer(Self::deadline_after(KILL_WAIT), Timer::Stop);
     }
 
     pub(super) fn on_stop_timer(&mut self) {

@@ -370,7 +370,10 @@ impl Sys for FakeSys {
         }
         match self.fs.borrow().get(path) {
             Some(Node::File(d, _)) => Ok(d.len() as u64),
-            Some(_) => Ok(4096),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "exists and is not a regular file",
+            )),
             None => Err(enoent()),
         }
     }

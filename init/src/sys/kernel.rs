@@ -10,7 +10,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// How a process ended, in the two forms smss reports it.
@@ -68,24 +67,31 @@ pub enum Reaped {
     NoChildren,
 }
 
-/// Reap one exited child without blocking.
+/// Reap one exited child without blocking. The raw waitpid, because nix's decoding fails
+/// (EINVAL, after the kernel has reaped the child) for a child killed by a realtime signal.
 pub fn reap_one() -> Reaped {
+    let mut status: libc::c_int = 0;
     loop {
-        match waitpid(
-            Pid::from_raw(-1),
-            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-        ) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                return Reaped::Child(pid, ExitStatus::Exited(code))
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                return Reaped::Child(pid, ExitStatus::Killed(sig as i32))
-            }
-            Ok(WaitStatus::StillAlive) => return Reaped::Pending,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::ECHILD) => return Reaped::NoChildren,
-            Err(_) => return Reaped::Pending,
+        // SAFETY: status is a valid out-pointer for the duration of the call.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        if pid > 0 {
+            let st = if libc::WIFEXITED(status) {
+                ExitStatus::Exited(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                ExitStatus::Killed(libc::WTERMSIG(status))
+            } else {
+                // Stopped/continued reports are not exits; wait again.
+                continue;
+            };
+            return Reaped::Child(Pid::from_raw(pid), st);
+        }
+        if pid == 0 {
+            return Reaped::Pending;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Reaped::NoChildren,
+            _ => return Reaped::Pending,
         }
     }
 }
@@ -182,4 +188,34 @@ pub fn open_tty(path: &Path) -> io::Result<std::os::fd::OwnedFd> {
         .custom_flags(libc::O_NOCTTY)
         .open(path)?;
     Ok(f.into())
+}
+
+/// Make sure fds 0, 1 and 2 are open: the kernel starts init with none when the initramfs
+/// has no /dev/console, and the first files smss opens must not become "stderr". Closed ones
+/// are pointed at /dev/null when it exists. Returns true when any was closed.
+pub fn ensure_stdio() -> bool {
+    let mut any_closed = false;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only inspects the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            any_closed = true;
+            // SAFETY: a valid NUL-terminated path; open returns the lowest free fd, which is
+            // this one because the lower ones are open by now.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+    any_closed
+}
+
+/// Point fds 0, 1 and 2 at the console (after devtmpfs is mounted, when they were closed).
+pub fn stdio_to_console() -> io::Result<()> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")?;
+    for fd in 0..3 {
+        nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&f), fd)?;
+    }
+    Ok(())
 }

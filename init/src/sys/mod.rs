@@ -12,6 +12,7 @@
 pub mod fake;
 pub mod fd;
 pub mod kernel;
+pub mod peercred;
 pub mod process;
 
 pub use kernel::*;
@@ -314,7 +315,14 @@ impl Sys for RealSys {
     }
 
     fn file_size(&self, path: &Path) -> io::Result<u64> {
-        Ok(fs::symlink_metadata(path)?.len())
+        let m = fs::symlink_metadata(path)?;
+        if !m.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "exists and is not a regular file",
+            ));
+        }
+        Ok(m.len())
     }
 
     fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
