@@ -277,6 +277,7 @@ impl Server {
                 pid: c.pid(),
                 uid: c.uid(),
                 gid: c.gid(),
+                groups: crate::sys::peercred::peer_groups(&stream).ok(),
             },
             Err(e) => {
                 log::debug!("control socket: no peer credentials: {e}");

@@ -117,17 +117,19 @@ pub fn parse_status_groups(status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Peer credentials as SO_PEERCRED reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Peer credentials as SO_PEERCRED (and SO_PEERGROUPS) report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups at connect time; None when the kernel could not say.
+    pub groups: Option<Vec<u32>>,
 }
 
 /// May `peer` call privileged methods? Root always; otherwise membership of `allowed_group`
-/// as primary group, as a supplementary group of the connecting process, or as a listed
-/// member in /etc/group.
+/// as primary group, as a supplementary group of the connecting process (SO_PEERGROUPS, else
+/// /proc/PID/status), or as a listed member in /etc/group.
 pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
     if peer.uid == 0 {
         return true;
@@ -138,8 +140,13 @@ pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
     if peer.gid == group.gid {
         return true;
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default();
-    if parse_status_groups(&status).contains(&group.gid) {
+    let supplementary = match &peer.groups {
+        Some(g) => g.clone(),
+        None => parse_status_groups(
+            &std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default(),
+        ),
+    };
+    if supplementary.contains(&group.gid) {
         return true;
     }
     let users = parse_passwd(&read("/etc/passwd"));
@@ -181,14 +188,25 @@ mod tests {
             pid: 1,
             uid: 0,
             gid: 0,
+            groups: None,
         };
         assert!(is_privileged(&p, None));
         let p = Peer {
             pid: 1,
             uid: 65534,
             gid: 65534,
+            groups: Some(Vec::new()),
         };
         assert!(!is_privileged(&p, None));
         assert!(!is_privileged(&p, Some("no-such-group-anywhere")));
+        // A numeric group needs no /etc/group entry.
+        assert!(!is_privileged(&p, Some("4242")));
+        let member = Peer {
+            groups: Some(vec![7, 4242]),
+            ..p.clone()
+        };
+        assert!(is_privileged(&member, Some("4242")));
+        let primary = Peer { gid: 4242, ..p };
+        assert!(is_privileged(&primary, Some("4242")));
     }
 }

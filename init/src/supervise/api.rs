@@ -180,7 +180,7 @@ impl Supervisor {
         let Some(conn) = self.conn(id) else {
             return;
         };
-        let (peer, privileged) = (conn.peer, conn.privileged);
+        let (peer, privileged) = (conn.peer.clone(), conn.privileged);
         let result = if call.upgrade {
             Err(MethodError::bad_parameter("upgrade"))
         } else {

@@ -1,0 +1,389 @@
+//! Tier 3: the control socket of a real smss (PID 1 of a fresh PID + mount namespace) — an
+//! independent varlink client, SO_PEERCRED authorisation with real uids, and hostile input:
+//! malformed, oversized, unknown, mistyped, never-reading and 500 simultaneous clients. After
+//! each, GetStatus must still work.
+
+mod common;
+mod ns_control_common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::sync::mpsc::channel;
+
+use common::TIMEOUT;
+use ns_control_common::{start, Opts, Smss};
+use serde_json::{json, Value};
+
+const CONFIG: &str = "[sessions]\nmax-sessions = 8\n[shutdown]\ngrace-period = \"2s\"\n";
+
+fn raw(s: &Smss) -> UnixStream {
+    let c = UnixStream::connect(&s.socket).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c
+}
+
+/// The next NUL-terminated message, parsed; None at EOF (or a reset).
+fn read_msg(c: &mut UnixStream) -> Option<Value> {
+    let mut msg = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if b[0] == 0 => {
+                return Some(serde_json::from_slice(&msg).expect("reply is JSON"))
+            }
+            Ok(_) => msg.push(b[0]),
+        }
+    }
+}
+
+fn send(c: &mut UnixStream, v: Value) {
+    let mut m = serde_json::to_vec(&v).unwrap();
+    m.push(0);
+    c.write_all(&m).unwrap();
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"].as_str().unwrap_or("")
+}
+
+#[test]
+fn python_varlink_client_creates_lists_and_terminates() {
+    require_unshare!();
+    let have = Command::new("python3")
+        .args(["-c", "import varlink"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        if std::env::var_os("SMSS_ALLOW_SKIP").is_some() {
+            eprintln!("SKIPPED: python3 -m pip install varlink (scripts/install-deps.sh)");
+            return;
+        }
+        panic!("the python varlink package is missing: scripts/install-deps.sh installs it");
+    }
+    let s = start("python", CONFIG, Opts::default());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/varlink_client.py");
+    let marker = s.dir.join("marker");
+    let o = Command::new("timeout")
+        .args(["30", "python3", script])
+        .arg(&s.socket)
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("OK"),
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    s.assert_serving();
+}
+
+/// Run smctl as uid/gid 65534 (nobody), with the given extra setpriv options.
+fn smctl_as_nobody(s: &Smss, setpriv: &[&str], args: &[&str]) -> std::process::Output {
+    let mut c = Command::new("timeout");
+    c.args(["20", "setpriv", "--reuid=65534"]);
+    c.args(setpriv);
+    c.args([
+        "--",
+        common::smctl(),
+        "--socket",
+        s.socket.to_str().unwrap(),
+    ]);
+    c.args(args);
+    c.output().unwrap()
+}
+
+#[test]
+fn unprivileged_peers_may_only_read_and_the_allowed_group_may_act() {
+    require_unshare!();
+    let opts = Opts {
+        allowed_group: Some("users"),
+        ..Default::default()
+    };
+    let s = start("perm", CONFIG, opts);
+    let nobody = ["--regid=65534", "--clear-groups"];
+    // Reading is for everyone.
+    let o = smctl_as_nobody(&s, &nobody, &["status", "--json"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = smctl_as_nobody(&s, &nobody, &["session", "list"]);
+    assert!(o.status.success(), "{o:?}");
+    // Acting is not.
+    let o = smctl_as_nobody(&s, &nobody, &["subsystem", "start", "x"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("permission denied"),
+        "{o:?}"
+    );
+    let o = smctl_as_nobody(
+        &s,
+        &nobody,
+        &["call", "io.smss.Manager.Shutdown", r#"{"action":"halt"}"#],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["error"], "io.smss.Manager.PermissionDenied", "{out}");
+    assert_eq!(out["parameters"]["uid"], 65534, "{out}");
+    for args in [
+        &["session", "create", "--", "true"][..],
+        &["session", "terminate", "1"],
+        &["rename", "/a", "/b"],
+        &["reboot"],
+    ] {
+        let o = smctl_as_nobody(&s, &nobody, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("permission denied"),
+            "{o:?}"
+        );
+    }
+    // Membership of the allowed group, as a supplementary or as the primary group, is
+    // enough: the call gets past authorisation (and fails on its merits).
+    for opts in [
+        &["--regid=65534", "--groups=100"][..],
+        &["--regid=100", "--clear-groups"],
+    ] {
+        let o = smctl_as_nobody(&s, opts, &["subsystem", "start", "nosuch"]);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("no optional subsystem nosuch"),
+            "{opts:?}: {err}"
+        );
+    }
+    s.assert_serving();
+}
+
+#[test]
+fn malformed_messages_get_an_error_and_a_closed_connection() {
+    require_unshare!();
+    let s = start("malformed", CONFIG, Opts::default());
+    for bad in [
+        &b"{not json"[..],
+        b"[1,2,3]",
+        b"\"a string\"",
+        b"{}",
+        b"{\"method\": 42}",
+        b"{\"method\": \"io.smss.Manager.GetStatus\", \"parameters\": [1]}",
+        b"\xff\xfe\xfd",
+    ] {
+        let mut c = raw(&s);
+        c.write_all(bad).unwrap();
+        c.write_all(b"\0").unwrap();
+        let reply = read_msg(&mut c).expect("an error reply");
+        assert_eq!(
+            error_of(&reply),
+            "org.varlink.service.InvalidParameter",
+            "{reply}"
+        );
+        assert!(
+            read_msg(&mut c).is_none(),
+            "connection left open after {bad:?}"
+        );
+        s.assert_serving();
+    }
+}
+
+#[test]
+fn a_message_over_one_mib_without_nul_is_cut_off() {
+    require_unshare!();
+    let s = start("huge", CONFIG, Opts::default());
+    let mut c = raw(&s);
+    let mut writer = c.try_clone().unwrap();
+    // smss may close while we still write: that is the point; ignore the write error.
+    let t = std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..(1 << 20) / chunk.len() + 2 {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    // An error reply then EOF, or just EOF.
+    if let Some(reply) = read_msg(&mut c) {
+        assert_eq!(
+            error_of(&reply),
+            "org.varlink.service.InvalidParameter",
+            "{reply}"
+        );
+        assert!(read_msg(&mut c).is_none());
+    }
+    t.join().unwrap();
+    s.assert_serving();
+}
+
+#[test]
+fn unknown_methods_and_wrong_types_get_varlink_errors_on_a_live_connection() {
+    require_unshare!();
+    let s = start("unknown", CONFIG, Opts::default());
+    let mut c = raw(&s);
+    let cases = [
+        (
+            json!({"method": "io.smss.Manager.Frobnicate"}),
+            "org.varlink.service.MethodNotFound",
+            None,
+        ),
+        (
+            json!({"method": "com.example.Nope.Call"}),
+            "org.varlink.service.InterfaceNotFound",
+            None,
+        ),
+        (
+            json!({"method": "org.varlink.service.Nope"}),
+            "org.varlink.service.MethodNotFound",
+            None,
+        ),
+        (
+            json!({"method": "io.smss.Manager.TerminateSession", "parameters": {"id": "1"}}),
+            "org.varlink.service.InvalidParameter",
+            Some("id"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.TerminateSession", "parameters": {}}),
+            "org.varlink.service.InvalidParameter",
+            Some("id"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.CreateSession", "parameters": {"command": 5}}),
+            "org.varlink.service.InvalidParameter",
+            Some("command"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.CreateSession", "parameters": {"command": ["true"], "environment": ["x"]}}),
+            "io.smss.Manager.InvalidParameter",
+            Some("environment"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.CreateSession", "parameters": {"command": ["true"], "tty": "/dev/nonexistent-tty"}}),
+            "io.smss.Manager.InvalidParameter",
+            Some("tty"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.Shutdown", "parameters": {"action": "explode"}}),
+            "org.varlink.service.InvalidParameter",
+            Some("action"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.GetStatus", "parameters": {"verbose": true}}),
+            "org.varlink.service.InvalidParameter",
+            Some("verbose"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.QueueFileRename", "parameters": {"source": "relative"}}),
+            "io.smss.Manager.InvalidParameter",
+            Some("source"),
+        ),
+        (
+            json!({"method": "io.smss.Manager.TerminateSession", "parameters": {"id": 77}}),
+            "io.smss.Manager.NoSuchSession",
+            None,
+        ),
+    ];
+    for (call, error, param) in cases {
+        send(&mut c, call.clone());
+        let reply = read_msg(&mut c).expect("a reply");
+        assert_eq!(error_of(&reply), error, "{call} -> {reply}");
+        if let Some(p) = param {
+            assert_eq!(reply["parameters"]["parameter"], p, "{call} -> {reply}");
+        }
+    }
+    // Still the same connection: a oneway call gets no reply, the next call does, and
+    // pipelined calls are answered in order.
+    let mut two = Vec::new();
+    for m in [
+        json!({"method": "io.smss.Manager.GetStatus", "oneway": true}),
+        json!({"method": "org.varlink.service.GetInfo"}),
+        json!({"method": "io.smss.Manager.ListSessions"}),
+    ] {
+        two.extend(serde_json::to_vec(&m).unwrap());
+        two.push(0);
+    }
+    c.write_all(&two).unwrap();
+    let info = read_msg(&mut c).unwrap();
+    assert_eq!(info["parameters"]["product"], "smss", "{info}");
+    let list = read_msg(&mut c).unwrap();
+    assert!(list["parameters"]["sessions"].is_array(), "{list}");
+    s.assert_serving();
+}
+
+#[test]
+fn clients_that_never_read_or_never_write_do_not_block_others() {
+    require_unshare!();
+    let s = start("slow", CONFIG, Opts::default());
+    // Connected, silent, forever.
+    let _idle = raw(&s);
+    // A partial message, then silence.
+    let mut partial = raw(&s);
+    partial.write_all(b"{\"method\": \"io.smss.Man").unwrap();
+    s.assert_serving();
+    // Floods calls and never reads a reply: smss drops it once its replies pile up.
+    let mut flood = raw(&s);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut msg = serde_json::to_vec(&json!({"method": "io.smss.Manager.GetStatus"})).unwrap();
+        msg.push(0);
+        let batch: Vec<u8> = msg.iter().copied().cycle().take(msg.len() * 100).collect();
+        let mut sent = 0u64;
+        let result = loop {
+            if let Err(e) = flood.write_all(&batch) {
+                break e;
+            }
+            sent += 100;
+            if sent > 10_000_000 {
+                break std::io::Error::other("never closed");
+            }
+        };
+        let _ = tx.send((sent, result));
+    });
+    for _ in 0..20 {
+        s.assert_serving();
+    }
+    let (sent, err) = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the flooding client was never closed");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "after {sent} calls: {err}"
+    );
+    s.assert_serving();
+}
+
+#[test]
+fn five_hundred_clients_at_once() {
+    require_unshare!();
+    let s = start("many", CONFIG, Opts::default());
+    let mut conns: Vec<UnixStream> = (0..500).map(|_| raw(&s)).collect();
+    let mut call = serde_json::to_vec(&json!({"method": "io.smss.Manager.GetStatus"})).unwrap();
+    call.push(0);
+    for c in &mut conns {
+        // A refused client may already be closed: EPIPE is an answer too.
+        let _ = c.write_all(&call);
+    }
+    let (mut served, mut refused, mut closed) = (0, 0, 0);
+    for c in &mut conns {
+        match read_msg(c) {
+            Some(v) if v["parameters"]["mode"] == "container" => served += 1,
+            Some(v) if error_of(&v) == "io.smss.Manager.LimitReached" => refused += 1,
+            Some(v) => panic!("unexpected reply {v}"),
+            None => closed += 1,
+        }
+    }
+    eprintln!("500 clients: {served} served, {refused} refused with LimitReached, {closed} closed");
+    assert_eq!(served + refused + closed, 500);
+    assert!((200..=256).contains(&served), "served {served}");
+    drop(conns);
+    s.assert_serving();
+    // And once they are gone, the slots are free again.
+    let mut again: Vec<UnixStream> = (0..200).map(|_| raw(&s)).collect();
+    for c in &mut again {
+        c.write_all(&call).unwrap();
+    }
+    for c in &mut again {
+        let v = read_msg(c).expect("reply");
+        assert_eq!(v["parameters"]["mode"], "container", "{v}");
+    }
+}
