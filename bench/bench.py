@@ -1,0 +1,714 @@
+#!/usr/bin/env python3
+"""smss against its peers: prints one markdown table (and short notes) on stdout.
+
+Run through scripts/bench, which installs the peers and builds the static binaries:
+    python3 bench/bench.py --bin-dir DIR [--quick] [--only SECTIONS] [--json PATH]
+Progress goes to stderr. Every process started here has a hard timeout; a section that fails
+puts "failed: why" in its cells and the rest go on. Variants are always interleaved
+round-robin (in a shuffled order per round), because the machine is small and shared: only
+ratios measured in the same run mean anything.
+"""
+import argparse
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORK = os.path.join(ROOT, "target", "bench")
+PEERS = ["tini", "tini-static", "dumb-init", "catatonit", "busybox init"]
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def clean_env():
+    env = dict(os.environ)
+    for k in ("SMSS_LOG", "container", "NOTIFY_SOCKET", "TINI_SUBREAPER", "TINI_VERBOSITY"):
+        env.pop(k, None)
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return env
+
+
+ENV = clean_env()
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def boot_ci(xs, stat=statistics.median, n=1000, seed=7):
+    """95% bootstrap interval of stat(xs)."""
+    if len(xs) < 5:
+        return None
+    rnd = random.Random(seed)
+    vals = sorted(stat(rnd.choices(xs, k=len(xs))) for _ in range(n))
+    return vals[int(0.025 * n)], vals[int(0.975 * n) - 1]
+
+
+def children(pid):
+    """Children of every thread of pid (CONFIG_PROC_CHILDREN)."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for c in children(todo.pop()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def proc_stat(pid):
+    """(comm, state) or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    l, r = s.index("("), s.rindex(")")
+    return s[l + 1:r], s[r + 2]
+
+
+def comm(pid):
+    st = proc_stat(pid)
+    return st[0] if st else None
+
+
+def wait_for(pred, timeout, step=0.001):
+    """Poll pred() until it returns a truthy value or timeout seconds pass."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            return None
+        time.sleep(step)
+
+
+def kill_tree(p, ns_init=None):
+    """SIGKILL the namespace (its PID 1 takes the rest with it) and the unshare process."""
+    for pid in (ns_init, p.pid if p else None):
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    if p:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def ns_spawn(argv, unshare=None, stdout=subprocess.DEVNULL):
+    """Start argv as PID 1 of a new pid namespace; return (Popen, host pid of PID 1)."""
+    cmd = (unshare or (UNSHARE + ["--kill-child"])) + argv
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout,
+                         stderr=subprocess.DEVNULL, env=ENV)
+    kids = wait_for(lambda: children(p.pid), 5)
+    if not kids:
+        kill_tree(p)
+        raise RuntimeError(f"no PID 1 appeared under unshare for {argv[0]}")
+    return p, kids[0]
+
+
+def run_fast(cmd, timeout):
+    """Run cmd, return its exit status ("timeout" if killed). Waits on a pidfd: Popen.wait with
+    a timeout polls with sleeps, which would quantise a 3 ms run to the timer tick."""
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=ENV)
+    fd = os.pidfd_open(p.pid)
+    try:
+        r, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not r:
+        p.kill()
+        p.wait()
+        return "timeout"
+    return p.wait()
+
+
+def fmt(x, nd=2, unit=""):
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{x:,.{nd}f}{unit}"
+
+
+def ratio(a, b, nd=2):
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str) or b == 0:
+        return "n/a"
+    return f"{a / b:.{nd}f}×"
+
+
+# ---------------------------------------------------------------------------------------------
+# the set of inits
+
+
+def init_argv(bindir):
+    """name -> argv prefix that runs CMD... as the init's child ("busybox init" is special)."""
+    return {
+        "smss": [os.path.join(bindir, "smss"), "--"],
+        "tini": ["/usr/bin/tini", "--"],
+        "tini-static": ["/usr/bin/tini-static", "--"],
+        "dumb-init": ["/usr/bin/dumb-init"],
+        "catatonit": ["/usr/bin/catatonit", "--"],
+    }
+
+
+def available(inits):
+    out = {}
+    for k, v in inits.items():
+        if os.access(v[0], os.X_OK):
+            out[k] = v
+        else:
+            log(f"{k}: {v[0]} missing, left out")
+    return out
+
+
+class BusyboxRoot:
+    """A tiny chroot with static busybox, for busybox init inside a pid namespace: busybox
+    init reads /etc/inittab and only that, and the host's /etc must not be touched."""
+
+    def __init__(self, name, inittab):
+        self.dir = os.path.join(WORK, "bbroot-" + name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for d in ("bin", "etc", "proc", "dev", "tmp"):
+            os.makedirs(os.path.join(self.dir, d))
+        shutil.copy2(shutil.which("busybox") or "/bin/busybox", os.path.join(self.dir, "bin"))
+        for a in ("sh", "sleep", "seq", "true", "init"):
+            os.symlink("busybox", os.path.join(self.dir, "bin", a))
+        null = os.path.join(self.dir, "dev", "null")
+        os.mknod(null, 0o20666, os.makedev(1, 3))
+        os.chmod(null, 0o666)
+        with open(os.path.join(self.dir, "etc", "inittab"), "w") as f:
+            f.write(inittab)
+
+    def unshare(self):
+        return ["unshare", "--pid", "--fork", f"--mount-proc={self.dir}/proc", "--kill-child",
+                "chroot", self.dir]
+
+    argv = ["/bin/busybox", "init"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. start-up overhead
+
+
+def sec_startup(inits, n):
+    variants = {"bare": UNSHARE + ["/bin/true"]}
+    for k, v in inits.items():
+        variants[k] = UNSHARE + v + ["/bin/true"]
+    times = {k: [] for k in variants}
+    bad = {k: [] for k in variants}
+
+    def once(k):
+        t0 = time.perf_counter()
+        rc = run_fast(variants[k], 10)
+        dt = (time.perf_counter() - t0) * 1000
+        if rc == 0:
+            times[k].append(dt)
+        else:
+            bad[k].append(rc)
+        return dt
+
+    for k in variants:  # warm-up: page cache, dentries
+        once(k), once(k)
+        times[k].clear()
+    order = list(variants)
+    rnd = random.Random(1)
+    rounds = []
+    for _ in range(n):
+        rnd.shuffle(order)
+        rounds.append({k: once(k) for k in order})
+    res = {}
+    bare = median(times["bare"])
+    for k in inits:
+        if bad[k] and not times[k]:
+            res[k] = f"failed: exit {bad[k][0]}"
+            continue
+        res[k] = median(times[k]) - bare
+    out = {"overhead_ms": res, "bare_ms": bare, "runs": n,
+           "errors": {k: len(v) for k, v in bad.items() if v}}
+    if "smss" in inits and "catatonit" in inits:
+        diffs = [r["smss"] - r["catatonit"] for r in rounds]
+        out["smss_minus_catatonit_ms"] = median(diffs)
+        out["smss_minus_catatonit_ci"] = boot_ci(diffs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. idle memory with one child
+
+
+def read_mem(pid):
+    vals = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                vals[k] = int(v.split()[0])
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                vals["Pss"] = int(line.split()[1])
+    return vals
+
+
+def mem_once(argv, unshare=None):
+    p, p1 = ns_spawn(argv, unshare)
+    try:
+        def ready():
+            # the child has exec'd sleep and PID 1 is asleep again (its post-fork work is done)
+            kids = children(p1)
+            st = proc_stat(p1)
+            return kids and comm(kids[0]) == "sleep" and st and st[1] == "S"
+        if not wait_for(ready, 5):
+            raise RuntimeError("child did not appear within 5 s")
+        # settle: PID 1 must stay asleep over two consecutive reads
+        a = read_mem(p1)
+        wait_for(lambda: False, 0.02)
+        b = read_mem(p1)
+        return b if b == a else read_mem(p1)
+    finally:
+        kill_tree(p, p1)
+
+
+def sec_memory(inits, bb, n):
+    variants = {k: (v + ["/bin/sleep", "1000"], None) for k, v in inits.items()}
+    if bb:
+        variants["busybox init"] = (BusyboxRoot.argv, bb.unshare())
+    res = {k: [] for k in variants}
+    err = {}
+    order = list(variants)
+    rnd = random.Random(2)
+    for _ in range(n):
+        rnd.shuffle(order)
+        for k in order:
+            try:
+                res[k].append(mem_once(*variants[k]))
+            except Exception as e:  # noqa: BLE001 - any failure goes into the cell
+                err[k] = str(e)
+    out = {}
+    for k, runs in res.items():
+        if not runs:
+            out[k] = {"error": err.get(k, "no runs")}
+            continue
+        out[k] = {m: median([r[m] for r in runs if m in r]) for m in runs[0]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. sizes
+
+
+def sec_sizes(bindir):
+    out = {}
+    files = {"smss": os.path.join(bindir, "smss"), "smctl": os.path.join(bindir, "smctl"),
+             "smss-session": os.path.join(bindir, "smss-session"),
+             "tini": "/usr/bin/tini", "tini-static": "/usr/bin/tini-static",
+             "dumb-init": "/usr/bin/dumb-init", "catatonit": "/usr/bin/catatonit",
+             "busybox init": shutil.which("busybox") or "/bin/busybox"}
+    for k, path in files.items():
+        try:
+            size = os.stat(path).st_size
+            desc = subprocess.run(["file", "-bL", path], capture_output=True, text=True,
+                                  timeout=10).stdout
+            out[k] = {"bytes": size, "static": "statically linked" in desc or "static-pie" in desc,
+                      "stripped": "not stripped" not in desc}
+        except (OSError, subprocess.SubprocessError) as e:
+            out[k] = {"error": str(e)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. shutdown with 20 children
+
+
+KIDS = "for i in $(seq 20); do sleep 1000 & done; wait"
+
+
+def shutdown_once(argv, unshare=None):
+    p, p1 = ns_spawn(argv, unshare)
+    try:
+        def ready():
+            ds = descendants(p1)
+            return sum(1 for d in ds if comm(d) == "sleep") >= 20 and ds
+        if not wait_for(ready, 10):
+            raise RuntimeError("the 20 children did not appear within 10 s")
+        # let the 20th sleep finish exec and PID 1 go back to sleep
+        wait_for(lambda: (proc_stat(p1) or ("", "S"))[1] == "S", 1)
+        fd = os.pidfd_open(p1)
+        try:
+            t0 = time.perf_counter()
+            os.kill(p1, signal.SIGTERM)
+            r, _, _ = select.select([fd], [], [], 30)
+            t1 = time.perf_counter()
+        finally:
+            os.close(fd)
+        if not r:
+            raise RuntimeError("still running 30 s after SIGTERM")
+        rc = p.wait(timeout=10)
+        return (t1 - t0) * 1000, rc
+    finally:
+        kill_tree(p, p1)
+
+
+def sec_shutdown(inits, bb, n):
+    variants = {}
+    for k in ("smss", "tini", "dumb-init", "catatonit"):
+        if k in inits:
+            variants[k] = (inits[k] + ["/bin/sh", "-c", KIDS], None)
+    if bb:
+        variants["busybox init"] = (BusyboxRoot.argv, bb.unshare())
+    res = {k: [] for k in variants}
+    rcs = {k: set() for k in variants}
+    err = {}
+    order = list(variants)
+    rnd = random.Random(4)
+    for _ in range(n):
+        rnd.shuffle(order)
+        for k in order:
+            try:
+                ms, rc = shutdown_once(*variants[k])
+                res[k].append(ms)
+                rcs[k].add(rc)
+            except Exception as e:  # noqa: BLE001
+                err[k] = str(e)
+    out = {}
+    for k in variants:
+        out[k] = {"ms": median(res[k]), "max": max(res[k]) if res[k] else None,
+                  "rc": sorted(rcs[k]), "error": None if res[k] else err.get(k)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. reaping 10k orphans
+
+
+def reap_once(argv, n):
+    payload = [sys.executable, "-S", "-E", os.path.join(HERE, "reap_payload.py"), str(n), "30"]
+    cmd = UNSHARE + ["--kill-child"] + argv + payload
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=ENV, timeout=90)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("timed out after 90 s")
+    wall = time.perf_counter() - t0
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            d["wall_s"] = wall
+            return d
+    raise RuntimeError(f"payload printed nothing (exit {r.returncode}) {r.stderr[-200:]}")
+
+
+def sec_reap(inits, n, runs):
+    variants = {k: inits[k] for k in ("smss", "tini", "catatonit") if k in inits}
+    res = {k: [] for k in variants}
+    err = {}
+    order = list(variants)
+    rnd = random.Random(5)
+    for _ in range(runs):
+        rnd.shuffle(order)
+        for k in order:
+            try:
+                res[k].append(reap_once(variants[k], n))
+            except Exception as e:  # noqa: BLE001
+                err[k] = str(e)
+    out = {}
+    for k, rs in res.items():
+        if not rs:
+            out[k] = {"error": err.get(k, "no runs")}
+            continue
+        out[k] = {m: median([r[m] for r in rs]) for m in rs[0]}
+        out[k]["left_max"] = max(r["left"] for r in rs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. sessions (init/benches/sessions.rs, written by another engineer)
+
+
+def sec_sessions(quick):
+    bench = os.path.join(ROOT, "init", "benches", "sessions.rs")
+    if not os.path.exists(bench):
+        return {"error": "n/a (not built): init/benches/sessions.rs does not exist"}
+    env = dict(ENV)
+    if quick:
+        env["SMSS_BENCH_QUICK"] = "1"
+    try:
+        r = subprocess.run(["cargo", "bench", "-p", "smss", "--bench", "sessions"], cwd=ROOT,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                           timeout=120 if quick else 300)
+    except subprocess.TimeoutExpired:
+        return {"error": "failed: cargo bench timed out"}
+    text = r.stdout + "\n" + r.stderr
+    if r.returncode != 0:
+        tail = [ln for ln in text.splitlines() if "error" in ln.lower()][:2]
+        return {"error": f"failed: cargo bench exit {r.returncode}: {' / '.join(tail)[:200]}"}
+    lines = [ln.strip() for ln in r.stdout.splitlines()
+             if any(ch.isdigit() for ch in ln) and not ln.startswith(("running", "test result"))]
+    return {"lines": lines[:8]}
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+
+
+def cell_err(e):
+    return "failed: " + str(e).replace("|", "/")[:120] if not str(e).startswith(("failed", "n/a")) \
+        else str(e).replace("|", "/")[:160]
+
+
+def table(R, quick):
+    cols = ["smss"] + PEERS
+    rows = []
+    notes = []
+
+    def row(metric, vals, rat="", target="", verdict=""):
+        rows.append([metric] + [vals.get(c, "—") for c in cols] + [rat, target, verdict])
+
+    # 1
+    s = R.get("startup")
+    if isinstance(s, dict) and "overhead_ms" in s:
+        o = s["overhead_ms"]
+        vals = {k: fmt(v, 2) for k, v in o.items()}
+        d, ci = s.get("smss_minus_catatonit_ms"), s.get("smss_minus_catatonit_ci")
+        verdict = ""
+        if isinstance(o.get("smss"), float) and isinstance(o.get("catatonit"), float):
+            ok = d is not None and d <= 0
+            within = ci and ci[0] <= 0 <= ci[1]
+            verdict = ("PASS" if ok else "FAIL") + (" (within noise)" if within else "")
+        row(f"start-up overhead, ms over bare `/bin/true` (median of {s['runs']})", vals,
+            ratio(o.get("smss"), o.get("catatonit")) + " catatonit", "≤ catatonit", verdict)
+        ci_s = f" (95% CI {ci[0]:+.2f} … {ci[1]:+.2f})" if ci else ""
+        notes.append(f"Start-up: bare `unshare --pid --fork --mount-proc /bin/true` = "
+                     f"{fmt(s['bare_ms'])} ms; paired per-round median smss − catatonit = "
+                     f"{fmt(d, 3, ' ms')}{ci_s}."
+                     + (f" Non-zero exits: {s['errors']}." if s.get("errors") else ""))
+    else:
+        row("start-up overhead, ms over bare `/bin/true`", {c: cell_err(s) for c in cols[:5]})
+
+    # 2
+    m = R.get("memory")
+    if isinstance(m, dict):
+        for metric, key in (("idle PID 1 with one child: VmRSS, kB", "VmRSS"),
+                            ("idle PID 1: RssAnon (private), kB", "RssAnon"),
+                            ("idle PID 1: Pss, kB", "Pss")):
+            vals = {}
+            for k, v in m.items():
+                vals[k] = cell_err(v["error"]) if "error" in v else fmt(v.get(key), 0)
+            sm = m.get("smss", {}).get(key)
+            ca = m.get("catatonit", {}).get(key)
+            verdict = ""
+            if sm is not None and ca is not None:
+                verdict = "PASS" if sm <= ca else "FAIL"
+            row(metric, vals, ratio(sm, ca) + " catatonit", "≤ catatonit", verdict)
+        hwm = m.get("smss", {}).get("VmHWM")
+        if hwm is not None:
+            notes.append(f"Memory: smss VmHWM {hwm:.0f} kB (peak since exec). Static binaries: "
+                         "VmRSS ≈ Pss; dynamic ones (tini, dumb-init) share libc, so compare Pss.")
+    else:
+        row("idle PID 1 memory", {c: cell_err(m) for c in cols})
+
+    # 3
+    z = R.get("sizes")
+    if isinstance(z, dict):
+        vals = {}
+        for k in cols:
+            v = z.get(k)
+            if not v:
+                continue
+            vals[k] = cell_err(v["error"]) if "error" in v else \
+                f"{v['bytes']:,}" + ("" if v["static"] else " (dyn)")
+        sm = z.get("smss", {}).get("bytes")
+        rat = ratio(sm, z.get("catatonit", {}).get("bytes")) + " catatonit, " + \
+            ratio(sm, z.get("busybox init", {}).get("bytes")) + " busybox"
+        row("static binary size, bytes (busybox = whole toolbox)", vals, rat)
+        extra = ", ".join(f"{k} {z[k]['bytes']:,}" for k in ("smctl", "smss-session")
+                          if k in z and "bytes" in z[k])
+        st = "stripped" if z.get("smss", {}).get("stripped") else "NOT stripped"
+        notes.append(f"Sizes: smss is static and {st}; also {extra} bytes. "
+                     "(dyn) = dynamically linked against glibc (≈1.9 MB shared, not counted).")
+    else:
+        row("binary size", {c: cell_err(z) for c in cols})
+
+    # 4
+    sd = R.get("shutdown")
+    if isinstance(sd, dict):
+        vals = {}
+        for k, v in sd.items():
+            vals[k] = cell_err(v["error"]) if v.get("error") else fmt(v["ms"], 1)
+        sm = sd.get("smss", {}).get("ms")
+        bb = sd.get("busybox init", {}).get("ms")
+        verdict = ""
+        if sm is not None:
+            verdict = "PASS" if sm < 100 else "FAIL"
+        row("shutdown: SIGTERM → exit, 20 children that exit on TERM, ms (median)", vals,
+            ratio(sm, bb, 4) + " busybox", "no fixed sleeps (< 100 ms)", verdict)
+        rcs = "; ".join(f"{k} {v['rc']}" for k, v in sd.items() if v.get("rc"))
+        notes.append("Shutdown: SIGTERM to the namespace's PID 1, timed until its pidfd says it "
+                     "and (zap_pid_ns) everything in the namespace are gone. tini/catatonit "
+                     "just exit and let the kernel SIGKILL the rest; dumb-init signals the "
+                     "group; busybox init runs ::shutdown:, TERM, sleep 1 s, KILL, sleep 1 s, "
+                     f"reboot(2). Exit statuses (unshare's): {rcs}.")
+    else:
+        row("shutdown", {c: cell_err(sd) for c in cols})
+
+    # 5
+    rp = R.get("reap")
+    if isinstance(rp, dict):
+        vals, vals2 = {}, {}
+        for k, v in rp.items():
+            if "error" in v:
+                vals[k] = vals2[k] = cell_err(v["error"])
+            else:
+                vals[k] = f"{v['total_s'] * 1000:,.0f} (tail {v['tail_s'] * 1000:,.0f})"
+                vals2[k] = f"{v['left_max']}"
+        sm, ti = rp.get("smss", {}), rp.get("tini", {})
+        verdict = ""
+        if "left_max" in sm:
+            verdict = "PASS" if sm["left_max"] == 0 else "FAIL"
+        n = R.get("reap_n", 10000)
+        row(f"reaping {n:,} orphans: ms to none left (tail after the last fork)", vals,
+            ratio(sm.get("total_s"), ti.get("total_s")) + " tini", "all reaped", verdict)
+        row("reaping: processes left at the 30 s deadline (max)", vals2, "", "0",
+            verdict)
+        notes.append("Reaping: the payload (bench/reap_payload.py, python, the init's only "
+                     "child) forks 100 children that each fork 100 grandchildren which exit at "
+                     "once, so orphans arrive in bursts; it then polls /proc until only PID 1 and "
+                     "itself are left. Most of the total is the payload's own forking; the "
+                     "tail is the init's lag.")
+    else:
+        row("reaping", {c: cell_err(rp) for c in cols})
+
+    # 6
+    b = R.get("boot")
+    if quick and b is None:
+        row("boot (QEMU)", {"smss": "skipped (--quick)", "busybox init": "skipped (--quick)"})
+    elif isinstance(b, dict):
+        from boot import table_rows  # noqa: E402  (bench/boot.py)
+        for r in table_rows(b, notes):
+            row(*r)
+    else:
+        row("boot (QEMU)", {"smss": cell_err(b), "busybox init": cell_err(b)})
+
+    # 7
+    ss = R.get("sessions")
+    if isinstance(ss, dict) and "lines" in ss:
+        row("sessions: CreateSession+TerminateSession (init/benches/sessions.rs)",
+            {"smss": "; ".join(ss["lines"][:3]).replace("|", "/")[:300] or "no numbers printed"})
+        if len(ss["lines"]) > 3:
+            notes.append("Sessions bench output: " + "; ".join(ss["lines"]))
+    else:
+        row("sessions: CreateSession+TerminateSession per s, median latency",
+            {"smss": (ss or {}).get("error", "n/a (not built)") if isinstance(ss, dict)
+             else cell_err(ss)})
+
+    hdr = ["metric"] + cols + ["ratio", "target", "pass"]
+    out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)
+                                                          + ["---:", "---", "---"]) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir")
+    ap.add_argument("--from-json", help="print the table of an earlier run's results.json")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="startup,memory,sizes,shutdown,reap,boot,sessions")
+    ap.add_argument("--json", default=os.path.join(WORK, "results.json"))
+    a = ap.parse_args()
+    sys.path.insert(0, HERE)
+    if a.from_json:
+        with open(a.from_json) as f:
+            R = json.load(f)
+        print(table(R, R.get("quick")))
+        return
+    if not a.bin_dir:
+        ap.error("--bin-dir is required")
+    only = set(a.only.split(","))
+    os.makedirs(WORK, exist_ok=True)
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (pid namespaces, chroot, mknod)")
+    inits = available(init_argv(a.bin_dir))
+    q = a.quick
+    R = {"quick": q}
+    t_start = time.monotonic()
+
+    def run(name, fn, *args):
+        if name not in only:
+            return
+        log(f"{name} ...")
+        t = time.monotonic()
+        try:
+            R[name] = fn(*args)
+        except Exception as e:  # noqa: BLE001 - a failed section must not stop the others
+            R[name] = f"failed: {type(e).__name__}: {e}"
+        log(f"{name} done in {time.monotonic() - t:.1f} s")
+
+    bb_idle = bb_kids = None
+    try:
+        bb_idle = BusyboxRoot("idle", "::once:/bin/sleep 1000\n")
+        bb_kids = BusyboxRoot(
+            "shutdown",
+            "::sysinit:/bin/sh -c 'for i in $(seq 20); do sleep 1000 & done'\n"
+            "::shutdown:/bin/true\n")
+    except Exception as e:  # noqa: BLE001
+        log(f"busybox init chroot unavailable: {e}")
+
+    run("sizes", sec_sizes, a.bin_dir)
+    run("startup", sec_startup, inits, 60 if q else 200)
+    run("memory", sec_memory, inits, bb_idle, 3 if q else 5)
+    run("shutdown", sec_shutdown, inits, bb_kids, 2 if q else 5)
+    R["reap_n"] = 10000
+    run("reap", sec_reap, inits, R["reap_n"], 1 if q else 3)
+    if not q:
+        import boot  # bench/boot.py
+        run("boot", boot.section, a.bin_dir, WORK, 3)
+    run("sessions", sec_sessions, q)
+    R["elapsed_s"] = time.monotonic() - t_start
+    with open(a.json, "w") as f:
+        json.dump(R, f, indent=1, default=str)
+    print(table(R, q))
+    print(f"\n_{'quick run, ' if q else ''}measured in {R['elapsed_s']:.0f} s on "
+          f"{os.cpu_count()} CPUs; raw numbers in {os.path.relpath(a.json, ROOT)}._")
+
+
+if __name__ == "__main__":
+    main()
