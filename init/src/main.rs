@@ -186,6 +186,11 @@ fn run(args: Args) -> i32 {
         _ => log::LevelFilter::Warn,
     };
     logging::init(std::env::var("SMSS_LOG").ok().as_deref(), default_level);
+    log::info!(
+        "smss {} starting in {} mode",
+        env!("CARGO_PKG_VERSION"),
+        mode.as_str()
+    );
 
     let mut early = Vec::new();
     match mode {
@@ -243,11 +248,6 @@ fn run(args: Args) -> i32 {
             return 2;
         }
     }
-    log::info!(
-        "smss {} starting in {} mode",
-        env!("CARGO_PKG_VERSION"),
-        mode.as_str()
-    );
 
     let t = Instant::now();
     let Some((config, config_from_file)) = load_config(mode, &args) else {
