@@ -1,0 +1,617 @@
+//! Tier 3: sessions of a real smss (PID 1 of a fresh PID + mount namespace): login managers
+//! on seats' terminals at boot, CreateSession / TerminateSession, a session ending with its
+//! login manager, double-forked daemons killed through the session cgroup (a cgroup2
+//! hierarchy of the namespace's own), session subsystems with readiness, deferred subsystems,
+//! users, limits, the rename queue and Shutdown.
+
+mod common;
+mod ns_control_common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use common::TIMEOUT;
+use ns_control_common::{start, Opts, Smss};
+use serde_json::{json, Value};
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A TOML array of strings.
+fn argv(a: &[&str]) -> String {
+    format!(
+        "[{}]",
+        a.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// A pseudo-terminal for a seat: its slave path and everything written to it, line by line.
+struct Pty {
+    path: String,
+    master: File,
+    lines: Receiver<String>,
+    _slave: OwnedFd,
+}
+
+fn pty() -> Pty {
+    let p = nix::pty::openpty(None, None).unwrap();
+    let path = nix::unistd::ttyname(&p.slave)
+        .unwrap()
+        .display()
+        .to_string();
+    let master = File::from(p.master);
+    let mut reader = master.try_clone().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while let Ok(1) = reader.read(&mut b) {
+            if b[0] == b'\n' {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string();
+                if tx.send(text).is_err() {
+                    return;
+                }
+                line.clear();
+            } else {
+                line.push(b[0]);
+            }
+        }
+    });
+    Pty {
+        path,
+        master,
+        lines: rx,
+        _slave: p.slave,
+    }
+}
+
+impl Pty {
+    fn expect(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("{}: no line containing {needle:?}", self.path),
+            }
+        }
+    }
+}
+
+/// `key=value` words of a line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+fn pid_of(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not a pid: {v}"))
+}
+
+/// Open a fifo from another thread (open blocks until the other side opens too), bounded.
+fn open_fifo(path: &Path, write: bool) -> File {
+    let p = path.to_path_buf();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let f = std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(p)
+            .unwrap();
+        let _ = tx.send(f);
+    });
+    rx.recv_timeout(TIMEOUT).expect("nobody opened the fifo")
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+}
+
+/// The login manager of the seat tests: says where it runs, then waits for a line on its
+/// terminal (a user logging out) and exits.
+const LOGIN: &str = "echo \"login seat=$SEAT session=$SESSION tty=$(tty) arg=$0 \
+                     ctty=$(cut -d' ' -f7 /proc/$$/stat) fg=$(cut -d' ' -f8 /proc/$$/stat) pid=$$\"; \
+                     read line; echo \"logout $line\"";
+
+#[test]
+fn seats_get_login_managers_on_their_terminals_and_sessions_come_and_go() {
+    require_unshare!();
+    let (t0, t1) = (pty(), pty());
+    let config = format!(
+        "[sessions]\ninitial-command = {{ command = {} }}\n\
+         [[seats]]\nname = \"seat0\"\ntty = {}\n[[seats]]\nname = \"seat1\"\ntty = {}\n\
+         [shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sh", "-c", LOGIN, "%TTY%"]),
+        q(&t0.path),
+        q(&t1.path)
+    );
+    let s = start("seats", &config, Opts::default());
+    // One session per seat, its login manager on the seat's terminal: stdio, controlling
+    // terminal, foreground process group; %TTY% expanded in its arguments.
+    let l0 = t0.expect("login seat=seat0");
+    let l1 = t1.expect("login seat=seat1");
+    for (l, t) in [(&l0, &t0), (&l1, &t1)] {
+        assert_eq!(field(l, "tty"), t.path, "{l}");
+        assert_eq!(field(l, "arg"), t.path, "{l}");
+        assert_ne!(field(l, "ctty"), "0", "no controlling terminal: {l}");
+        assert_eq!(
+            field(l, "fg"),
+            field(l, "pid"),
+            "not in the foreground: {l}"
+        );
+    }
+    let id0: u32 = field(&l0, "session").parse().unwrap();
+    let id1: u32 = field(&l1, "session").parse().unwrap();
+    let list = s.sessions();
+    assert_eq!(list.len(), 2, "{list:?}");
+    for v in &list {
+        assert_eq!(v["state"], "active", "{v}");
+        assert!(v["cgroup"].is_null(), "this namespace has no cgroup2: {v}");
+    }
+    // The runtime directory and its files.
+    let dir = s.ns_path(&format!("/run/smss/sessions/{id0}"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seat")).unwrap(),
+        "seat0\n"
+    );
+    let env = std::fs::read_to_string(dir.join("environment")).unwrap();
+    for want in [
+        format!("SESSION={id0}"),
+        "SEAT=seat0".into(),
+        format!("TTY={}", t0.path),
+        format!("XDG_RUNTIME_DIR=/run/smss/sessions/{id0}"),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+    }
+    let pids = std::fs::read_to_string(dir.join("pids")).unwrap();
+    assert_eq!(pids.trim(), field(&l0, "pid"));
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+
+    // A seat in use is taken, unless sharing is asked for; unknown seats are refused.
+    s.err(
+        "CreateSession",
+        json!({"seat": "seat1", "command": ["true"]}),
+        "io.smss.Manager.LimitReached",
+    );
+    let p = s.err(
+        "CreateSession",
+        json!({"seat": "seat9", "command": ["true"]}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    assert_eq!(p["parameter"], "seat");
+    let shared = s.ok(
+        "CreateSession",
+        json!({"seat": "seat1", "allow_shared_seat": true, "tty": "/dev/null", "command": ["sleep", "1000"]}),
+    );
+
+    // TerminateSession replies once the session is gone: processes, runtime directory.
+    let leader0: i64 = field(&l0, "pid").parse().unwrap();
+    let v = s.ok("TerminateSession", json!({ "id": id0 }));
+    assert_eq!(v["state"], "gone");
+    assert!(!s.ns_alive(leader0));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let ids: Vec<u64> = s
+        .sessions()
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![u64::from(id1), shared["id"].as_u64().unwrap()]);
+    // Terminated on request: the seat is free and not re-created by itself.
+    let again = s.ok(
+        "CreateSession",
+        json!({"seat": "seat0", "command": ["sleep", "1000"]}),
+    );
+    assert!(again["id"].as_u64().unwrap() > u64::from(id1));
+
+    // The shared session holds seat1 too: end it, or seat1 gets no new session below.
+    s.ok("TerminateSession", json!({"id": shared["id"]}));
+
+    // A user logging out on seat1: its login manager exits, the session ends, and (having
+    // lived long enough) the seat gets a new session with a new login prompt.
+    let lived = Instant::now() - s.ns().started;
+    if lived < Duration::from_millis(2100) {
+        // The re-creation rule (a session younger than 2 s is not re-created) is a policy
+        // threshold, not synchronisation: wait it out.
+        std::thread::sleep(Duration::from_millis(2100) - lived);
+    }
+    let mut m = t1.master.try_clone().unwrap();
+    m.write_all(b"bye\n").unwrap();
+    t1.expect("logout bye");
+    s.expect_log(&format!("session {id1} ended"), TIMEOUT);
+    let relogin = t1.expect("login seat=seat1");
+    assert_ne!(field(&relogin, "session"), id1.to_string());
+
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
+#[test]
+fn a_session_ends_with_its_login_manager_and_takes_its_processes_along() {
+    require_unshare!();
+    let s = start(
+        "leader",
+        "[shutdown]\ngrace-period = \"5s\"\n",
+        Opts::default(),
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    let script = format!(
+        "sleep 1000 & echo $! > {d}/bg; read x < {f}; exit 3",
+        d = s.dir.display(),
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = pid_of(&v["pids"][0]);
+    // The shell opens the fifo after it wrote bg's pid.
+    let mut w = open_fifo(&fifo, true);
+    let bg: i64 = std::fs::read_to_string(s.dir.join("bg"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(s.ns_alive(bg));
+    let t = Instant::now();
+    w.write_all(b"go\n").unwrap();
+    drop(w);
+    s.expect_log(
+        &format!("session {id}: sh (pid {leader}) exited:3"),
+        TIMEOUT,
+    );
+    s.expect_log(&format!("session {id} ended"), TIMEOUT);
+    // The background child shared the login manager's session id: it got SIGTERM, and the
+    // session ended when it was gone, not after the grace period.
+    assert!(!s.ns_alive(bg), "background process {bg} survived");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "waited for the grace period"
+    );
+    assert!(s.sessions().is_empty());
+    assert!(!s.ns_path(&format!("/run/smss/sessions/{id}")).exists());
+    s.assert_serving();
+}
+
+#[test]
+fn terminate_kills_a_double_forked_daemon_through_the_session_cgroup() {
+    require_unshare!();
+    if ns_control_common::host_cgroup2().is_none() {
+        panic!("no cgroup2 mount on this host: the QEMU tier covers cgroup sessions");
+    }
+    let s = start(
+        "cgroup",
+        "[shutdown]\ngrace-period = \"5s\"\n",
+        Opts {
+            cgroup2: true,
+            ..Default::default()
+        },
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    // A daemon the classic way: fork, setsid, fork; its parent exits. It has left the login
+    // manager's session and process group; only the cgroup still knows it.
+    let script = format!(
+        "( setsid sh -c 'trap \"\" TERM; sleep 1000 & echo $! > {f}; wait' & ); exec sleep 1000",
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let mut r = open_fifo(&fifo, false);
+    let mut text = String::new();
+    r.read_to_string(&mut text).unwrap();
+    let daemon: i64 = text.trim().parse().unwrap();
+    assert!(s.ns_alive(daemon));
+
+    let listed = s.sessions();
+    let cg = format!("/sys/fs/cgroup/smss/session-{id}");
+    assert_eq!(listed[0]["cgroup"], cg.as_str(), "{listed:?}");
+    // cgroup.procs lists pids as the reader's PID namespace sees them: ours, the host's.
+    let procs = std::fs::read_to_string(s.ns_path(&format!("{cg}/cgroup.procs"))).unwrap();
+    let host_daemon = host_pid(&s, daemon);
+    assert!(
+        procs.lines().any(|p| p == host_daemon.to_string()),
+        "daemon {daemon} not in {cg}: {procs}"
+    );
+    let t = Instant::now();
+    let v = s.ok("TerminateSession", json!({ "id": id }));
+    assert_eq!(v["state"], "gone");
+    // Its setsid'd shell ignores SIGTERM: it takes the SIGKILL after the grace period.
+    assert!(
+        t.elapsed() >= Duration::from_millis(4900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!s.ns_alive(daemon), "the double-forked daemon survived");
+    assert!(!s.ns_path(&cg).exists(), "{cg} left behind");
+    assert!(s.sessions().is_empty());
+    s.assert_serving();
+}
+
+#[test]
+fn session_subsystems_start_first_and_may_wait_for_readiness() {
+    require_unshare!();
+    let sub = "echo \"windows of session $SESSION\" > @DIR@/sub-$SESSION; \
+               @SMCTL@ notify READY=1 STATUS=up; exec sleep 1000";
+    let config = format!(
+        "[subsystems]\nwindows = {{ command = {}, ready = \"notify\", ready-timeout = \"10s\" }}\n\
+         [sessions]\nsession-subsystems = [\"windows\"]\n\
+         initial-command = {{ command = {} }}\n[shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sh", "-c", sub]),
+        argv(&[
+            "sh",
+            "-c",
+            "echo \"login manager saw: $(cat @DIR@/sub-$SESSION)\"; exec sleep 1000"
+        ]),
+    );
+    let s = start("subsystems", &config, Opts::default());
+    let v = s.ok("CreateSession", json!({}));
+    let id = v["id"].as_u64().unwrap();
+    let pids = v["pids"].as_array().unwrap();
+    assert_eq!(pids.len(), 2, "{v}");
+    s.ns().expect_line(
+        &format!("login manager saw: windows of session {id}"),
+        TIMEOUT,
+    );
+    let st = s.ok("GetStatus", json!({}));
+    let subs = st["subsystems"].as_array().unwrap();
+    assert!(
+        subs.iter()
+            .any(|x| x["name"] == "windows" && x["session"] == id && x["kind"] == "session"),
+        "{subs:?}"
+    );
+    // The session subsystem is critical for its session: its death ends the session (and
+    // only the session).
+    let sub_pid = pid_of(&pids[0]);
+    let list = s.sessions();
+    assert_eq!(list[0]["leader_pid"], pids[1], "{list:?}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid(&s, sub_pid)),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    s.expect_log(&format!("session {id} ended"), TIMEOUT);
+    s.assert_serving();
+}
+
+/// The host pid of namespace pid `ns_pid` of this smss's PID namespace (NSpid in the host's
+/// /proc/PID/status, in the same namespace as its PID 1).
+fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", s.init)).unwrap();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string));
+        if inner.as_deref() == Some(ns_pid.to_string().as_str())
+            && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(ns.clone())
+        {
+            return pid;
+        }
+    }
+    panic!("no host pid for namespace pid {ns_pid}");
+}
+
+#[test]
+fn a_session_subsystem_that_never_gets_ready_fails_the_creation() {
+    require_unshare!();
+    let config = format!(
+        "[subsystems]\nwindows = {{ command = {}, ready = \"notify\", ready-timeout = \"500ms\" }}\n\
+         [sessions]\nsession-subsystems = [\"windows\"]\n[shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sleep", "1000"]),
+    );
+    let s = start("notready", &config, Opts::default());
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        "io.smss.Manager.Failed",
+    );
+    assert!(p["reason"].as_str().unwrap().contains("not ready"), "{p}");
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(s.sessions().is_empty());
+    assert!(!s.ns_path("/run/smss/sessions/1").exists());
+    s.assert_serving();
+}
+
+#[test]
+fn deferred_subsystems_start_on_request_in_session_zero_or_a_session() {
+    require_unshare!();
+    let config = format!(
+        "[subsystems]\nrequired = [\"windows\"]\noptional = [\"posix\"]\n\
+         windows = {{ command = {} }}\nposix = {{ command = {} }}\n[shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sleep", "1000"]),
+        argv(&["sh", "-c", "echo \"posix in session ${SESSION:-0}\"; exec sleep 1000"]),
+    );
+    let s = start("deferred", &config, Opts::default());
+    let st = s.ok("GetStatus", json!({}));
+    let posix = |st: &Value| {
+        st["subsystems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "posix" && x["session"] == 0)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(posix(&st)["state"], "deferred", "{st}");
+    let pid = s.ok("LoadDeferredSubsystem", json!({"name": "posix"}))["pid"].clone();
+    s.ns().expect_line("posix in session 0", TIMEOUT);
+    // Already running: the same pid.
+    let again = s.ok("LoadDeferredSubsystem", json!({"name": "POSIX"}))["pid"].clone();
+    assert_eq!(pid, again);
+    assert_eq!(posix(&s.ok("GetStatus", json!({})))["state"], "running");
+    // Required ones and unknown ones are not deferred subsystems.
+    s.err(
+        "LoadDeferredSubsystem",
+        json!({"name": "windows"}),
+        "io.smss.Manager.NoSuchSubsystem",
+    );
+    s.err(
+        "LoadDeferredSubsystem",
+        json!({"name": "os2"}),
+        "io.smss.Manager.NoSuchSubsystem",
+    );
+    s.err(
+        "LoadDeferredSubsystem",
+        json!({"name": "posix", "session": 42}),
+        "io.smss.Manager.NoSuchSession",
+    );
+    // Inside a session: its environment, one of its processes, gone with it.
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let inner = pid_of(
+        &s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "posix", "session": id}),
+        )["pid"],
+    );
+    s.ns()
+        .expect_line(&format!("posix in session {id}"), TIMEOUT);
+    let pids = s.sessions()[0]["pids"].clone();
+    assert!(
+        pids.as_array().unwrap().iter().any(|p| pid_of(p) == inner),
+        "{pids}"
+    );
+    s.ok("TerminateSession", json!({ "id": id }));
+    assert!(!s.ns_alive(inner));
+    assert!(
+        s.ns_alive(pid_of(&pid)),
+        "session 0's posix went with the session"
+    );
+    s.assert_serving();
+}
+
+#[test]
+fn a_session_can_run_as_a_user() {
+    require_unshare!();
+    let s = start(
+        "user",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    let v = s.ok(
+        "CreateSession",
+        json!({"user": "nobody", "command": ["sh", "-c", "echo \"user uid=$(id -u) gid=$(id -g) home=$HOME logname=$LOGNAME\"; exec sleep 1000"]}),
+    );
+    let line = s.ns().expect_line("user uid=", TIMEOUT);
+    assert_eq!(field(&line, "uid"), "65534", "{line}");
+    assert_eq!(field(&line, "gid"), "65534", "{line}");
+    assert_eq!(field(&line, "logname"), "nobody", "{line}");
+    let id = v["id"].as_u64().unwrap();
+    let dir = s.ns_path(&format!("/run/smss/sessions/{id}"));
+    assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 65534);
+    assert_eq!(s.sessions()[0]["user"], "nobody");
+    let p = s.err(
+        "CreateSession",
+        json!({"user": "no-such-user-here", "command": ["true"]}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    assert_eq!(p["parameter"], "user");
+}
+
+#[test]
+fn max_sessions_and_parallel_creation() {
+    require_unshare!();
+    let s = start(
+        "limits",
+        "[sessions]\nmax-sessions = 3\nparallel-session-creation = 1\n[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    // Three at once through one instance slot: queued, then created one after the other.
+    let socket = s.socket.clone();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut c = smss::control::client::Client::connect(&socket).unwrap();
+                c.set_timeout(Some(TIMEOUT)).unwrap();
+                c.call(
+                    "io.smss.Manager.CreateSession",
+                    json!({"command": ["sleep", "1000"]}),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        match h.join().unwrap() {
+            smss::control::wire::Reply::Ok(v) => ids.push(v["id"].as_u64().unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3]);
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["true"]}),
+        "io.smss.Manager.LimitReached",
+    );
+    assert_eq!(p, json!({"limit": "max-sessions", "value": 3}));
+    assert!(s.sessions().iter().all(|v| v["state"] == "active"));
+    // smctl prints the id, lists, terminates.
+    let o = s.smctl(&["session", "terminate", "2"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = s.smctl(&["session", "create", "--", "sleep", "1000"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4");
+    let o = s.smctl(&["session", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 3, 4]);
+    let o = s.smctl(&["session", "terminate", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no session 2"),
+        "{o:?}"
+    );
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
+#[test]
+fn renames_are_queued_for_the_next_boot() {
+    require_unshare!();
+    let s = start(
+        "rename",
+        "[pending-file-rename-operations]\nqueue = \"@DIR@/queue\"\n",
+        Opts::default(),
+    );
+    for args in [
+        &["rename", "/a", "/b", "--replace"][..],
+        &["rename", "/c"],
+        &["rename", "/d", "/e"],
+    ] {
+        let o = s.smctl(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    let queue = std::fs::read(s.dir.join("queue")).unwrap();
+    assert_eq!(queue, b"/a\0!/b\0/c\0\0/d\0/e\0");
+    let o = s.smctl(&["rename", "relative", "/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invalid source"),
+        "{o:?}"
+    );
+    let o = s.smctl(&["reboot"]);
+    assert!(o.status.success(), "{o:?}");
+}
