@@ -700,7 +700,7 @@ def main():
     run("reap", sec_reap, inits, R["reap_n"], 1 if q else 3)
     if not q:
         import boot  # bench/boot.py
-        run("boot", boot.section, a.bin_dir, WORK, 3)
+        run("boot", boot.section, a.bin_dir, WORK, 5)
     run("sessions", sec_sessions, q)
     R["elapsed_s"] = time.monotonic() - t_start
     with open(a.json, "w") as f:
