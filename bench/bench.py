@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -35,7 +36,11 @@ def clean_env():
     env = dict(os.environ)
     for k in ("SMSS_LOG", "container", "NOTIFY_SOCKET", "TINI_SUBREAPER", "TINI_VERBOSITY"):
         env.pop(k, None)
-    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    path = env.get("PATH", "").split(":")
+    for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if d not in path:
+            path.append(d)
+    env["PATH"] = ":".join(p for p in path if p)
     return env
 
 
@@ -464,22 +469,39 @@ def sec_sessions(quick):
     bench = os.path.join(ROOT, "init", "benches", "sessions.rs")
     if not os.path.exists(bench):
         return {"error": "n/a (not built): init/benches/sessions.rs does not exist"}
-    env = dict(ENV)
-    if quick:
-        env["SMSS_BENCH_QUICK"] = "1"
-    try:
-        r = subprocess.run(["cargo", "bench", "-p", "smss", "--bench", "sessions"], cwd=ROOT,
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                           timeout=120 if quick else 300)
-    except subprocess.TimeoutExpired:
-        return {"error": "failed: cargo bench timed out"}
-    text = r.stdout + "\n" + r.stderr
-    if r.returncode != 0:
-        tail = [ln for ln in text.splitlines() if "error" in ln.lower()][:2]
-        return {"error": f"failed: cargo bench exit {r.returncode}: {' / '.join(tail)[:200]}"}
-    lines = [ln.strip() for ln in r.stdout.splitlines()
-             if any(ch.isdigit() for ch in ln) and not ln.startswith(("running", "test result"))]
-    return {"lines": lines[:8]}
+    cargo = shutil.which("cargo", path=ENV["PATH"]) or os.path.expanduser("~/.cargo/bin/cargo")
+    env = dict(ENV, SESSIONS_BENCH_N="50" if quick else "200")
+    # the bench runs target/release/smss (cargo builds it) and smss-session beside it
+    steps = [[cargo, "build", "--release", "-p", "smss-session"],
+             [cargo, "bench", "-p", "smss", "--bench", "sessions"]]
+    for cmd in steps:
+        try:
+            r = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, env=env, timeout=420)
+        except subprocess.TimeoutExpired:
+            return {"error": f"failed: {' '.join(cmd[1:3])} timed out"}
+        except OSError as e:
+            return {"error": f"failed: {e}"}
+        if r.returncode != 0:
+            text = r.stdout + "\n" + r.stderr
+            tail = [ln.strip() for ln in text.splitlines()
+                    if "error" in ln.lower() or "panicked" in ln][:2]
+            return {"error": f"failed: {' '.join(cmd[1:3])} exit {r.returncode}: "
+                             f"{' / '.join(tail)[:200]}"}
+    out = {"lines": [ln.strip() for ln in r.stdout.splitlines()
+                     if ln.startswith(("sessions:", "CreateSession", "bare fork"))]}
+    t = r.stdout
+    m = re.search(r"= (\d+) round trips/s", t)
+    if m:
+        out["per_s"] = int(m.group(1))
+    m = re.search(r"CreateSession latency: median (\d+) us, p90 (\d+) us; "
+                  r"TerminateSession median (\d+) us", t)
+    if m:
+        out["create_us"], out["create_p90_us"], out["terminate_us"] = map(int, m.groups())
+    m = re.search(r"the command alone median (\d+) us .*instance \+ command median (\d+) us", t)
+    if m:
+        out["fork_exec_us"], out["fork_exec_both_us"] = map(int, m.groups())
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,15 +648,21 @@ def table(R, quick):
 
     # 7
     ss = R.get("sessions")
-    if isinstance(ss, dict) and "lines" in ss:
-        row("sessions: CreateSession+TerminateSession (init/benches/sessions.rs)",
-            {"smss": "; ".join(ss["lines"][:3]).replace("|", "/")[:300] or "no numbers printed"})
-        if len(ss["lines"]) > 3:
-            notes.append("Sessions bench output: " + "; ".join(ss["lines"]))
+    if isinstance(ss, dict) and ("per_s" in ss or "create_us" in ss):
+        row("sessions: CreateSession+TerminateSession round trips per s (init/benches/sessions.rs)",
+            {"smss": fmt(ss.get("per_s"), 0)})
+        fe, fb = ss.get("fork_exec_us"), ss.get("fork_exec_both_us")
+        row("sessions: CreateSession median latency, µs (p90); TerminateSession median",
+            {"smss": f"{fmt(ss.get('create_us'), 0)} ({fmt(ss.get('create_p90_us'), 0)}); "
+                     f"{fmt(ss.get('terminate_us'), 0)}"},
+            f"{ratio(ss.get('create_us'), fe, 1)} fork+exec of the command ({fmt(fe, 0)} µs), "
+            f"{ratio(ss.get('create_us'), fb, 1)} fork+exec of instance + command "
+            f"({fmt(fb, 0)} µs)")
+        notes.append("Sessions bench output: " + " / ".join(ss.get("lines", [])))
     else:
+        err = ss.get("error", "no numbers printed") if isinstance(ss, dict) else cell_err(ss)
         row("sessions: CreateSession+TerminateSession per s, median latency",
-            {"smss": (ss or {}).get("error", "n/a (not built)") if isinstance(ss, dict)
-             else cell_err(ss)})
+            {"smss": str(err).replace("|", "/")[:300]})
 
     hdr = ["metric"] + cols + ["ratio", "target", "pass"]
     out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] + ["---:"] * len(cols)
