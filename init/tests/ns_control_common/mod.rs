@@ -54,6 +54,12 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// Start smss with `config` (a `[control] socket` in the temp dir is prepended; the config
 /// may use `@DIR@` for that directory and `@SMCTL@` for the smctl binary).
 pub fn start(name: &str, config: &str, opts: Opts) -> Smss {
+    let instance = Path::new(common::smss()).with_file_name("smss-session");
+    assert!(
+        instance.exists(),
+        "{} is not built: `cargo build --workspace --bins` first (scripts/test does)",
+        instance.display()
+    );
     let dir = temp_dir(name);
     let socket = dir.join("control");
     let group = opts
