@@ -1,8 +1,83 @@
 //! The control socket (the SM API port, `\SmApiPort`): the varlink wire format, the
 //! `io.smss.Manager` methods, the non-blocking server's connections, a blocking client for
-//! `smctl`, and the hand-off between PID 1 and a session instance.
+//! `smctl`, and the hand-off between PID 1 and a session instance. The methods themselves run
+//! in PID 1's loop (`supervise::api`, `supervise::sessions`).
 //!
-//! The methods themselves run in PID 1's loop (`supervise::api`, `supervise::sessions`).
+//! # The socket
+//! `[control] socket` (default `/run/smss/control`), created by PID 1 before the boot plan
+//! runs (so `smctl status` works during a long BootExecute): parent directories made, a stale
+//! socket file replaced, a live one (another smss answers) left alone. Mode **0666**:
+//! GetStatus, ListSessions and `org.varlink.service.*` are for every local user (interface.md
+//! section 4); every other method checks the caller per call with SO_PEERCRED — uid 0, or
+//! `allowed-group` as primary group, as a supplementary group (SO_PEERGROUPS, so peers in
+//! another PID namespace count too) or as a member listed in /etc/group. Users and groups are
+//! read from /etc/passwd and /etc/group directly (no NSS in a static PID 1). Membership of
+//! `allowed-group` is root-equivalent: CreateSession runs commands as root. A container
+//! without a configuration file (the minimal, tini-like mode) serves no socket.
+//!
+//! Limits (PID 1 must not be held up by a client): at most 256 connections, of which at most
+//! 64 from unprivileged peers; extra ones get `LimitReached {limit: "connections"}` and are
+//! closed. A message may be 1 MiB; more without a NUL gets an
+//! `org.varlink.service.InvalidParameter {parameter: "message"}` reply and the connection is
+//! closed, as for anything that is not a JSON object with a string `method`. Replies waiting
+//! to be read are capped at 2 MiB; a client that does not read is dropped. Reads are
+//! budgeted per wake-up. Calls on one connection are answered in order; a deferred call
+//! (CreateSession, TerminateSession) holds the calls behind it until it is answered.
+//!
+//! # Methods, beyond interface.md section 4
+//! - `CreateSession(seat?, tty?, user?, command?, environment?, allow_shared_seat?, pids_max?)
+//!   -> (id, pids)`. `tty` defaults to the seat's; it must be a character device. A seat
+//!   used by any session (in any state) is `LimitReached {limit: "seat"}` unless
+//!   `allow_shared_seat`. `command` defaults to `[sessions] initial-command`; neither is
+//!   `InvalidParameter {parameter: "command"}`. `user` runs the login manager as that user
+//!   (initgroups, setgid, setuid; USER/LOGNAME/HOME/SHELL set; the runtime directory is
+//!   theirs); session subsystems stay root, like csrss. `pids_max` sets the cgroup's
+//!   pids.max (default: a third of kernel.pid_max, logind's per-user default). More than
+//!   `max-sessions` sessions (counting queued and terminating ones) is `LimitReached {limit:
+//!   "max-sessions"}`. The reply comes when the instance has reported; a failed set-up is
+//!   `io.smss.Manager.Failed {reason}` (an extension), and what it started is stopped.
+//! - `TerminateSession(id, wait?) -> (state)`: with `wait` (default true) the reply comes
+//!   once the session is gone (`state: "gone"`); `wait: false` replies at once with
+//!   `"terminating"`.
+//! - `LoadDeferredSubsystem(name, session?) -> (pid)`: only names in `[subsystems] optional`
+//!   (case-insensitive); an already running one returns its pid. Replies when it has been
+//!   exec'd (a `notify` subsystem's readiness is not awaited). Inside a session it is started
+//!   through `smss-session exec`, which joins the session's cgroup (and user) before exec.
+//! - `QueueFileRename(source, destination?, replace_existing?)`: an empty or absent
+//!   destination deletes. `smctl rename --offline` (or with no smss serving the socket)
+//!   appends to the configured queue file itself, under the same lock.
+//! - `Shutdown(action)`: replies, then stops; in a container any action means exit.
+//! - `GetStatus.subsystems`: `{name, session, kind: required|optional|session, pid?,
+//!   state: running|stopped|deferred}`; `ListSessions` entries also carry `pids`,
+//!   `runtime_dir` and `cgroup`.
+//!
+//! # Sessions (SmStartCsr / SmStopCsr)
+//! Ids count from 1 and are not reused while smss runs. At most `parallel-session-creation`
+//! `smss-session` instances run at once; further requests queue (state `queued`), as do
+//! requests made before the boot plan is done. At the end of the boot, when `[sessions]
+//! initial-command` is set, every `[[seats]]` entry gets a session (NumberOfInitialSessions).
+//! Such a seat session is created again when its login manager exits (a user logged out), as
+//! Windows gives the console a new session after logoff — unless it was ended by
+//! TerminateSession, smss is stopping, or it lived less than 2 s (a getty that cannot start
+//! would spin).
+//!
+//! PID 1 writes the session's [`instance::SessionParams`] as JSON into a socketpair and
+//! starts `smss-session --id ID --fd N`; the instance makes `/run/smss/sessions/ID` (0700,
+//! files `environment`, `seat`, `tty`, `pids`) and, when a cgroup2 hierarchy is mounted on
+//! /sys/fs/cgroup, `/sys/fs/cgroup/smss/session-ID` (+pids enabled on the way, pids.max set,
+//! joined before anything is started; otherwise a log line and no cgroup). It starts the
+//! session subsystems in order (a `notify` one must say READY=1 within its ready-timeout),
+//! then the login manager with the seat's tty as stdio and controlling terminal, writes one
+//! [`instance::Report`] line (`{id, pids, leader, members, cgroup, error}`) and exits; PID 1
+//! adopts the reported processes.
+//!
+//! A session ends when its login manager exits, a critical session subsystem exits, or
+//! TerminateSession: SIGTERM to every process in its cgroup (double-forked daemons included)
+//! — without a cgroup, to every process in one of its processes' sessions or process groups
+//! (a daemon that called setsid escapes that) —, SIGKILL (`cgroup.kill`) after `[shutdown]
+//! grace-period`. It is gone when its cgroup is unpopulated (cgroup.events, watched with
+//! epoll) or, without a cgroup, when no such process is left (pidfds, watched with epoll);
+//! then the cgroup and the runtime directory are removed.
 
 pub mod client;
 pub mod instance;

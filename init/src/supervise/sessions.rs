@@ -272,8 +272,16 @@ impl Supervisor {
             if !Path::new(t).is_absolute() {
                 return Err(MethodError::invalid("tty", "must be an absolute path"));
             }
-            if !Path::new(t).exists() {
-                return Err(MethodError::invalid("tty", format!("{t} does not exist")));
+            use std::os::unix::fs::FileTypeExt;
+            match fs::metadata(t) {
+                Ok(m) if m.file_type().is_char_device() => {}
+                Ok(_) => {
+                    return Err(MethodError::invalid(
+                        "tty",
+                        format!("{t} is not a character device"),
+                    ))
+                }
+                Err(e) => return Err(MethodError::invalid("tty", format!("{t}: {e}"))),
             }
         }
         let user = match &req.user {
