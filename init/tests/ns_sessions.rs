@@ -615,3 +615,52 @@ fn renames_are_queued_for_the_next_boot() {
     let o = s.smctl(&["reboot"]);
     assert!(o.status.success(), "{o:?}");
 }
+
+/// A login manager that exits at once races its instance's report (it may even be reaped as
+/// an orphan before PID 1 reads the report): the session must still end, every time.
+#[test]
+fn login_managers_that_exit_at_once_never_leave_a_session_behind() {
+    require_unshare!();
+    let s = start(
+        "instant",
+        "[sessions]\nparallel-session-creation = 8\n[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    let n = 40;
+    let socket = s.socket.clone();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut c = smss::control::client::Client::connect(&socket).unwrap();
+                c.set_timeout(Some(TIMEOUT)).unwrap();
+                c.call(
+                    "io.smss.Manager.CreateSession",
+                    json!({"command": ["true"]}),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(matches!(
+            h.join().unwrap(),
+            smss::control::wire::Reply::Ok(_)
+        ));
+    }
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < n {
+        let l = s.expect_log(" ended (", TIMEOUT);
+        let id: u32 = l
+            .split("session ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("{l}"));
+        ended.insert(id);
+    }
+    assert!(s.sessions().is_empty());
+    let dir = s.ns_path("/run/smss/sessions");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    s.assert_serving();
+}
