@@ -175,6 +175,7 @@ fn run(args: Args) -> i32 {
     if let Err(e) = sys::block_all_signals() {
         eprintln!("smss: failed to block signals: {e}");
     }
+    sys::reset_ignored_signals();
     let stdio_was_closed = sys::ensure_stdio();
     let pid = sys::getpid();
     let container_env = std::env::var_os("container").is_some();
@@ -267,7 +268,12 @@ fn run(args: Args) -> i32 {
         command: args.command,
         forward_to,
         early_phases: early,
-        session_binary: session_binary(),
+        // Sessions need it; a tini-style container never looks it up.
+        session_binary: if mode != Mode::System && !config_from_file {
+            PathBuf::new()
+        } else {
+            session_binary()
+        },
         config_from_file,
     };
     let code = match Supervisor::new(opts) {

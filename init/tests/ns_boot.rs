@@ -41,7 +41,11 @@ fn expect_log(ns: &Ns, needle: &str) -> String {
                     return seen;
                 }
             }
-            Err(_) => panic!("no log line containing {needle:?}; saw:\n{seen}"),
+            Err(e) => panic!(
+                "no log line containing {needle:?} ({e:?} after {:?}); saw:\n{seen}\nstdout: {:?}",
+                ns.started.elapsed(),
+                ns.lines.try_iter().collect::<Vec<_>>()
+            ),
         }
     }
 }

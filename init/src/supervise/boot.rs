@@ -93,7 +93,9 @@ fn machine_only(p: &Phase) -> bool {
 fn writes_state(p: &Phase) -> bool {
     matches!(
         p,
-        Phase::SessionsDirectory { .. }
+        Phase::ObjectDirectories { .. }
+            | Phase::DosDevices { .. }
+            | Phase::SessionsDirectory { .. }
             | Phase::PendingRenames { .. }
             | Phase::GeneratedEnvironment { .. }
     )
@@ -256,12 +258,20 @@ impl Supervisor {
                 Step::Done
             }
             Phase::GeneratedEnvironment { path } => {
+                // Like Windows' registry key: the configured variables (expanded) and the
+                // generated facts, not whatever else smss inherited (a container runtime's
+                // secrets must not land in a world-readable file).
+                let mut vars: Vec<(String, String)> = self
+                    .cfg
+                    .environment
+                    .iter()
+                    .filter_map(|(k, _)| self.env.get(k).map(|v| (k.clone(), v.to_string())))
+                    .collect();
                 for (k, v) in phases::environment::generated_facts(&sys) {
-                    self.env.set(&k, v);
+                    self.env.set(&k, v.clone());
+                    vars.push((k, v));
                 }
-                if let Err(e) =
-                    phases::environment::write_environment_file(&sys, path, self.env.vars())
-                {
+                if let Err(e) = phases::environment::write_environment_file(&sys, path, &vars) {
                     self.problem(e);
                 }
                 Step::Done
@@ -340,8 +350,8 @@ impl Supervisor {
             let critical = spec.is_critical(true);
             let mut extra = Vec::new();
             if spec.ready == Ready::Notify {
-                match self.notify.as_ref() {
-                    Some(n) => extra.push(("NOTIFY_SOCKET".to_string(), n.address.clone())),
+                match self.open_notify_socket().ok() {
+                    Some(address) => extra.push(("NOTIFY_SOCKET".to_string(), address)),
                     // It could never say READY=1: fail now rather than after the timeout.
                     None if critical => {
                         self.boot
@@ -452,6 +462,7 @@ impl Supervisor {
             }
             Wait::Ready { pid: waited, name } if waited == pid => {
                 self.cancel_timer(&Timer::Readiness { pid });
+                self.close_notify_socket();
                 self.boot.wait = Wait::Nothing;
                 if critical {
                     // `on_exit` bugchecks; the boot must not go on to the next subsystem.
@@ -481,17 +492,16 @@ impl Supervisor {
             );
             return;
         };
-        // MAINPID= names another process; only root may speak for someone else (anyone in the
-        // network namespace can find an abstract socket).
-        let main_pid = (n.sender_uid == 0)
-            .then(|| n.get("MAINPID").and_then(|p| p.parse::<i32>().ok()))
-            .flatten();
-        let from_it = n.sender == pid || main_pid == Some(pid) || parent_of(n.sender) == Some(pid);
+        // The socket is this subsystem's alone, so who sent it matters only for trust: root
+        // (subsystems run as root), or the subsystem itself or a child of it. (A sender that
+        // already exited reads as pid 0: `sh -c '...; systemd-notify --ready; exec d'`.)
+        let from_it = n.sender_uid == 0 || n.sender == pid || parent_of(n.sender) == Some(pid);
         if !from_it || !n.ready() {
             log::debug!("notification from pid {}: {:?}", n.sender, n.fields);
             return;
         }
         self.cancel_timer(&Timer::Readiness { pid });
+        self.close_notify_socket();
         log::info!("subsystem {name} is ready");
         self.boot.wait = Wait::Nothing;
         self.boot_continue();
@@ -504,6 +514,7 @@ impl Supervisor {
         if waited != pid {
             return;
         }
+        self.close_notify_socket();
         let critical = self.children.get(&pid).is_some_and(|c| c.critical);
         let msg = format!("subsystem {name} did not become ready in time");
         if critical {

@@ -139,6 +139,8 @@ pub struct Supervisor {
     pub minimal: bool,
     epoll: Epoll,
     sigfd: SignalFd,
+    /// The readiness socket of the Required subsystem being waited for: one per wait, so a
+    /// datagram on it can only be about that subsystem (s6's notification-fd idea).
     notify: Option<notify::NotifySocket>,
     timers: Vec<(Instant, Timer)>,
     boot: boot::BootState,
@@ -167,21 +169,6 @@ impl Supervisor {
             &sigfd,
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
         )?;
-        let notify = match notify::NotifySocket::bind() {
-            Ok(n) => {
-                epoll.add(
-                    n.as_fd(),
-                    EpollEvent::new(EpollFlags::EPOLLIN, Token::Notify.encode()),
-                )?;
-                Some(n)
-            }
-            Err(e) => {
-                log::warn!(
-                    "failed to create the readiness socket: {e}; notify subsystems cannot start"
-                );
-                None
-            }
-        };
         // Lossy, never a panic: a non-UTF-8 variable from the runtime must not kill PID 1.
         let base: Vec<(String, String)> = std::env::vars_os()
             .map(|(k, v)| {
@@ -203,7 +190,7 @@ impl Supervisor {
             minimal: opts.mode != Mode::System && !opts.config_from_file,
             epoll,
             sigfd,
-            notify,
+            notify: None,
             timers: Vec::new(),
             boot: boot::BootState::new(plan),
             stop: None,
@@ -319,7 +306,10 @@ impl Supervisor {
             match self.sigfd.read_signal() {
                 Ok(Some(info)) => {
                     let sig = info.ssi_signo as i32;
-                    if sig != libc::SIGCHLD {
+                    // SIGCHLD is ours; so is a SIGPIPE our own write to a closed pipe raised
+                    // (the kernel names us as its sender): neither is forwarded.
+                    let from_self = info.ssi_pid as i32 == sys::getpid() && sig == libc::SIGPIPE;
+                    if sig != libc::SIGCHLD && !from_self {
                         self.on_signal(sig);
                     }
                 }
@@ -381,6 +371,22 @@ impl Supervisor {
         };
         if let Err(e) = sys::kill(target, sig) {
             log::debug!("failed to forward {} to {target}: {e}", signal_name(sig));
+        }
+    }
+
+    /// A fresh readiness socket for the next subsystem, watched by the loop.
+    pub(crate) fn open_notify_socket(&mut self) -> std::io::Result<String> {
+        self.close_notify_socket();
+        let n = notify::NotifySocket::bind()?;
+        self.watch(n.as_fd(), Token::Notify)?;
+        let address = n.address.clone();
+        self.notify = Some(n);
+        Ok(address)
+    }
+
+    pub(crate) fn close_notify_socket(&mut self) {
+        if let Some(n) = self.notify.take() {
+            self.unwatch(n.as_fd());
         }
     }
 

@@ -70,6 +70,19 @@ impl Supervisor {
         if self.stop.is_some() {
             return;
         }
+        // The common container end: the only child just exited. Nothing to signal or sweep.
+        if !sys::has_children() {
+            self.stop = Some(Stop {
+                goal,
+                stage: Stage::Term,
+                started: Instant::now(),
+                all_gone: true,
+                signalled: HashSet::new(),
+                spared,
+            });
+            self.check_stop();
+            return;
+        }
         let grace = self.cfg.shutdown.grace_period;
         log::info!(
             "stopping: SIGTERM to all processes, SIGKILL after {} ms",

@@ -219,3 +219,74 @@ pub fn stdio_to_console() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Does this process have any child, running or zombie? (waitid with WNOWAIT: nothing is reaped.)
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data; waitid writes into it and reaps nothing (WNOWAIT).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: info is a valid out-pointer.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return true;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return false,
+            _ => return true,
+        }
+    }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (not glibc's layout, whose
+/// wrapper also refuses glibc's internal signals 32 and 33).
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Turn every SIG_IGN this process inherited (or Rust's runtime set: SIGPIPE) back into the
+/// default, once at start-up. Signals are all blocked and read from the signalfd, so smss never
+/// relies on ignoring; and SIG_IGN is the one disposition exec passes on to children.
+pub fn reset_ignored_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = KernelSigaction::default();
+        // SAFETY: a null new action only reads the current one into `old`.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                8usize,
+            )
+        };
+        if r == 0 && old.handler == libc::SIG_IGN {
+            let dfl = KernelSigaction::default();
+            // SAFETY: a valid action struct of the kernel's layout.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+}

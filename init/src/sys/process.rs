@@ -226,21 +226,9 @@ unsafe fn child_exec(
             libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
         }
     }
-    // Default dispositions for every signal and an empty mask: nothing PID 1 (or whoever
-    // started PID 1) ignored may leak into the child — tini and catatonit leak SIG_IGN. The raw
-    // syscall, because glibc's sigaction refuses its internal signals 32 and 33.
-    let dfl = KernelSigaction::default();
-    for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                &dfl as *const KernelSigaction,
-                std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
-            );
-        }
-    }
+    // An empty mask. Dispositions need no work here: exec resets every caught signal, and
+    // `kernel::reset_ignored_signals` cleared every SIG_IGN in smss itself at start-up, so
+    // nothing ignored can leak into the child (tini and catatonit leak SIG_IGN).
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -252,14 +240,4 @@ unsafe fn child_exec(
     let bytes = errno.to_ne_bytes();
     libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
-}
-
-/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (not glibc's layout).
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
 }
