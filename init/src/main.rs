@@ -1,5 +1,6 @@
 //! `smss`: parse the command line, decide the mode once, and hand over to the engine.
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), no_main)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -107,7 +108,21 @@ fn kernel_cmdline(key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn main() {
+/// The C entry point. `no_main` skips the Rust runtime's start-up (it reads /proc/self/maps
+/// for a stack guard, installs an alternate signal stack and SIGSEGV/SIGBUS handlers, polls fds
+/// 0-2 and ignores SIGPIPE): about a dozen syscalls PID 1 does not want on its start-up path,
+/// and SIG_IGN for SIGPIPE is exactly what must not reach children. std still works: on
+/// glibc it captures argv/envp itself.
+#[cfg(not(test))]
+#[allow(unsafe_code)] // `no_mangle` is the only way to name the C `main`; it has no other unsafety.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    smss_main();
+    0
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn smss_main() {
     // Lossy, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
     let argv: Vec<String> = std::env::args_os()
         .skip(1)

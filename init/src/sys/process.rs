@@ -110,13 +110,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
 
+    let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Fork {
             program: name.clone(),
             source: e.into(),
         })?;
-
-    let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
 
     // SAFETY: the child branch below only calls async-signal-safe functions (setsid, setpgid,
     // ioctl, tcsetpgrp, dup2, sigaction, sigprocmask, chdir, execve, write, _exit) on memory
