@@ -261,3 +261,29 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("smss "));
 }
+
+/// After the boot smss drops its code pages from the resident set; everything must still work
+/// when they fault back in: forwarding, reaping, the stop and the exit status.
+#[test]
+fn works_after_trimming_its_working_set() {
+    require_unshare!();
+    let ns = Ns::start(
+        &["--", "bash", "-c", "trap 'echo got USR1' USR1; trap 'exit 6' TERM; echo ready; while :; do sleep 0.05 & wait $!; done"],
+        &[("SMSS_LOG", "debug")],
+    );
+    ns.expect_line("ready", TIMEOUT);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let l = ns
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no 'working set trimmed' log line");
+        if l.contains("working set trimmed") {
+            break;
+        }
+    }
+    ns.signal(libc::SIGUSR1);
+    ns.expect_line("got USR1", TIMEOUT);
+    ns.signal(libc::SIGTERM);
+    assert_eq!(ns.wait(TIMEOUT).code, 6);
+}

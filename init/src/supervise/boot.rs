@@ -108,6 +108,11 @@ impl Supervisor {
             let Some(phase) = self.boot.phases.get(self.boot.index).cloned() else {
                 self.boot.done = true;
                 log::info!("boot complete in {} us", self.uptime_us());
+                // Short-lived containers exit before this fires and pay nothing for it.
+                self.add_timer(
+                    Self::deadline_after(std::time::Duration::from_millis(50)),
+                    Timer::TrimWorkingSet,
+                );
                 self.on_boot_complete();
                 return;
             };
