@@ -301,6 +301,9 @@ def mem_once(argv, unshare=None):
             return kids and comm(kids[0]) == "sleep" and st and st[1] == "S"
         if not wait_for(ready, 5):
             raise RuntimeError("child did not appear within 5 s")
+        # idle, as init-anchors.md measured its baselines: 0.5 s after the child exists (an init
+        # may settle after its start-up, e.g. smss trims its working set 50 ms after the boot)
+        wait_for(lambda: False, 0.5)
         # settle: PID 1 must stay asleep over two consecutive reads
         a = read_mem(p1)
         wait_for(lambda: False, 0.02)
