@@ -1,9 +1,10 @@
-//! Process creation with the fork discipline PID 1 needs: prepare everything, fork, only
-//! async-signal-safe calls in the child, report exec failure through a close-on-exec pipe.
+//! Process creation with the fork discipline PID 1 needs: prepare everything, clone (vfork
+//! style, on a separate stack), only async-signal-safe calls in the child, and the exec error
+//! handed back in shared memory, never as a mysterious child exit.
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -111,66 +112,76 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     envp_ptrs.push(std::ptr::null());
 
     let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Fork {
-            program: name.clone(),
-            source: e.into(),
-        })?;
-
-    // SAFETY: the child branch below only calls async-signal-safe functions (setsid, setpgid,
-    // ioctl, tcsetpgrp, dup2, sigaction, sigprocmask, chdir, execve, write, _exit) on memory
-    // prepared before the fork; it never returns into Rust code that could allocate or unwind.
+    let mut child = ChildArgs {
+        spec,
+        stdin_is_tty,
+        program: program.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        cwd: cwd.as_ref().map(|c| c.as_ptr()),
+        errno: 0,
+    };
+    // The child runs on a stack of its own, sharing our memory until it execs (CLONE_VM |
+    // CLONE_VFORK, as glibc's posix_spawn does, without posix_spawn's habit of leaving
+    // glibc's internal signals 32/33 ignored in the child). No page tables are copied and no
+    // page of PID 1 becomes copy-on-write, and we resume only once the child has exec'd or
+    // failed to, with the exec error in `child.errno`.
+    let mut stack = vec![0u8; CHILD_STACK];
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // SAFETY: `child_entry` only makes async-signal-safe system calls on data prepared above
+    // (which outlives the call: CLONE_VFORK suspends us until the child execs or exits), on its
+    // own stack; every signal is blocked in PID 1 and no handler is installed, so nothing else
+    // runs in the child. It never returns into Rust code.
     #[allow(unsafe_code)]
-    let pid = unsafe { libc::fork() };
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(child).cast(),
+        )
+    };
+    drop(stack);
     if pid < 0 {
         return Err(SpawnError::Fork {
             program: name,
             source: io::Error::last_os_error(),
         });
     }
-    if pid == 0 {
-        #[allow(unsafe_code)]
-        // SAFETY: see above; `child_exec` never returns.
-        unsafe {
-            child_exec(
-                spec,
-                stdin_is_tty,
-                program.as_ptr(),
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-                cwd.as_ref().map(|c| c.as_ptr()),
-                err_w.as_raw_fd(),
-            )
-        }
-    }
-    drop(err_w);
     let pid = Pid::from_raw(pid);
-    // The pipe closes on successful exec (CLOEXEC): EOF means the program runs.
-    let mut buf = [0u8; 4];
-    let n = read_full(&err_r, &mut buf);
-    if n == 4 {
-        let errno = i32::from_ne_bytes(buf);
+    if child.errno != 0 {
         // The child has _exit'ed; reap it here so it never reaches the main loop as a stranger.
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(SpawnError::Exec {
             program: name,
-            source: io::Error::from_raw_os_error(errno),
+            source: io::Error::from_raw_os_error(child.errno),
         });
     }
     Ok(pid)
 }
 
-fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut got = 0;
-    while got < buf.len() {
-        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
+/// Stack of the child between clone and exec: a handful of system calls.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// What the child needs, in memory it shares with us until exec.
+struct ChildArgs<'a> {
+    spec: &'a SpawnSpec,
+    stdin_is_tty: bool,
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: Option<*const libc::c_char>,
+    /// Set by the child when execve fails.
+    errno: i32,
+}
+
+#[allow(unsafe_code)]
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` that `spawn` keeps alive until we exec or exit.
+    unsafe {
+        let a = &mut *(arg as *mut ChildArgs);
+        child_exec(a)
     }
-    got
 }
 
 fn unsafe_isatty(fd: RawFd) -> bool {
@@ -183,19 +194,12 @@ fn unsafe_isatty(fd: RawFd) -> bool {
 
 /// The child side of [`spawn`]. Async-signal-safe calls only.
 #[allow(unsafe_code)]
-unsafe fn child_exec(
-    spec: &SpawnSpec,
-    stdin_is_tty: bool,
-    program: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-    cwd: Option<*const libc::c_char>,
-    err_fd: RawFd,
-) -> ! {
+unsafe fn child_exec(a: &mut ChildArgs) -> ! {
+    let spec = a.spec;
     match spec.detach {
         Detach::ProcessGroup => {
             libc::setpgid(0, 0);
-            if stdin_is_tty {
+            if a.stdin_is_tty {
                 // Our mask still blocks SIGTTOU, so a background group may take the terminal.
                 libc::tcsetpgrp(0, libc::getpid());
             }
@@ -231,12 +235,11 @@ unsafe fn child_exec(
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    if let Some(dir) = cwd {
+    if let Some(dir) = a.cwd {
         libc::chdir(dir);
     }
-    libc::execve(program, argv, envp);
+    libc::execve(a.program, a.argv, a.envp);
     let errno = *libc::__errno_location();
-    let bytes = errno.to_ne_bytes();
-    libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+    a.errno = if errno == 0 { libc::ENOEXEC } else { errno };
     libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
 }
