@@ -18,6 +18,9 @@ struct Sinks {
     /// Our own non-blocking descriptor for the console / stderr: a stalled terminal (XOFF, a
     /// full pipe) drops log lines instead of blocking PID 1. `None` = plain stderr.
     console: Option<File>,
+    /// Where to open `console` from, on the first line written (a quiet container never logs
+    /// and never pays for the open).
+    console_path: Option<&'static str>,
 }
 
 static LOGGER: Logger = Logger {
@@ -25,6 +28,7 @@ static LOGGER: Logger = Logger {
         pid: 0,
         kmsg: None,
         console: None,
+        console_path: None,
     }),
 };
 
@@ -57,14 +61,26 @@ pub fn parse_level(spec: Option<&str>, default: LevelFilter) -> LevelFilter {
 /// Write log lines through a non-blocking descriptor of its own for `path` (`/dev/console` on a
 /// machine, `/proc/self/fd/2` elsewhere: a new open file description, so children sharing fd 2
 /// keep their blocking one). Without /proc or the device, plain stderr stays.
-pub fn open_console(path: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_APPEND)
-        .open(path);
-    if let (Ok(f), Ok(mut s)) = (f, LOGGER.sinks.lock()) {
-        s.console = Some(f);
+/// The descriptor is opened when the first line is written.
+pub fn open_console(path: &'static str) {
+    if let Ok(mut s) = LOGGER.sinks.lock() {
+        s.console = None;
+        s.console_path = Some(path);
+    }
+}
+
+impl Sinks {
+    /// The console descriptor, opened on first use.
+    fn console(&mut self) -> Option<&mut File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(path) = self.console_path.take() {
+            self.console = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_APPEND)
+                .open(path)
+                .ok();
+        }
+        self.console.as_mut()
     }
 }
 
@@ -95,10 +111,10 @@ pub fn emergency(line: &str) {
         .map(|s| s.pid)
         .unwrap_or_else(|| std::process::id() as i32);
     let text = format!("smss[{pid}]: {line}\n");
-    match guard.and_then(|mut s| s.console.take().map(|c| (s, c))) {
-        Some((mut s, mut c)) => {
+    let mut guard = guard;
+    match guard.as_mut().and_then(|s| s.console()) {
+        Some(c) => {
             let _ = c.write_all(text.as_bytes());
-            s.console = Some(c);
         }
         None => {
             let _ = std::io::stderr().write_all(text.as_bytes());
@@ -128,7 +144,7 @@ impl Log for Logger {
         };
         let text = format!("smss[{}]: {tag}{}\n", s.pid, record.args());
         // One write per line, so lines from several processes on one console do not interleave.
-        match s.console.as_mut() {
+        match s.console() {
             Some(c) => {
                 let _ = c.write_all(text.as_bytes());
             }

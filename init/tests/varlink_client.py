@@ -7,6 +7,7 @@ errors. Prints "OK" and exits 0 when everything held; any exception exits non-ze
 Run by init/tests/ns_control.rs under `cargo test`.
 """
 import os
+import time
 import sys
 
 import varlink
@@ -50,6 +51,13 @@ def main():
             created = m.CreateSession(command=cmd, environment=["FROM_PYTHON=1"])
             sid = created["id"]
             assert sid >= 1 and len(created["pids"]) == 1, created
+
+            # The reply comes once the login manager runs; its first line of shell may still be
+            # ahead. Wait (bounded) for its marker before ending the session.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                    os.path.exists(marker) and os.path.getsize(marker) > 0):
+                time.sleep(0.005)
 
             listed = m.ListSessions()["sessions"]
             mine = [s for s in listed if s["id"] == sid]
