@@ -12,7 +12,7 @@
 FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS='-C target-feature=+crt-static' \
+RUN RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
       cargo build --release --locked --target x86_64-unknown-linux-gnu -p smss -p smss-session \
  && mkdir /out \
  && cp target/x86_64-unknown-linux-gnu/release/smss \

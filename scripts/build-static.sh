@@ -10,7 +10,12 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=x86_64-unknown-linux-gnu
 cd "$root"
 
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+# Non-PIE by default, like catatonit and tini-static: a static-pie binary relocates itself at
+# every start (thousands of RELATIVE relocations, copy-on-write pages of PID 1). Stack, heap and
+# mmap stay randomised; SMSS_PIE=1 keeps a position-independent (fully ASLR'd) binary.
+reloc="-C relocation-model=static"
+[ "${SMSS_PIE:-0}" = 1 ] && reloc=""
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static $reloc" \
   cargo build --release --target "$target" -p smss -p smss-session "$@" >&2
 
 out="$root/target/$target/release"
