@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::phases::unescape_mount_field;
 use crate::sys::{self, RebootCmd};
 
 /// API filesystems the kernel tears down itself; unmounting them only produces noise.
@@ -32,12 +33,12 @@ pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
         .lines()
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
-        .map(|p| PathBuf::from(unescape(p)))
+        .map(|p| PathBuf::from(unescape_mount_field(p)))
         .collect();
     let mut unmount: Vec<PathBuf> = mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
-        .map(unescape)
+        .map(unescape_mount_field)
         .filter(|m| {
             !KEEP.contains(&m.as_str()) && !m.starts_with("/sys/") && !m.starts_with("/proc/")
         })
@@ -50,29 +51,6 @@ pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
         unmount,
         reboot,
     }
-}
-
-/// /proc/mounts escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(b[i + 1] - b'0') * 64
-                + u32::from(b[i + 2] - b'0') * 8
-                + u32::from(b[i + 3] - b'0');
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Execute the plan. Returns only if reboot(2) failed.
