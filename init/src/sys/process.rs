@@ -126,7 +126,9 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     // glibc's internal signals 32/33 ignored in the child). No page tables are copied and no
     // page of PID 1 becomes copy-on-write, and we resume only once the child has exec'd or
     // failed to, with the exec error in `child.errno`.
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Capacity only: the child touches the few top pages it uses, nothing is zero-filled, so
+    // PID 1's resident heap does not grow by the whole stack.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
     // SAFETY: `child_entry` only makes async-signal-safe system calls on data prepared above
     // (which outlives the call: CLONE_VFORK suspends us until the child execs or exits), on its
