@@ -178,7 +178,7 @@ fn check(path: Option<&Path>) -> i32 {
             1
         }
         Err(diags) => {
-            eprint!("{diags}");
+            eprintln!("{diags}");
             eprintln!("{} problem(s) in {}", diags.len(), path.display());
             1
         }
@@ -349,7 +349,7 @@ fn load_config(mode: Mode, args: &Args) -> Option<(Config, bool)> {
             None
         }
         Err(diags) => {
-            eprint!("{diags}");
+            eprintln!("{diags}");
             None
         }
     }

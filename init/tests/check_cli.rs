@@ -1,0 +1,78 @@
+//! `smss check`: every shipped configuration is accepted, a broken one lists every problem
+//! with its position, and usage errors exit 2 (interface.md section 2).
+
+use std::path::Path;
+use std::process::Command;
+
+fn smss() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smss"))
+}
+
+#[test]
+fn every_shipped_configuration_is_accepted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in ["examples", "initramfs", "initramfs/configs"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "toml") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    for f in files {
+        let o = smss().arg("check").arg(&f).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let plan = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            plan.contains("boot plan (17 phases)"),
+            "{}: {plan}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_broken_configuration_lists_every_problem_with_its_position() {
+    let dir = std::env::temp_dir().join(format!("smss-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(
+        &f,
+        "[session-manager]\nprotection-mode = 7\nbogus = 1\n[subsystems]\nrequired = [\"windows\"]\n\
+         [[seats]]\nname = \"a\"\ntty = \"tty1\"\n",
+    )
+    .unwrap();
+    let o = smss().arg("check").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let p = f.display();
+    for needle in [
+        format!("{p}:2:19: "),
+        format!("{p}:3:1: unknown key `bogus`"),
+        format!("{p}:5:13: "),
+        format!("{p}:8:7: "),
+        format!("\n4 problem(s) in {p}"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn usage_and_missing_files() {
+    assert_eq!(
+        smss().args(["check", "a", "b"]).status().unwrap().code(),
+        Some(2)
+    );
+    let o = smss()
+        .args(["check", "/no/such/smss.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/smss.toml:1:1:"));
+}
