@@ -664,3 +664,27 @@ fn login_managers_that_exit_at_once_never_leave_a_session_behind() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     s.assert_serving();
 }
+
+/// Nothing ignored reaches a session's login manager: not through PID 1, not through the
+/// instance (whose Rust runtime used to ignore SIGPIPE), not as an inherited mask.
+#[test]
+fn login_managers_start_with_default_signal_dispositions() {
+    require_unshare!();
+    let s = start("sigdfl", "", Opts::default());
+    let out = s.dir.join("status");
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    let script = format!(
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status > {o}; echo done > {f}; exec sleep 1000",
+        o = out.display(),
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let mut r = open_fifo(&fifo, false);
+    let mut done = String::new();
+    r.read_to_string(&mut done).unwrap();
+    let status = std::fs::read_to_string(&out).unwrap();
+    assert!(status.contains("SigIgn:\t0000000000000000"), "{status}");
+    assert!(status.contains("SigBlk:\t0000000000000000"), "{status}");
+    s.ok("TerminateSession", json!({"id": v["id"]}));
+}

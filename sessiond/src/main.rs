@@ -10,6 +10,7 @@
 //!                                                  join DIR, drop to USER, exec CMD
 //! ```
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), no_main)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -37,8 +38,25 @@ const USAGE: &str = "\
 usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
        smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]";
 
-fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+/// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
+/// created on every login; the instance's own start-up is most of CreateSession's cost).
+#[cfg(not(test))]
+#[allow(unsafe_code)] // `no_mangle` is the only way to name the C `main`; it has no other unsafety.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    session_main();
+    0
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn session_main() {
+    // Nothing ignored may reach the session's login manager or subsystems (see smss's spawn).
+    smss::sys::reset_ignored_signals();
+    // Lossy, never a panic.
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let code = match argv.first().map(String::as_str) {
         Some("exec") => exec_main(argv.get(1..).unwrap_or_default()),
         Some("--help" | "-h") => {
