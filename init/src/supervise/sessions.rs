@@ -1109,7 +1109,10 @@ mod tests {
     fn stat_of_self() {
         let st = read_stat(std::process::id() as i32).unwrap();
         assert_ne!(st.state, 'Z');
-        assert!(st.session > 0);
+        // Compare with the kernel's own answer: under some CI runners the session leader
+        // lives outside our pid namespace and the id reads as 0.
+        assert_eq!(st.session, nix::unistd::getsid(None).unwrap().as_raw());
+        assert_eq!(st.pgrp, nix::unistd::getpgrp().as_raw());
         assert!(alive(std::process::id() as i32));
         assert!(!alive(i32::MAX));
     }
