@@ -19,7 +19,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -154,20 +154,24 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
         None => None,
     };
     let dir = Path::new(&p.runtime_dir);
-    make_runtime_dir(dir, user.as_ref())
+    let dirfd = make_runtime_dir(dir, user.as_ref())
         .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     report.cgroup = set_up_cgroup(p.id, p.pids_max).map(|c| c.display().to_string());
     let env = instance::session_environment(std::env::vars().collect(), p, user.as_ref());
-    write_file(&dir.join("environment"), &env_file(&env))?;
+    write_file(&dirfd, dir, "environment", &env_file(&env))?;
     write_file(
-        &dir.join("seat"),
+        &dirfd,
+        dir,
+        "seat",
         &p.seat
             .as_ref()
             .map(|s| format!("{s}\n"))
             .unwrap_or_default(),
     )?;
     write_file(
-        &dir.join("tty"),
+        &dirfd,
+        dir,
+        "tty",
         &p.tty.as_ref().map(|s| format!("{s}\n")).unwrap_or_default(),
     )?;
 
@@ -184,11 +188,14 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
         critical: false,
     });
     let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
-    write_file(&dir.join("pids"), &pids)?;
+    write_file(&dirfd, dir, "pids", &pids)?;
     Ok(())
 }
 
-fn make_runtime_dir(dir: &Path, user: Option<&User>) -> std::io::Result<()> {
+/// Create the session's runtime directory afresh (mode 0700, the user's) and return it open:
+/// every later write goes through this descriptor, so nothing the user renames or links in
+/// the directory (theirs once chowned) can redirect a write made as root.
+fn make_runtime_dir(dir: &Path, user: Option<&User>) -> std::io::Result<OwnedFd> {
     if let Some(parent) = dir.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -196,23 +203,43 @@ fn make_runtime_dir(dir: &Path, user: Option<&User>) -> std::io::Result<()> {
             .create(parent)?;
     }
     // Left over from an earlier smss with the same /run: start clean.
-    if dir.exists() {
-        fs::remove_dir_all(dir)?;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(dir)?,
+        Ok(_) => fs::remove_file(dir)?,
+        Err(_) => {}
     }
     fs::DirBuilder::new().mode(0o700).create(dir)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let fd: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?
+        .into();
+    nix::sys::stat::fchmod(
+        fd.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    )?;
     if let Some(u) = user {
-        nix::unistd::chown(
-            dir,
+        nix::unistd::fchown(
+            fd.as_raw_fd(),
             Some(nix::unistd::Uid::from_raw(u.uid)),
             Some(nix::unistd::Gid::from_raw(u.gid)),
         )?;
     }
-    Ok(())
+    Ok(fd)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("failed to write {}: {e}", path.display()))
+/// Write `name` in the runtime directory `dirfd` as root without following anything the
+/// user may have put there: whatever is at the name is removed, and the file is created
+/// anew, refusing a symlink (O_NOFOLLOW) or anything that reappears (O_EXCL).
+fn write_file(dirfd: &OwnedFd, dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    let _ = nix::unistd::unlinkat(
+        Some(dirfd.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    smss::sys::fd::create_new_in(dirfd, name, 0o644)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("failed to write {}: {e}", dir.join(name).display()))
 }
 
 fn env_file(env: &Environment) -> String {
@@ -376,12 +403,19 @@ fn wait_ready(pid: i32, n: &NotifySocket, timeout: Duration) -> Result<(), Strin
             .get(1)
             .and_then(|f| f.revents())
             .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        // The socket is abstract, so anyone may write to it: a sender counts when the kernel
+        // vouches for its pid (it or its child), and MAINPID only when root sent it. A flood
+        // of datagrams cannot hold us past the deadline.
         while let Some(msg) = n.recv() {
             let main_pid = msg.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
-            let from_it =
-                msg.sender == pid || main_pid == Some(pid) || parent_of(msg.sender) == Some(pid);
+            let from_it = msg.sender == pid
+                || (msg.sender_uid == 0 && main_pid == Some(pid))
+                || parent_of(msg.sender) == Some(pid);
             if from_it && msg.ready() {
                 return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
             }
         }
         if exited {
@@ -421,14 +455,7 @@ fn start_login_manager(
         None => (resolve(&argv, env)?, argv),
     };
     let tty = match &p.tty {
-        Some(t) => Some(
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags_noctty()
-                .open(t)
-                .map_err(|e| format!("failed to open {t}: {e}"))?,
-        ),
+        Some(t) => Some(open_seat_tty(t).map_err(|e| format!("failed to open {t}: {e}"))?),
         None => None,
     };
     let spec = SpawnSpec {
@@ -455,16 +482,19 @@ fn start_login_manager(
     Ok(pid)
 }
 
-/// O_NOCTTY: opening the tty must not make it *our* controlling terminal.
-trait NoCtty {
-    fn custom_flags_noctty(&mut self) -> &mut Self;
-}
-
-impl NoCtty for fs::OpenOptions {
-    fn custom_flags_noctty(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NOCTTY)
-    }
+/// Open a seat's terminal for the login manager: O_NOCTTY (it must not become *our*
+/// controlling terminal) and O_NONBLOCK (a serial line without carrier would otherwise block
+/// the open forever, as agetty knows), then back to blocking for the login manager.
+fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)?;
+    let flags = OFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+    Ok(f)
 }
 
 /// `exec [--cgroup DIR] [--user USER] -- CMD [ARG..]`: join the cgroup, drop to the user,
@@ -587,5 +617,44 @@ mod tests {
     #[test]
     fn pids_max_default_is_sane() {
         assert!(default_pids_max() >= 64);
+    }
+
+    #[test]
+    fn runtime_files_never_follow_what_is_in_the_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("smss-session-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let victim = base.join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        // A runtime directory left over as a symlink is replaced, not followed.
+        let dir = base.join("run");
+        std::os::unix::fs::symlink(&base, &dir).unwrap();
+        let fd = make_runtime_dir(&dir, None).unwrap();
+        assert!(fs::symlink_metadata(&dir).unwrap().is_dir());
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        // A link planted where a file goes is removed, never written through.
+        std::os::unix::fs::symlink(&victim, dir.join("environment")).unwrap();
+        write_file(&fd, &dir, "environment", "A=1\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(
+            fs::read_to_string(dir.join("environment")).unwrap(),
+            "A=1\n"
+        );
+        assert!(fs::symlink_metadata(dir.join("environment"))
+            .unwrap()
+            .is_file());
+        // The directory renamed away and a link put in its place: writes still land in the
+        // directory we created.
+        let moved = base.join("moved");
+        fs::rename(&dir, &moved).unwrap();
+        std::os::unix::fs::symlink(&base, &dir).unwrap();
+        write_file(&fd, &dir, "pids", "7\n").unwrap();
+        assert_eq!(fs::read_to_string(moved.join("pids")).unwrap(), "7\n");
+        assert!(!base.join("pids").exists());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! Descriptors the standard library cannot name: pidfds (pidfd_open(2), nix 0.29 has no
-//! wrapper) and descriptors inherited by number (`smss-session --fd N`).
+//! wrapper), descriptors inherited by number (`smss-session --fd N`) and files created
+//! relative to a directory descriptor.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -38,6 +39,24 @@ pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the descriptor is open (F_GETFD succeeded) and was handed to this process to
     // own by its parent (the `--fd N` contract); nothing else in this process refers to it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Create `name` in the directory `dir` (O_EXCL, O_NOFOLLOW, close-on-exec) and return it
+/// open for writing: for files written as root into a directory someone else owns, where a
+/// path could be swapped for a link between check and use.
+pub fn create_new_in(dir: &OwnedFd, name: &str, mode: u32) -> io::Result<std::fs::File> {
+    use nix::fcntl::{openat, OFlag};
+    use std::os::fd::AsRawFd;
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+    )?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 #[cfg(test)]
