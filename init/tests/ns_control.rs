@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::sync::mpsc::channel;
+use std::time::Duration;
 
 use common::TIMEOUT;
 use ns_control_common::{start, Opts, Smss};
@@ -317,8 +318,13 @@ fn clients_that_never_read_or_never_write_do_not_block_others() {
     let mut partial = raw(&s);
     partial.write_all(b"{\"method\": \"io.smss.Man").unwrap();
     s.assert_serving();
-    // Floods calls and never reads a reply: smss drops it once its replies pile up.
+    // Floods calls and never reads a reply: once a reply waits to be written smss reads no
+    // more from it (back-pressure), so the flood stalls in its own socket buffer instead of
+    // piling up in PID 1.
     let mut flood = raw(&s);
+    flood
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let mut msg = serde_json::to_vec(&json!({"method": "io.smss.Manager.GetStatus"})).unwrap();
@@ -331,24 +337,27 @@ fn clients_that_never_read_or_never_write_do_not_block_others() {
             }
             sent += 100;
             if sent > 10_000_000 {
-                break std::io::Error::other("never closed");
+                break std::io::Error::other("never stalled");
             }
         };
-        let _ = tx.send((sent, result));
+        let _ = tx.send((sent, result, flood));
     });
     for _ in 0..20 {
         s.assert_serving();
     }
-    let (sent, err) = rx
+    let (sent, err, flood) = rx
         .recv_timeout(TIMEOUT)
-        .expect("the flooding client was never closed");
+        .expect("the flooding client neither stalled nor was closed");
     assert!(
         matches!(
             err.kind(),
-            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ),
         "after {sent} calls: {err}"
     );
+    s.assert_serving();
+    drop(flood);
+    drop(partial);
     s.assert_serving();
 }
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smss::phases::paging_files::{self, swap_header};
-use smss::phases::pending_renames::{append, apply, parse_queue, Action};
+use smss::phases::pending_renames::{append, append_nowait, apply, parse_queue, Action};
 use smss::sys::{RealSys, Sys};
 
 /// A directory under /tmp removed on drop (no tempfile crate in the workspace).
@@ -175,6 +175,19 @@ fn torn_tail_is_cut_before_appending() {
     assert!(parsed.dropped.is_empty(), "{parsed:?}");
     assert_eq!(parsed.entries.len(), 2);
     assert_eq!(parsed.entries[1].source, Path::new("/s"));
+}
+
+#[test]
+fn pid_1s_append_does_not_wait_for_a_held_lock() {
+    let t = TempDir::new("held");
+    let q = t.path().join("q");
+    append(&q, Path::new("/a"), None, false).unwrap();
+    let holder = smss::sys::lock_exclusive(fs::File::open(&q).unwrap()).unwrap();
+    let e = append_nowait(&q, Path::new("/b"), None, false).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    drop(holder);
+    append_nowait(&q, Path::new("/b"), None, false).unwrap();
+    assert_eq!(parse_queue(&fs::read(&q).unwrap()).entries.len(), 2);
 }
 
 const WRITERS: usize = 4;

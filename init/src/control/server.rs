@@ -1,6 +1,8 @@
 //! The control socket's connections, served from PID 1's single epoll loop: non-blocking,
-//! bounded input (one message of at most [`MAX_MESSAGE`] bytes buffered), bounded output (a
-//! client that does not read its replies is dropped), a bounded number of connections. What
+//! bounded input (one message of at most [`MAX_MESSAGE`] bytes buffered, [`MAX_UNPRIVILEGED_MESSAGE`]
+//! for peers that may only read), back-pressure (nothing more is read or answered on a
+//! connection while a reply waits to be written), bounded output (a client that does not
+//! read its replies is dropped), a bounded number of connections. What
 //! a call means is decided by the supervisor (`supervise::api`); this module only moves bytes.
 
 use std::collections::HashMap;
@@ -24,6 +26,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Of which at most this many from peers that may only read (so a local user cannot take
 /// every slot from root).
 pub const MAX_UNPRIVILEGED_CONNECTIONS: usize = 64;
+/// The longest call a peer that may only read can send: its methods take a few small
+/// parameters, so 64 connections of them pin a few MiB at most, not 64 MiB.
+pub const MAX_UNPRIVILEGED_MESSAGE: usize = 64 * 1024;
 /// Replies waiting for a client to read them; a client that lets more pile up is dropped.
 pub const MAX_OUTPUT: usize = 2 * MAX_MESSAGE;
 /// Input read per connection per wake-up, so one busy client cannot starve the others
@@ -65,7 +70,11 @@ impl Connection {
             stream,
             peer,
             privileged,
-            framer: Framer::new(),
+            framer: Framer::with_limit(if privileged {
+                MAX_MESSAGE
+            } else {
+                MAX_UNPRIVILEGED_MESSAGE
+            }),
             out: Vec::new(),
             busy: false,
             eof: false,
@@ -79,10 +88,11 @@ impl Connection {
         self.stream.as_fd()
     }
 
-    /// What to watch for now.
+    /// What to watch for now: no reading while a reply waits to be written (back-pressure:
+    /// a client that pipelines calls and never reads gets one reply's worth, not all).
     pub fn interest(&self) -> Interest {
         Interest {
-            read: !self.busy && !self.eof && !self.closing,
+            read: !self.busy && !self.eof && !self.closing && self.out.is_empty(),
             write: !self.out.is_empty(),
         }
     }
@@ -139,9 +149,9 @@ impl Connection {
     pub fn fill(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
-        while total < READ_BUDGET && !self.eof && !self.dead {
+        while total < READ_BUDGET && !self.eof && !self.dead && self.out.is_empty() {
             // Stop once a message's worth is buffered: `next_message` reports it as too long.
-            if self.framer.pending() > MAX_MESSAGE {
+            if self.framer.pending() > self.framer.limit() {
                 break;
             }
             match self.stream.read(&mut buf) {
@@ -159,7 +169,7 @@ impl Connection {
 
     /// The next complete message, if one is buffered and the connection may take a call.
     pub fn next_message(&mut self) -> Option<Result<Vec<u8>, WireError>> {
-        if self.busy || self.closing || self.dead {
+        if self.busy || self.closing || self.dead || !self.out.is_empty() {
             return None;
         }
         self.framer.next_message()
@@ -414,5 +424,45 @@ mod tests {
             }
         }
         assert!(conn.finished(), "output was not capped");
+    }
+
+    #[test]
+    fn no_more_calls_are_taken_while_a_reply_waits() {
+        let p = temp_socket("backpressure");
+        let mut s = Server::bind(&p, None).unwrap();
+        let mut c = UnixStream::connect(&p).unwrap();
+        let id = s.accept()[0];
+        let conn = s.conns.get_mut(&id).unwrap();
+        c.write_all(b"{\"method\":\"a.One\"}\0{\"method\":\"a.Two\"}\0")
+            .unwrap();
+        conn.fill();
+        assert_eq!(
+            conn.next_message(),
+            Some(Ok(b"{\"method\":\"a.One\"}".to_vec()))
+        );
+        // A reply bigger than the socket takes at once stays queued...
+        let reply = vec![b'r'; 1 << 20];
+        conn.send(&reply);
+        assert!(!conn.finished());
+        // ...and until it is written, the second call waits and nothing more is read.
+        assert_eq!(conn.next_message(), None);
+        assert!(!conn.interest().read);
+        assert!(conn.interest().write);
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 1 << 20];
+            c.read_exact(&mut got).unwrap();
+            c
+        });
+        while conn.interest().write {
+            let mut fds = [PollFd::new(conn.fd(), PollFlags::POLLOUT)];
+            poll(&mut fds, PollTimeout::from(5000u16)).unwrap();
+            conn.flush();
+        }
+        let _c = reader.join().unwrap();
+        assert_eq!(
+            conn.next_message(),
+            Some(Ok(b"{\"method\":\"a.Two\"}".to_vec()))
+        );
+        assert!(conn.interest().read);
     }
 }

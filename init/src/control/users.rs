@@ -104,19 +104,6 @@ pub fn supplementary_groups(user: &User) -> Vec<u32> {
     gids
 }
 
-/// The `Groups:` line of /proc/PID/status: a process's supplementary groups.
-pub fn parse_status_groups(status: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Peer credentials as SO_PEERCRED (and SO_PEERGROUPS) report them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -128,8 +115,9 @@ pub struct Peer {
 }
 
 /// May `peer` call privileged methods? Root always; otherwise membership of `allowed_group`
-/// as primary group, as a supplementary group of the connecting process (SO_PEERGROUPS, else
-/// /proc/PID/status), or as a listed member in /etc/group.
+/// as primary group, as a supplementary group of the connecting process (SO_PEERGROUPS, taken
+/// by the kernel at connect time), or as a listed member in /etc/group (D-Bus policy's rule).
+/// /proc/PID is never consulted: the pid may have been reused since the connect.
 pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
     if peer.uid == 0 {
         return true;
@@ -140,13 +128,7 @@ pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
     if peer.gid == group.gid {
         return true;
     }
-    let supplementary = match &peer.groups {
-        Some(g) => g.clone(),
-        None => parse_status_groups(
-            &std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default(),
-        ),
-    };
-    if supplementary.contains(&group.gid) {
+    if peer.groups.as_ref().is_some_and(|g| g.contains(&group.gid)) {
         return true;
     }
     let users = parse_passwd(&read("/etc/passwd"));
@@ -173,13 +155,6 @@ mod tests {
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].members, vec!["alice", "bob"]);
         assert!(g[1].members.is_empty());
-    }
-
-    #[test]
-    fn status_groups() {
-        let s = "Name:\tx\nUid:\t1\t1\t1\t1\nGroups:\t4 24 990 \nNgid:\t0\n";
-        assert_eq!(parse_status_groups(s), vec![4, 24, 990]);
-        assert!(parse_status_groups("Groups:\t\n").is_empty());
     }
 
     #[test]

@@ -138,19 +138,41 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Reply, WireError> {
 }
 
 /// Splits a byte stream into NUL-terminated messages, holding at most one partial message of
-/// at most [`MAX_MESSAGE`] bytes.
-#[derive(Debug, Default)]
+/// at most `limit` bytes ([`MAX_MESSAGE`] unless told otherwise).
+#[derive(Debug)]
 pub struct Framer {
     buf: Vec<u8>,
+    limit: usize,
     /// Start of the first unconsumed byte.
     start: usize,
     /// Bytes before this offset (from `start`) are known to contain no NUL.
     scanned: usize,
 }
 
+impl Default for Framer {
+    fn default() -> Framer {
+        Framer::new()
+    }
+}
+
 impl Framer {
     pub fn new() -> Framer {
-        Framer::default()
+        Framer::with_limit(MAX_MESSAGE)
+    }
+
+    /// A framer whose messages may be at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Framer {
+        Framer {
+            buf: Vec::new(),
+            limit,
+            start: 0,
+            scanned: 0,
+        }
+    }
+
+    /// The longest message this framer accepts.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Append bytes read from the peer.
@@ -172,7 +194,7 @@ impl Framer {
     }
 
     /// The next complete message, without its NUL. `Err(TooLong)` once more than
-    /// [`MAX_MESSAGE`] bytes arrived without a NUL (the stream cannot be resynchronised; the
+    /// `limit` bytes arrived without a NUL (the stream cannot be resynchronised; the
     /// caller should close it).
     pub fn next_message(&mut self) -> Option<Result<Vec<u8>, WireError>> {
         let unread = self.buf.get(self.start + self.scanned..)?;
@@ -182,14 +204,14 @@ impl Framer {
                 let msg = self.buf.get(self.start..end).map(<[u8]>::to_vec)?;
                 self.start = end + 1;
                 self.scanned = 0;
-                if msg.len() > MAX_MESSAGE {
+                if msg.len() > self.limit {
                     return Some(Err(WireError::TooLong));
                 }
                 Some(Ok(msg))
             }
             None => {
                 self.scanned = self.pending();
-                (self.scanned > MAX_MESSAGE).then_some(Err(WireError::TooLong))
+                (self.scanned > self.limit).then_some(Err(WireError::TooLong))
             }
         }
     }
@@ -199,6 +221,18 @@ impl Framer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_framer_with_a_small_limit_refuses_longer_messages() {
+        let mut f = Framer::with_limit(8);
+        f.push(b"12345678\0");
+        assert_eq!(f.next_message(), Some(Ok(b"12345678".to_vec())));
+        f.push(b"123456789\0");
+        assert_eq!(f.next_message(), Some(Err(WireError::TooLong)));
+        let mut f = Framer::with_limit(8);
+        f.push(b"123456789");
+        assert_eq!(f.next_message(), Some(Err(WireError::TooLong)));
+    }
 
     #[test]
     fn parses_a_call() {

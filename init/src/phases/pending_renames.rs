@@ -315,6 +315,28 @@ pub fn encode(src: &Path, dst: Option<&Path>, replace: bool) -> io::Result<Vec<u
 /// in one write, under flock, and fsynced; a torn tail left by a crashed writer is cut off
 /// first so it cannot swallow this pair.
 pub fn append(queue: &Path, src: &Path, dst: Option<&Path>, replace: bool) -> io::Result<()> {
+    append_with(queue, src, dst, replace, true)
+}
+
+/// [`append`] for PID 1's QueueFileRename: when another writer holds the queue's lock it
+/// fails at once with `WouldBlock` instead of waiting (a stopped `smctl` must not stall the
+/// supervisor).
+pub fn append_nowait(
+    queue: &Path,
+    src: &Path,
+    dst: Option<&Path>,
+    replace: bool,
+) -> io::Result<()> {
+    append_with(queue, src, dst, replace, false)
+}
+
+fn append_with(
+    queue: &Path,
+    src: &Path,
+    dst: Option<&Path>,
+    replace: bool,
+    wait: bool,
+) -> io::Result<()> {
     let record = encode(src, dst, replace)?;
     let dir = parent_dir(queue);
     fs::DirBuilder::new()
@@ -333,7 +355,11 @@ pub fn append(queue: &Path, src: &Path, dst: Option<&Path>, replace: bool) -> io
             },
             Err(e) => return Err(e),
         };
-        let mut file = crate::sys::lock_exclusive(file)?;
+        let mut file = if wait {
+            crate::sys::lock_exclusive(file)?
+        } else {
+            crate::sys::try_lock_exclusive(file)?
+        };
         let ours = file.metadata()?;
         match fs::metadata(queue) {
             Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {}

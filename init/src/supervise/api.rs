@@ -347,7 +347,7 @@ impl Supervisor {
         let dst = destination
             .filter(|d| !d.is_empty())
             .map(std::path::Path::new);
-        match crate::phases::pending_renames::append(
+        match crate::phases::pending_renames::append_nowait(
             &queue,
             std::path::Path::new(source),
             dst,
@@ -363,6 +363,9 @@ impl Supervisor {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 Err(MethodError::invalid("source", e.to_string()))
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(MethodError::failed(
+                format!("{} is locked by another writer; try again", queue.display()),
+            )),
             Err(e) => Err(MethodError::failed(format!(
                 "failed to append to {}: {e}",
                 queue.display()

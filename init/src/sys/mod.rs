@@ -58,6 +58,12 @@ pub fn lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::File>>
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
 }
 
+/// flock(LOCK_EX | LOCK_NB): `WouldBlock` when someone else holds the lock.
+pub fn try_lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io::Error::from(e))
+}
+
 /// The seam between the boot phases and the kernel. Everything a phase does to the machine
 /// goes through one of these methods, so each phase is unit-tested against [`fake::FakeSys`].
 pub trait Sys {
