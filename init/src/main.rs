@@ -253,7 +253,12 @@ fn run(args: Args) -> i32 {
         }
         Mode::Container => {}
     }
-    if mode != Mode::System {
+    // A pipe or terminal on stderr gets a non-blocking description of our own (a stalled
+    // reader must not stall PID 1). A regular file never blocks, and a description of our own
+    // would keep an offset of its own: children writing through the shared fd 2 would
+    // overwrite our lines, so a file is written through fd 2 itself.
+    let stderr_is_file = std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.is_file());
+    if mode != Mode::System && !stderr_is_file {
         logging::open_console("/proc/self/fd/2");
     }
     if !args.unknown.is_empty() {

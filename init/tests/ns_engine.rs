@@ -287,3 +287,38 @@ fn works_after_trimming_its_working_set() {
     ns.signal(libc::SIGTERM);
     assert_eq!(ns.wait(TIMEOUT).code, 6);
 }
+
+#[test]
+fn a_log_file_on_stderr_keeps_every_line_of_smss_and_its_children() {
+    require_unshare!();
+    let dir = std::env::temp_dir().join(format!("smss-logfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let file = std::fs::File::create(&log).unwrap();
+    let ns = common::ns_command(&["--", "sh", "-c", "echo child-says-hello >&2"]);
+    // Under timeout(1): the hard limit, since this one's stderr is the file, not a pipe.
+    let st = std::process::Command::new("timeout")
+        .arg(TIMEOUT.as_secs().to_string())
+        .arg(ns.get_program())
+        .args(ns.get_args())
+        .env("SMSS_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    // smss's own lines and the child's, none written over another.
+    assert!(text.starts_with("smss[1]: smss "), "{text}");
+    assert!(text.contains("\nchild-says-hello\n"), "{text}");
+    for line in text.lines() {
+        assert!(
+            line == "child-says-hello" || line.starts_with("smss[1]: "),
+            "a line written over: {line:?} in\n{text}"
+        );
+    }
+    assert!(text.contains("smss[1]: boot complete in "), "{text}");
+    assert!(text.contains("sh (pid 3) exited:0\n"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -427,6 +427,75 @@ fn a_session_subsystem_that_never_gets_ready_fails_the_creation() {
     s.assert_serving();
 }
 
+/// CreateSession (running `sleep 1000`) on a connection of its own, answered when it is.
+fn create_in_background(s: &Smss) -> std::thread::JoinHandle<smss::control::wire::Reply> {
+    let socket = s.socket.clone();
+    std::thread::spawn(move || {
+        let mut c = smss::control::client::Client::connect(&socket).unwrap();
+        c.set_timeout(Some(TIMEOUT)).unwrap();
+        c.call(
+            "io.smss.Manager.CreateSession",
+            json!({"command": ["sleep", "1000"]}),
+        )
+        .unwrap()
+    })
+}
+
+#[test]
+fn terminating_a_session_that_is_still_starting_kills_its_instance_at_once() {
+    require_unshare!();
+    let fifo_name = "starting-fifo";
+    // A session subsystem that never gets ready, with a minute to do it: its instance waits.
+    let config =
+        format!(
+        "[subsystems]\nwindows = {{ command = {}, ready = \"notify\", ready-timeout = \"60s\" }}\n\
+         [sessions]\nsession-subsystems = [\"windows\"]\n[shutdown]\ngrace-period = \"5s\"\n",
+        argv(&["sh", "-c", &format!("echo $$ > @DIR@/{fifo_name}; exec sleep 1000")]),
+    );
+    let s = start("starting", &config, Opts::default());
+    let fifo = s.dir.join(fifo_name);
+    mkfifo(&fifo);
+    let creator = create_in_background(&s);
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    let sub: i64 = text.trim().parse().unwrap();
+    assert_eq!(s.sessions()[0]["state"], "starting");
+    // The instance is killed rather than awaited (its subsystem had 60 s to get ready), and
+    // what it started goes with it.
+    let t = Instant::now();
+    let v = s.ok("TerminateSession", json!({"id": 1}));
+    assert_eq!(v["state"], "gone");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    match creator.join().unwrap() {
+        smss::control::wire::Reply::Error { error, parameters } => {
+            assert_eq!(error, "io.smss.Manager.Failed");
+            assert!(
+                parameters["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("terminated"),
+                "{parameters}"
+            );
+        }
+        other => panic!("created anyway: {other:?}"),
+    }
+    assert!(!s.ns_alive(sub), "the instance's subsystem survived");
+    s.expect_log("smss-session (pid", TIMEOUT);
+    assert!(s.sessions().is_empty());
+    assert!(!s.ns_path("/run/smss/sessions/1").exists());
+    // The creation slot is free again: the next session's instance starts its subsystem.
+    let again = create_in_background(&s);
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert!(text.trim().parse::<i64>().is_ok(), "{text:?}");
+    assert_eq!(s.ok("TerminateSession", json!({"id": 2}))["state"], "gone");
+    assert!(matches!(
+        again.join().unwrap(),
+        smss::control::wire::Reply::Error { .. }
+    ));
+    s.assert_serving();
+}
+
 #[test]
 fn deferred_subsystems_start_on_request_in_session_zero_or_a_session() {
     require_unshare!();

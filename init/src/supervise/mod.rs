@@ -122,6 +122,8 @@ pub enum Timer {
     Stop,
     /// A session's grace period (TERM -> KILL) ran out.
     SessionKill(u32),
+    /// A session's `smss-session` instance has not reported in time.
+    SessionStart(u32),
     /// The boot is over and the loop has been quiet for a moment: trim the working set.
     TrimWorkingSet,
 }
@@ -299,6 +301,7 @@ impl Supervisor {
                 Timer::Readiness { pid } => self.on_readiness_timeout(pid),
                 Timer::Stop => self.on_stop_timer(),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
+                Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::TrimWorkingSet => {
                     sys::trim_working_set();
                     log::debug!("working set trimmed");

@@ -36,6 +36,19 @@ use crate::sys::{self, ExitStatus};
 /// getty that cannot open its tty would otherwise spin).
 const RESPAWN_MIN_LIFETIME: Duration = Duration::from_secs(2);
 
+/// How long an instance may take beyond its notify subsystems' readiness timeouts before
+/// PID 1 gives up on it: a hung `smss-session` must not hold a creation slot for ever.
+const INSTANCE_SLACK: Duration = Duration::from_secs(30);
+
+/// The whole time an instance gets to report.
+fn instance_deadline(p: &SessionParams) -> Duration {
+    p.subsystems
+        .iter()
+        .filter(|s| s.notify)
+        .map(|s| Duration::from_millis(s.ready_timeout_ms))
+        .fold(INSTANCE_SLACK, Duration::saturating_add)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
     /// Waiting for a free instance slot (or for the boot to finish).
@@ -60,6 +73,8 @@ impl SessionState {
 /// The pipe to a running instance and what it has written so far.
 struct InstanceLink {
     sock: UnixStream,
+    /// The `smss-session` process.
+    pid: i32,
     buf: Vec<u8>,
 }
 
@@ -448,14 +463,53 @@ impl Supervisor {
             // Its report is still read when it exits.
             log::warn!("session {id}: failed to watch the report socket: {e}");
         }
+        let deadline = instance_deadline(&s.params);
         if let Some(s) = self.sessions.sessions.get_mut(&id) {
             s.state = SessionState::Starting;
             s.instance = Some(InstanceLink {
                 sock: ours,
+                pid,
                 buf: Vec::new(),
             });
         }
+        self.add_timer(Instant::now() + deadline, Timer::SessionStart(id));
         Ok(())
+    }
+
+    /// The instance has not reported within its deadline: kill it, then stop what it started.
+    pub(crate) fn on_session_start_timer(&mut self, id: u32) {
+        let secs = self
+            .sessions
+            .sessions
+            .get(&id)
+            .map_or(0, |s| instance_deadline(&s.params).as_secs());
+        self.abort_instance(id, format!("smss-session did not report within {secs} s"));
+        self.resume_clients();
+    }
+
+    /// Give up on a session's running instance: SIGKILL it (and, without a cgroup, remember
+    /// its descendants so the teardown finds them), fail the creation and end the session.
+    fn abort_instance(&mut self, id: u32, why: String) {
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.state != SessionState::Starting {
+            return;
+        }
+        let Some(link) = s.instance.take() else {
+            return;
+        };
+        // What the instance started so far are its children (it has not exited): every one
+        // is a session leader of its own, so its pid marks its processes. Stopped first, so
+        // it starts nothing more between the look and the kill.
+        let _ = sys::kill(link.pid, libc::SIGSTOP);
+        if let Some(all) = super::procs::snapshot() {
+            s.sids
+                .extend(all.iter().filter(|p| p.ppid == link.pid).map(|p| p.pid));
+        }
+        let _ = sys::kill(link.pid, libc::SIGKILL);
+        self.unwatch(link.sock.as_fd());
+        self.instance_failed(id, why);
     }
 
     /// A session instance wrote to (or closed) its report socket.
@@ -506,6 +560,7 @@ impl Supervisor {
     }
 
     fn handle_report(&mut self, id: u32, line: &[u8]) {
+        self.cancel_timer(&Timer::SessionStart(id));
         let report: Report = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => return self.instance_failed(id, format!("unreadable report: {e}")),
@@ -577,6 +632,7 @@ impl Supervisor {
     /// The instance ended without a usable report: stop whatever it started (its cgroup, if
     /// it made one, holds it) and fail the request.
     fn instance_failed(&mut self, id: u32, why: String) {
+        self.cancel_timer(&Timer::SessionStart(id));
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
@@ -662,7 +718,12 @@ impl Supervisor {
                     );
                 }
             }
-            SessionState::Starting => s.terminate_requested = true,
+            // The instance is killed rather than awaited: a hung one would otherwise hold the
+            // terminator (and a creation slot) until its deadline.
+            SessionState::Starting => {
+                s.terminate_requested = true;
+                self.abort_instance(id, "terminated by request while starting".into());
+            }
             SessionState::Active => self.end_session(id, "terminated by request".into()),
             SessionState::Terminating => {}
         }
@@ -831,6 +892,7 @@ impl Supervisor {
     /// whoever waits, re-create a seat's boot session.
     fn finalize_session(&mut self, id: u32) {
         self.cancel_timer(&Timer::SessionKill(id));
+        self.cancel_timer(&Timer::SessionStart(id));
         let Some(mut s) = self.sessions.sessions.remove(&id) else {
             return;
         };
