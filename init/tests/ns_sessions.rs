@@ -279,6 +279,63 @@ fn a_session_ends_with_its_login_manager_and_takes_its_processes_along() {
     );
     assert!(s.sessions().is_empty());
     assert!(!s.ns_path(&format!("/run/smss/sessions/{id}")).exists());
+    // The directory was renamed aside at once and is deleted by `smss-session remove`, not
+    // by PID 1 itself.
+    let line = s.expect_log(&format!("smss-session remove (session {id})"), TIMEOUT);
+    assert!(line.contains("exited:0"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(s.ns_path("/run/smss/sessions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    s.assert_serving();
+}
+
+#[test]
+fn a_session_of_two_hundred_processes_without_a_cgroup_ends_without_the_grace_period() {
+    require_unshare!();
+    let s = start(
+        "many",
+        "[shutdown]\ngrace-period = \"20s\"\n",
+        Opts::default(),
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    // More processes than smss watches pidfds of at once: the teardown looks again when the
+    // first batch is gone.
+    let script = format!(
+        "i=0; while [ $i -lt 200 ]; do sleep 1000 & i=$((i+1)); done; echo started > {f}; wait",
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert_eq!(text.trim(), "started");
+    let t = Instant::now();
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "waited for the grace period: {:?}",
+        t.elapsed()
+    );
+    let left = std::fs::read_dir(s.ns_path("/proc"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .count();
+    assert_eq!(left, 0, "sleep processes survived the session");
     s.assert_serving();
 }
 

@@ -36,7 +36,8 @@ use smss_config::Environment;
 
 const USAGE: &str = "\
 usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
-       smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]";
+       smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+       smss-session remove DIR                        (an ended session's runtime directory)";
 
 /// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
 /// created on every login; the instance's own start-up is most of CreateSession's cost).
@@ -59,6 +60,7 @@ fn session_main() {
         .collect();
     let code = match argv.first().map(String::as_str) {
         Some("exec") => exec_main(argv.get(1..).unwrap_or_default()),
+        Some("remove") => remove_main(argv.get(1..).unwrap_or_default()),
         Some("--help" | "-h") => {
             println!("{USAGE}");
             0
@@ -66,6 +68,28 @@ fn session_main() {
         _ => instance_main(&argv),
     };
     std::process::exit(code);
+}
+
+/// `remove DIR`: delete an ended session's runtime directory (renamed aside by smss). Done
+/// here, not in PID 1: the directory was the user's, and may hold any number of files.
+fn remove_main(argv: &[String]) -> i32 {
+    smss::logging::init(
+        std::env::var("SMSS_LOG").ok().as_deref(),
+        log::LevelFilter::Warn,
+    );
+    let [dir] = argv else {
+        eprintln!("smss-session remove: one directory expected\n{USAGE}");
+        return 2;
+    };
+    // remove_dir_all never follows a symlink inside the tree.
+    match fs::remove_dir_all(dir) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            log::warn!("failed to remove {dir}: {e}");
+            1
+        }
+    }
 }
 
 /// Parse `--id ID --fd N [--log LEVEL]`.

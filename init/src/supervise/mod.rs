@@ -414,17 +414,24 @@ impl Supervisor {
 
     /// Reap every exited child; strangers (orphans reparented to us) are expected.
     pub fn reap_zombies(&mut self) {
+        let mut reaped = false;
         loop {
             match sys::reap_one() {
-                Reaped::Child(pid, status) => self.on_exit(pid.as_raw(), status),
-                Reaped::Pending => return,
+                Reaped::Child(pid, status) => {
+                    reaped = true;
+                    self.on_exit(pid.as_raw(), status);
+                }
+                Reaped::Pending => break,
                 Reaped::NoChildren => {
                     if let Some(s) = self.stop.as_mut() {
                         s.all_gone = true;
                     }
-                    return;
+                    break;
                 }
             }
+        }
+        if reaped {
+            self.prune_session_ids();
         }
     }
 

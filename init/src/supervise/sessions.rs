@@ -36,6 +36,9 @@ use crate::sys::{self, ExitStatus};
 /// getty that cannot open its tty would otherwise spin).
 const RESPAWN_MIN_LIFETIME: Duration = Duration::from_secs(2);
 
+/// Pidfds watched at once for a terminating session without a cgroup.
+const MAX_WATCHED_PIDS: usize = 64;
+
 /// How long an instance may take beyond its notify subsystems' readiness timeouts before
 /// PID 1 gives up on it: a hung `smss-session` must not hold a creation slot for ever.
 const INSTANCE_SLACK: Duration = Duration::from_secs(30);
@@ -129,6 +132,8 @@ pub struct SessionTable {
     last_id: u32,
     queue: VecDeque<u32>,
     instances: usize,
+    /// Runtime directories renamed aside so far (names them uniquely).
+    removals: u64,
 }
 
 /// A line of /proc/PID/stat, the fields sessions need.
@@ -643,12 +648,15 @@ impl Supervisor {
         let cg = Path::new(CGROUP_ROOT)
             .join(CGROUP_PARENT)
             .join(format!("session-{id}"));
-        if cg.join("cgroup.procs").exists() {
-            s.cgroup = Some(cg);
-        }
+        let cg = cg.join("cgroup.procs").exists().then_some(cg);
+        s.cgroup = cg.clone();
         s.state = SessionState::Active;
         if let Some(w) = s.create_waiter.take() {
             self.reply_deferred(w, Err(MethodError::failed(why.clone())));
+        }
+        // Its emptying finishes the teardown (not only the kill timer).
+        if let Some(cg) = cg {
+            self.watch_cgroup(id, &cg);
         }
         self.end_session(id, why);
     }
@@ -778,8 +786,10 @@ impl Supervisor {
         let Ok(inner) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
             return;
         };
+        // At most MAX_WATCHED_PIDS descriptors: when those are gone, the next look finds
+        // the rest (a session of thousands must not use up PID 1's descriptors).
         let mut fds = HashMap::new();
-        for pid in left {
+        for pid in left.into_iter().take(MAX_WATCHED_PIDS) {
             if let Ok(fd) = sys::fd::pidfd_open(pid) {
                 if inner
                     .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, pid as u64))
@@ -910,12 +920,7 @@ impl Supervisor {
                 );
             }
         }
-        let dir = Path::new(&s.params.runtime_dir);
-        if let Err(e) = fs::remove_dir_all(dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("session {id}: failed to remove {}: {e}", dir.display());
-            }
-        }
+        self.remove_runtime_dir(id, Path::new(&s.params.runtime_dir));
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({})", s.reason);
         let respawn = s.respawn && !s.by_request && self.stop.is_none();
@@ -943,6 +948,73 @@ impl Supervisor {
                 }
                 self.start_queued_sessions();
             }
+        }
+    }
+
+    /// Remove an ended session's runtime directory without doing the work in PID 1 (it was
+    /// the user's and may hold any number of files): renamed aside at once, so the id can be
+    /// used again, then deleted by `smss-session remove`.
+    fn remove_runtime_dir(&mut self, id: u32, dir: &Path) {
+        let aside = dir.with_file_name(format!(".ended-{id}-{}", self.sessions.removals));
+        self.sessions.removals = self.sessions.removals.wrapping_add(1);
+        match fs::rename(dir, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                log::warn!("session {id}: failed to remove {}: {e}", dir.display());
+                return;
+            }
+        }
+        let program = self.session_binary.clone();
+        let spec = SpawnSpec {
+            argv: vec![
+                program.display().to_string(),
+                "remove".into(),
+                aside.display().to_string(),
+            ],
+            program,
+            env: self.env.vars().to_vec(),
+            detach: Detach::Session,
+            stdio: None,
+            pass_fd: None,
+            cwd: None,
+        };
+        match process::spawn(&spec) {
+            Ok(pid) => {
+                self.children.insert(
+                    pid.as_raw(),
+                    Child {
+                        name: format!("smss-session remove (session {id})"),
+                        role: Role::Command("remove"),
+                        critical: false,
+                    },
+                );
+            }
+            Err(e) => log::warn!(
+                "session {id}: failed to start smss-session remove for {}: {e}",
+                aside.display()
+            ),
+        }
+    }
+
+    /// Forget the session and process-group ids (of sessions without a cgroup) that no
+    /// process holds any more: the kernel may hand such a number to an unrelated process
+    /// next, which a teardown must not mistake for the session's. Called after reaping, so a
+    /// number is dropped soon after its last holder is gone.
+    pub(crate) fn prune_session_ids(&mut self) {
+        if !self
+            .sessions
+            .sessions
+            .values()
+            .any(|s| s.cgroup.is_none() && !s.sids.is_empty())
+        {
+            return;
+        }
+        let Some(held) = held_ids() else {
+            return;
+        };
+        for s in self.sessions.sessions.values_mut() {
+            s.sids.retain(|id| held.contains(id));
         }
     }
 
@@ -1106,6 +1178,23 @@ impl Supervisor {
     }
 }
 
+/// Every number in use as a pid, a process-group id or a session id (zombies included: they
+/// still hold theirs). `None` without /proc.
+fn held_ids() -> Option<std::collections::HashSet<i32>> {
+    let mut held = std::collections::HashSet::new();
+    for e in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some(st) = read_stat(pid) {
+            held.insert(pid);
+            held.insert(st.pgrp);
+            held.insert(st.session);
+        }
+    }
+    Some(held)
+}
+
 /// Every live process of a session: its cgroup's members, else every process in one of its
 /// sessions or process groups; plus its reported members. Never us.
 fn session_processes(s: &Session) -> Vec<i32> {
@@ -1175,6 +1264,10 @@ mod tests {
         // lives outside our pid namespace and the id reads as 0.
         assert_eq!(st.session, nix::unistd::getsid(None).unwrap().as_raw());
         assert_eq!(st.pgrp, nix::unistd::getpgrp().as_raw());
+        let held = held_ids().unwrap();
+        assert!(held.contains(&(std::process::id() as i32)));
+        assert!(held.contains(&st.pgrp));
+        assert!(held.contains(&st.session));
         assert!(alive(std::process::id() as i32));
         assert!(!alive(i32::MAX));
     }
