@@ -7,6 +7,7 @@
 mod common;
 mod ns_control_common;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -774,16 +775,32 @@ fn login_managers_that_exit_at_once_never_leave_a_session_behind() {
             smss::control::wire::Reply::Ok(_)
         ));
     }
-    let mut ended = std::collections::BTreeSet::new();
-    while ended.len() < n {
-        let l = s.expect_log(" ended (", TIMEOUT);
-        let id: u32 = l
-            .split("session ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|x| x.parse().ok())
-            .unwrap_or_else(|| panic!("{l}"));
-        ended.insert(id);
+    // Every session ends, and every runtime directory (renamed aside at the end) is removed
+    // by its `smss-session remove`.
+    let (mut ended, mut removed) = (BTreeSet::new(), BTreeSet::new());
+    let deadline = Instant::now() + TIMEOUT;
+    while ended.len() < n || removed.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = s.ns().stderr.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "{} ended, {} removed after {TIMEOUT:?}",
+                ended.len(),
+                removed.len()
+            )
+        });
+        // The number right after `marker`.
+        let id = |marker: &str| -> u32 {
+            l.split(marker)
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        };
+        if l.contains(" ended (") {
+            ended.insert(id("]: session "));
+        } else if l.contains("smss-session remove (session ") && l.contains("exited:0") {
+            removed.insert(id("remove (session "));
+        }
     }
     assert!(s.sessions().is_empty());
     let dir = s.ns_path("/run/smss/sessions");
