@@ -12,18 +12,13 @@
 FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
-      cargo build --release --locked --target x86_64-unknown-linux-gnu -p smss -p smss-session \
+RUN scripts/build-static.sh --locked \
  && mkdir /out \
- && cp target/x86_64-unknown-linux-gnu/release/smss \
-       target/x86_64-unknown-linux-gnu/release/smss-session \
-       target/x86_64-unknown-linux-gnu/release/smctl /out/
+ && cp target/static/smss target/static/smss-session target/static/smctl /out/
 
 # ---- local: the same image from host-built binaries, no network, no rust image ------------------
 FROM scratch AS local
-COPY target/x86_64-unknown-linux-gnu/release/smss \
-     target/x86_64-unknown-linux-gnu/release/smss-session \
-     target/x86_64-unknown-linux-gnu/release/smctl /
+COPY target/static/smss target/static/smss-session target/static/smctl /
 ENTRYPOINT ["/smss", "--"]
 
 # ---- the image users get (default target: last stage) -------------------------------------------

@@ -111,23 +111,22 @@ fn kernel_cmdline(key: &str) -> Option<String> {
 /// The C entry point. `no_main` skips the Rust runtime's start-up (it reads /proc/self/maps
 /// for a stack guard, installs an alternate signal stack and SIGSEGV/SIGBUS handlers, polls fds
 /// 0-2 and ignores SIGPIPE): about a dozen syscalls PID 1 does not want on its start-up path,
-/// and SIG_IGN for SIGPIPE is exactly what must not reach children. std still works: on
-/// glibc it captures argv/envp itself.
+/// and SIG_IGN for SIGPIPE is exactly what must not reach children. The arguments are taken
+/// from `argv` here (std's `args()` is empty under `no_main` with musl).
 #[cfg(not(test))]
-#[allow(unsafe_code)] // `no_mangle` is the only way to name the C `main`; it has no other unsafety.
+#[allow(unsafe_code)] // `no_mangle` names the C `main`; argv is the C runtime's own.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // Only the C runtime calls it, with a valid argv.
 #[no_mangle]
-pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    smss_main();
+pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the C runtime passes argc valid NUL-terminated strings in argv.
+    let args = unsafe { smss::sys::c_args(argc, argv) };
+    smss_main(args);
     0
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn smss_main() {
+fn smss_main(argv: Vec<String>) {
     // Lossy, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
-    let argv: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     // As the machine's init every word comes from the kernel command line: nothing there may
     // make PID 1 print help and exit (a kernel panic). Only --config is honoured.
     let machine_init = sys::getpid() == 1 && std::env::var_os("container").is_none();

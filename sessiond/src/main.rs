@@ -42,22 +42,20 @@ usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each s
 /// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
 /// created on every login; the instance's own start-up is most of CreateSession's cost).
 #[cfg(not(test))]
-#[allow(unsafe_code)] // `no_mangle` is the only way to name the C `main`; it has no other unsafety.
+#[allow(unsafe_code)] // `no_mangle` names the C `main`; argv is the C runtime's own.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // Only the C runtime calls it, with a valid argv.
 #[no_mangle]
-pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    session_main();
+pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the C runtime passes argc valid NUL-terminated strings in argv.
+    let args = unsafe { smss::sys::c_args(argc, argv) };
+    session_main(args);
     0
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn session_main() {
+fn session_main(argv: Vec<String>) {
     // Nothing ignored may reach the session's login manager or subsystems (see smss's spawn).
     smss::sys::reset_ignored_signals();
-    // Lossy, never a panic.
-    let argv: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     let code = match argv.first().map(String::as_str) {
         Some("exec") => exec_main(argv.get(1..).unwrap_or_default()),
         Some("remove") => remove_main(argv.get(1..).unwrap_or_default()),

@@ -64,6 +64,25 @@ pub fn try_lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::Fi
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io::Error::from(e))
 }
 
+/// The arguments after the program name, from a C `main`'s `argc`/`argv` (lossy: a
+/// non-UTF-8 word never panics). std's own `args()` is empty under `no_main` with musl, which
+/// does not hand argv to initialisers as glibc does.
+///
+/// # Safety
+/// `argv` must point to `argc` valid NUL-terminated strings, as the C runtime passes them.
+pub unsafe fn c_args(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<String> {
+    let n = usize::try_from(argc).unwrap_or(0);
+    (1..n)
+        .filter_map(|i| {
+            // SAFETY: i < argc, and the caller vouches for argv's first argc entries.
+            let p = unsafe { *argv.add(i) };
+            // SAFETY: a non-null entry is a NUL-terminated string (the caller's contract).
+            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) })
+        })
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The seam between the boot phases and the kernel. Everything a phase does to the machine
 /// goes through one of these methods, so each phase is unit-tested against [`fake::FakeSys`].
 pub trait Sys {
@@ -144,8 +163,25 @@ impl Sys for RealSys {
     }
 
     fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
-        use nix::fcntl::{renameat2, RenameFlags};
-        renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE)?;
+        // The raw system call: nix wraps renameat2 for glibc only, and the static binaries
+        // may be built against musl.
+        use std::os::unix::ffi::OsStrExt;
+        let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+        let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(())
     }
 
