@@ -955,7 +955,12 @@ impl Supervisor {
     /// the user's and may hold any number of files): renamed aside at once, so the id can be
     /// used again, then deleted by `smss-session remove`.
     fn remove_runtime_dir(&mut self, id: u32, dir: &Path) {
-        let aside = dir.with_file_name(format!(".ended-{id}-{}", self.sessions.removals));
+        // Unique across restarts of smss on a /run that persists (the clock) and within one
+        // tick (the counter).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let aside = dir.with_file_name(format!(".ended-{id}-{now}-{}", self.sessions.removals));
         self.sessions.removals = self.sessions.removals.wrapping_add(1);
         match fs::rename(dir, &aside) {
             Ok(()) => {}
