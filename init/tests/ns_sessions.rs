@@ -324,16 +324,15 @@ fn a_session_of_two_hundred_processes_without_a_cgroup_ends_without_the_grace_pe
         "waited for the grace period: {:?}",
         t.elapsed()
     );
+    // Dead, that is: some may still be zombies waiting for PID 1 to reap them.
     let left = std::fs::read_dir(s.ns_path("/proc"))
         .unwrap()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "sleep")
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/comm")))
+                .is_ok_and(|c| c.trim() == "sleep")
+                && s.ns_alive(*pid)
         })
         .count();
     assert_eq!(left, 0, "sleep processes survived the session");

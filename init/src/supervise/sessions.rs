@@ -154,9 +154,9 @@ fn read_stat(pid: i32) -> Option<Stat> {
     })
 }
 
-/// Alive and not a zombie.
+/// Alive: neither a zombie nor being reaped (X).
 fn alive(pid: i32) -> bool {
-    read_stat(pid).is_some_and(|s| s.state != 'Z')
+    read_stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
 }
 
 /// `populated` of a cgroup's `cgroup.events`; None when unreadable.
@@ -1213,7 +1213,9 @@ fn session_processes(s: &Session) -> Vec<i32> {
                 continue;
             }
             if let Some(st) = read_stat(p.pid) {
-                if st.state != 'Z' && (s.sids.contains(&st.session) || s.sids.contains(&st.pgrp)) {
+                if !matches!(st.state, 'Z' | 'X')
+                    && (s.sids.contains(&st.session) || s.sids.contains(&st.pgrp))
+                {
                     pids.push(p.pid);
                 }
             }

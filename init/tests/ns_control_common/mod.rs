@@ -194,12 +194,13 @@ impl Smss {
         PathBuf::from(format!("/proc/{}/root{}", self.init, p))
     }
 
-    /// Is namespace pid `pid` a live (non-zombie) process?
+    /// Is namespace pid `pid` a live (neither zombie nor dead) process?
     pub fn ns_alive(&self, pid: i64) -> bool {
         match std::fs::read_to_string(self.ns_path(&format!("/proc/{pid}/stat"))) {
             Ok(s) => s
                 .rsplit_once(')')
-                .is_some_and(|(_, t)| !t.trim_start().starts_with('Z')),
+                // Z: a zombie; X: being reaped this instant.
+                .is_some_and(|(_, t)| !t.trim_start().starts_with(['Z', 'X'])),
             Err(_) => false,
         }
     }
