@@ -447,8 +447,7 @@ fn wait_ready(pid: i32, n: &NotifySocket, timeout: Duration) -> Result<(), Strin
 }
 
 fn parent_of(pid: i32) -> Option<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    smss::supervise::procs::parse_stat(&text).map(|p| p.ppid)
+    smss::supervise::procs::read(pid).map(|p| p.ppid)
 }
 
 /// The login manager: on the seat's terminal (its controlling terminal, in the foreground)

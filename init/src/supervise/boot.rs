@@ -2,7 +2,6 @@
 //! control socket keep working while a BootExecute command or a subsystem's readiness is
 //! awaited. Each phase logs `phase <name> done in <N> us` (or `failed: <why>`).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use smss_config::plan::{BootPlan, Phase};
@@ -552,7 +551,5 @@ fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, 
 
 /// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
 fn parent_of(pid: i32) -> Option<i32> {
-    let text =
-        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
-    super::procs::parse_stat(&text).map(|p| p.ppid)
+    super::procs::read(pid).map(|p| p.ppid)
 }

@@ -1,14 +1,25 @@
-//! A snapshot of the processes we are responsible for, read from /proc (for shutdown sweeps).
+//! A snapshot of the processes we are responsible for, read from /proc (for shutdown sweeps
+//! and sessions without a cgroup).
 
 use std::fs;
 
-/// One line of /proc/PID/stat, the fields shutdown needs.
+/// One line of /proc/PID/stat, the fields shutdown and sessions need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcInfo {
     pub pid: i32,
+    /// R, S, D, T, Z (zombie), X (being reaped), ...
+    pub state: char,
     pub ppid: i32,
     pub pgid: i32,
+    pub session: i32,
     pub kernel_thread: bool,
+}
+
+impl ProcInfo {
+    /// Alive: neither a zombie nor being reaped.
+    pub fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
 }
 
 /// Parse /proc/PID/stat. The command name is in parentheses and may itself contain spaces
@@ -18,16 +29,25 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
     let pid = head.split_whitespace().next()?.parse().ok()?;
     let fields: Vec<&str> = tail.split_whitespace().collect();
     // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags
+    let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
     let pgid = fields.get(2)?.parse().ok()?;
+    let session = fields.get(3)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
     const PF_KTHREAD: u64 = 0x0020_0000;
     Some(ProcInfo {
         pid,
+        state,
         ppid,
         pgid,
+        session,
         kernel_thread: flags & PF_KTHREAD != 0,
     })
+}
+
+/// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
+pub fn read(pid: i32) -> Option<ProcInfo> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
@@ -85,8 +105,8 @@ mod tests {
         let s = "123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
         let p = parse_stat(s).unwrap();
         assert_eq!(
-            (p.pid, p.ppid, p.pgid, p.kernel_thread),
-            (123, 1, 123, false)
+            (p.pid, p.state, p.ppid, p.pgid, p.session, p.kernel_thread),
+            (123, 'S', 1, 123, 123, false)
         );
         let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
@@ -97,8 +117,10 @@ mod tests {
     fn subreaper_targets_are_descendants_only() {
         let p = |pid, ppid| ProcInfo {
             pid,
+            state: 'S',
             ppid,
             pgid: pid,
+            session: pid,
             kernel_thread: false,
         };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];

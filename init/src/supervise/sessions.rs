@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use smss_config::Ready;
 
 use super::boot::DEFAULT_READY_TIMEOUT;
-use super::{Child, Role, Supervisor, Timer, Token, KILL_WAIT};
+use super::{procs, Child, Role, Supervisor, Timer, Token, KILL_WAIT};
 use crate::control::instance::{
     self, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT, MAX_PARAMS,
     MAX_REPORT,
@@ -136,27 +136,9 @@ pub struct SessionTable {
     removals: u64,
 }
 
-/// A line of /proc/PID/stat, the fields sessions need.
-struct Stat {
-    state: char,
-    pgrp: i32,
-    session: i32,
-}
-
-fn read_stat(pid: i32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, tail) = text.rsplit_once(')')?;
-    let f: Vec<&str> = tail.split_whitespace().collect();
-    Some(Stat {
-        state: f.first()?.chars().next()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        session: f.get(3)?.parse().ok()?,
-    })
-}
-
 /// Alive: neither a zombie nor being reaped (X).
 fn alive(pid: i32) -> bool {
-    read_stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+    procs::read(pid).is_some_and(|p| p.alive())
 }
 
 /// `populated` of a cgroup's `cgroup.events`; None when unreadable.
@@ -508,7 +490,7 @@ impl Supervisor {
         // is a session leader of its own, so its pid marks its processes. Stopped first, so
         // it starts nothing more between the look and the kill.
         let _ = sys::kill(link.pid, libc::SIGSTOP);
-        if let Some(all) = super::procs::snapshot() {
+        if let Some(all) = procs::snapshot() {
             s.sids
                 .extend(all.iter().filter(|p| p.ppid == link.pid).map(|p| p.pid));
         }
@@ -1186,18 +1168,12 @@ impl Supervisor {
 /// Every number in use as a pid, a process-group id or a session id (zombies included: they
 /// still hold theirs). `None` without /proc.
 fn held_ids() -> Option<std::collections::HashSet<i32>> {
-    let mut held = std::collections::HashSet::new();
-    for e in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if let Some(st) = read_stat(pid) {
-            held.insert(pid);
-            held.insert(st.pgrp);
-            held.insert(st.session);
-        }
-    }
-    Some(held)
+    Some(
+        procs::snapshot()?
+            .iter()
+            .flat_map(|p| [p.pid, p.pgid, p.session])
+            .collect(),
+    )
 }
 
 /// Every live process of a session: its cgroup's members, else every process in one of its
@@ -1207,19 +1183,13 @@ fn session_processes(s: &Session) -> Vec<i32> {
     let mut pids: Vec<i32> = s.members.keys().copied().collect();
     if let Some(cg) = &s.cgroup {
         cgroup_procs(cg, &mut pids, 8);
-    } else if let Some(all) = super::procs::snapshot() {
-        for p in all {
-            if p.kernel_thread || pids.contains(&p.pid) {
-                continue;
-            }
-            if let Some(st) = read_stat(p.pid) {
-                if !matches!(st.state, 'Z' | 'X')
-                    && (s.sids.contains(&st.session) || s.sids.contains(&st.pgrp))
-                {
-                    pids.push(p.pid);
-                }
-            }
-        }
+    } else if let Some(all) = procs::snapshot() {
+        pids.extend(
+            all.iter()
+                .filter(|p| !p.kernel_thread && p.alive())
+                .filter(|p| s.sids.contains(&p.session) || s.sids.contains(&p.pgid))
+                .map(|p| p.pid),
+        );
     }
     pids.sort_unstable();
     pids.dedup();
@@ -1265,15 +1235,15 @@ mod tests {
 
     #[test]
     fn stat_of_self() {
-        let st = read_stat(std::process::id() as i32).unwrap();
-        assert_ne!(st.state, 'Z');
+        let st = procs::read(std::process::id() as i32).unwrap();
+        assert!(st.alive());
         // Compare with the kernel's own answer: under some CI runners the session leader
         // lives outside our pid namespace and the id reads as 0.
         assert_eq!(st.session, nix::unistd::getsid(None).unwrap().as_raw());
-        assert_eq!(st.pgrp, nix::unistd::getpgrp().as_raw());
+        assert_eq!(st.pgid, nix::unistd::getpgrp().as_raw());
         let held = held_ids().unwrap();
         assert!(held.contains(&(std::process::id() as i32)));
-        assert!(held.contains(&st.pgrp));
+        assert!(held.contains(&st.pgid));
         assert!(held.contains(&st.session));
         assert!(alive(std::process::id() as i32));
         assert!(!alive(i32::MAX));
