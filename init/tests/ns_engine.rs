@@ -92,15 +92,25 @@ fn forward_to_group_reaches_grandchildren() {
                   bash -c \"trap 'echo grandchild got USR1' USR1; echo gready; while :; do sleep 0.05 & wait \\$!; done\" & \
                   echo ready; while :; do sleep 0.05 & wait $!; done";
     let ns = Ns::start(&["--forward-to-group", "--", "bash", "-c", script], &[]);
+    // "ready" and "gready" come from two processes, in either order: wait for both, so
+    // neither is mistaken for an answer to the signal.
     ns.expect_line("gready", TIMEOUT);
     ns.signal(libc::SIGUSR1);
-    let mut seen = [ns.lines.recv_timeout(TIMEOUT).unwrap(), String::new()];
-    seen[1] = ns.lines.recv_timeout(TIMEOUT).unwrap();
-    seen.sort();
-    assert!(
-        seen[0].contains("child got USR1") && seen[1].contains("grandchild got USR1"),
-        "{seen:?}"
-    );
+    let (mut child, mut grandchild) = (false, false);
+    let deadline = Instant::now() + TIMEOUT;
+    while !(child && grandchild) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = ns
+            .lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("child {child}, grandchild {grandchild} after {TIMEOUT:?}"));
+        match line.trim() {
+            "child got USR1" => child = true,
+            "grandchild got USR1" => grandchild = true,
+            "ready" => {}
+            other => panic!("unexpected line {other:?}"),
+        }
+    }
 }
 
 #[test]
