@@ -6,7 +6,8 @@
 //! cargo build --release --workspace --bins
 //! sudo cargo bench -p smss --bench sessions          # SESSIONS_BENCH_N=500 for more rounds
 //! ```
-//! Not part of the default test run (it needs root for the namespace).
+//! Not part of the default test run (it needs root for the namespace). `SMSS_BIN_DIR=DIR`
+//! measures the `smss` and `smss-session` in DIR instead (scripts/bench: the static ones).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -47,8 +48,13 @@ fn main() {
     {
         return;
     }
-    let smss = env!("CARGO_BIN_EXE_smss");
-    let instance = Path::new(smss).with_file_name("smss-session");
+    // SMSS_BIN_DIR: measure other builds of smss and smss-session (scripts/bench passes the
+    // static binaries it ships); default: the release build cargo made for this bench.
+    let smss = std::env::var_os("SMSS_BIN_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_smss")),
+        |d| Path::new(&d).join("smss"),
+    );
+    let instance = smss.with_file_name("smss-session");
     assert!(
         instance.exists(),
         "{} is missing: cargo build --release --workspace --bins",
@@ -81,7 +87,7 @@ fn main() {
             "-c",
         ])
         .arg("mount -t tmpfs tmpfs /run && exec \"$0\" \"$@\"")
-        .arg(smss)
+        .arg(&smss)
         .arg("--config")
         .arg(&cfg)
         .env("container", "bench")
