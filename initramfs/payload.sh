@@ -22,14 +22,21 @@ case "$1" in
     while :; do sleep 1 & wait $!; done ;;
   orphans)
     echo "payload: pid=$$ making orphans"
-    for i in 1 2 3 4 5; do
-      # the inner sh exits at once; its sleep becomes an orphan of PID 1 and exits later
-      sh -c 'sleep 1 & exit 0'
+    # each inner sh exits at once; its child becomes an orphan of PID 1: five that exit a
+    # second later, and one (a double fork) that has exited already
+    pids=$(for i in 1 2 3 4 5; do sh -c 'sleep 1 >/dev/null & echo $!; exit 0'; done
+           sh -c '(exit 3) >/dev/null & echo $!; exit 0')
+    # an orphan leaves /proc only once it exited and PID 1 reaped it: wait for that, up to
+    # 10 s (an unreaped one stays a zombie, so this fails rather than passes by waiting)
+    i=0
+    while :; do
+      left=0
+      for p in $pids; do [ -e "/proc/$p" ] && left=$((left + 1)); done
+      [ "$left" = 0 ] || [ "$i" -ge 100 ] && break
+      sleep 0.1
+      i=$((i + 1))
     done
-    # a double fork that leaves an exited orphan behind immediately
-    sh -c '(exit 3) & sleep 0.1; exit 0' &
-    wait
-    sleep 3
+    echo "payload: orphans=$(echo $pids | wc -w) left=$left"
     echo "payload: zombies=$(zombies)"
     echo "payload: processes=$(ls -d /proc/[0-9]* | wc -l)" ;;
   *) echo "payload: unknown mode $1" >&2; exit 2 ;;

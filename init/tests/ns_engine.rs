@@ -183,7 +183,7 @@ fn term_ignoring_child_is_killed_after_the_grace_period() {
         "killed too early: {took:?}"
     );
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(10),
         "kill came too late: {took:?}"
     );
 }
@@ -203,8 +203,8 @@ fn stop_ends_when_processes_are_gone() {
     eprintln!("stop with 20 children took {took:?}");
     assert_eq!(o.code, 128 + libc::SIGTERM, "{o:?}");
     assert!(
-        took < Duration::from_secs(3),
-        "stop waited for the grace period: {took:?}"
+        took < Duration::from_secs(7),
+        "stop waited for the grace period (10 s): {took:?}"
     );
 }
 
@@ -329,6 +329,11 @@ fn a_log_file_on_stderr_keeps_every_line_of_smss_and_its_children() {
         );
     }
     assert!(text.contains("smss[1]: boot complete in "), "{text}");
-    assert!(text.contains("sh (pid 3) exited:0\n"), "{text}");
+    // The payload's pid depends on what the namespace's shell ran first: any pid will do.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("sh (pid ") && l.ends_with(") exited:0")),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

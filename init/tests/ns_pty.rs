@@ -77,7 +77,12 @@ impl PtyRun {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                while let Ok(b) = self.output.recv_timeout(Duration::from_millis(100)) {
+                // Everything written before the exit: the reader ends (EIO) once the last
+                // slave descriptor is closed, which is when the namespace is gone.
+                while let Ok(b) = self
+                    .output
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
                     self.seen.push(b as char);
                 }
                 return (common::code(st), self.seen);
@@ -114,7 +119,8 @@ fn interactive_shell_gets_job_control() {
         "--noprofile",
         "-i",
         "-c",
-        "echo FLAGS=$-; sleep 0.1 & jobs; wait",
+        // The job runs until it is killed, so `jobs` always lists it as Running.
+        "echo FLAGS=$-; sleep 1000 & jobs; kill %1; wait; true",
     ]);
     let (code, seen) = r.wait();
     assert_eq!(code, 0, "terminal: {seen:?}");

@@ -135,6 +135,10 @@ fn orphans_are_reaped() {
     let (code, out) = run(&image, &["/bin/sh", "/payload.sh", "orphans"]);
     assert_eq!(code, 0, "orphans payload failed ({code}):\n{out}");
     assert!(
+        out.contains("payload: orphans=6 left=0"),
+        "orphans not reaped within 10 s:\n{out}"
+    );
+    assert!(
         out.contains("payload: zombies=0"),
         "zombies left in the container (smss did not reap orphans):\n{out}"
     );

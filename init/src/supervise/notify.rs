@@ -56,13 +56,23 @@ impl NotifySocket {
             None,
         )?;
         setsockopt(&fd, sockopt::PassCred, &true)?;
-        let name = format!("smss/notify/{}/{}", std::process::id(), nanos());
-        let addr = UnixAddr::new_abstract(name.as_bytes())?;
-        bind(fd.as_raw_fd(), &addr)?;
-        Ok(NotifySocket {
-            fd,
-            address: format!("@{name}"),
-        })
+        // Abstract names are shared by every PID namespace of a network namespace (every
+        // smss there is pid 1): a name in use, by chance or by a squatter, means another try.
+        let mut attempt = 0;
+        loop {
+            let name = format!("smss/notify/{}/{}-{attempt}", std::process::id(), nanos());
+            let addr = UnixAddr::new_abstract(name.as_bytes())?;
+            match bind(fd.as_raw_fd(), &addr) {
+                Ok(()) => {
+                    return Ok(NotifySocket {
+                        fd,
+                        address: format!("@{name}"),
+                    })
+                }
+                Err(nix::errno::Errno::EADDRINUSE) if attempt < 16 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Read one pending datagram, `None` when there is none.

@@ -70,7 +70,13 @@ pub fn ns_command(args: &[&str]) -> Command {
         "sh",
         "-c",
     ]);
-    c.arg("mount -t tmpfs -o mode=0755 tmpfs /run && exec \"$0\" \"$@\"");
+    // A host's own /etc/smss/smss.toml (an installed demo) must not reach tests that run
+    // smss without --config: they test the built-in defaults.
+    c.arg(
+        "mount -t tmpfs -o mode=0755 tmpfs /run && \
+         { [ ! -d /etc/smss ] || mount -t tmpfs -o ro tmpfs /etc/smss; } && \
+         exec \"$0\" \"$@\"",
+    );
     c.arg(smss());
     c.args(args);
     c.env_remove("SMSS_LOG");

@@ -95,6 +95,9 @@ pub fn start(name: &str, config: &str, opts: Opts) -> Smss {
         c.args(["unshare", "--cgroup"]);
         c
     } else {
+        // No cgroup2 for this namespace, whatever the host has: on a cgroup2 host, parallel
+        // tests would otherwise share (and kill) each other's /sys/fs/cgroup/smss/session-N.
+        inner.push_str(" && mount -t tmpfs -o ro,mode=0755 none /sys/fs/cgroup");
         Command::new("unshare")
     };
     inner.push_str(" && exec \"$0\" \"$@\"");
@@ -142,6 +145,27 @@ impl Smss {
                 Err(_) => panic!("no log line containing {needle:?} within {timeout:?}"),
             }
         }
+    }
+
+    /// Wait for a log line containing each of `needles`, in any order (lines of several
+    /// sessions interleave); the lines, in the order of `needles`.
+    pub fn expect_logs(&self, needles: &[String], timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut found: Vec<Option<String>> = vec![None; needles.len()];
+        while found.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.ns().stderr.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(i) = (0..needles.len())
+                        .find(|&i| found[i].is_none() && l.contains(needles[i].as_str()))
+                    {
+                        found[i] = Some(l);
+                    }
+                }
+                Err(_) => panic!("no log lines for all of {needles:?} within {timeout:?}"),
+            }
+        }
+        found.into_iter().flatten().collect()
     }
 
     pub fn client(&self) -> Client {
