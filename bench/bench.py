@@ -470,15 +470,14 @@ def sec_reap(inits, n, runs):
 # 7. sessions (init/benches/sessions.rs, written by another engineer)
 
 
-def sec_sessions(quick):
+def sec_sessions(quick, bindir):
     bench = os.path.join(ROOT, "init", "benches", "sessions.rs")
     if not os.path.exists(bench):
         return {"error": "n/a (not built): init/benches/sessions.rs does not exist"}
     cargo = shutil.which("cargo", path=ENV["PATH"]) or os.path.expanduser("~/.cargo/bin/cargo")
-    env = dict(ENV, SESSIONS_BENCH_N="50" if quick else "200")
-    # the bench runs target/release/smss (cargo builds it) and smss-session beside it
-    steps = [[cargo, "build", "--release", "-p", "smss-session"],
-             [cargo, "bench", "-p", "smss", "--bench", "sessions"]]
+    # the shipped (static) smss and smss-session, as every other section measures
+    env = dict(ENV, SESSIONS_BENCH_N="50" if quick else "200", SMSS_BIN_DIR=os.path.abspath(bindir))
+    steps = [[cargo, "bench", "-p", "smss", "--bench", "sessions"]]
     for cmd in steps:
         try:
             r = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
@@ -735,7 +734,7 @@ def main():
     if not q:
         import boot  # bench/boot.py
         run("boot", boot.section, a.bin_dir, WORK, 5)
-    run("sessions", sec_sessions, q)
+    run("sessions", sec_sessions, q, a.bin_dir)
     R["elapsed_s"] = time.monotonic() - t_start
     with open(a.json, "w") as f:
         json.dump(R, f, indent=1, default=str)
