@@ -358,6 +358,48 @@ fn a_session_of_two_hundred_processes_without_a_cgroup_ends_without_the_grace_pe
     s.assert_serving();
 }
 
+/// A process may rename itself to bytes that are not UTF-8 (prctl, /proc/self/comm); without
+/// a cgroup, smss finds a session's processes in /proc, and such a one must not escape.
+#[test]
+fn a_member_named_with_non_utf8_bytes_does_not_escape_its_session() {
+    require_unshare!();
+    let s = start(
+        "bytes",
+        "[shutdown]\ngrace-period = \"20s\"\n",
+        Opts::default(),
+    );
+    let (fifo, hold) = (s.dir.join("fifo"), s.dir.join("hold"));
+    mkfifo(&fifo);
+    mkfifo(&hold);
+    let renamer = s.dir.join("renamer.sh");
+    std::fs::write(
+        &renamer,
+        format!(
+            "printf 'x\\377\\376' > /proc/self/comm || exit 1\n\
+             echo $$ > {f}\n\
+             read x < {h}\n",
+            f = fifo.display(),
+            h = hold.display()
+        ),
+    )
+    .unwrap();
+    let script = format!("sh {} & wait", renamer.display());
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    let pid: i64 = text.trim().parse().unwrap();
+    let stat = std::fs::read(s.ns_path(&format!("/proc/{pid}/stat"))).unwrap();
+    assert!(stat.windows(2).any(|w| w == b"\xff\xfe"), "{stat:?}");
+    assert!(s.ns_alive(pid));
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(!s.ns_alive(pid), "the renamed process {pid} survived");
+    s.assert_serving();
+}
+
 #[test]
 fn terminate_kills_a_double_forked_daemon_through_the_session_cgroup() {
     require_unshare!();

@@ -22,11 +22,19 @@ impl ProcInfo {
     }
 }
 
-/// Parse /proc/PID/stat. The command name is in parentheses and may itself contain spaces
-/// and parentheses, so split after the last ')'.
-pub fn parse_stat(text: &str) -> Option<ProcInfo> {
-    let (head, tail) = text.rsplit_once(')')?;
-    let pid = head.split_whitespace().next()?.parse().ok()?;
+/// Parse /proc/PID/stat. The command name is in parentheses and may itself contain spaces,
+/// parentheses and any byte but NUL (a process names itself: prctl PR_SET_NAME), so the
+/// line is bytes, not UTF-8, and the fields start after the last ')'.
+pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
+    let close = line.iter().rposition(|&b| b == b')')?;
+    let open = line.iter().position(|&b| b == b'(')?;
+    let pid = std::str::from_utf8(line.get(..open)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // Everything after the name is the kernel's own ASCII.
+    let tail = std::str::from_utf8(line.get(close + 1..)?).ok()?;
     let fields: Vec<&str> = tail.split_whitespace().collect();
     // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags
     let state = fields.first()?.chars().next()?;
@@ -47,7 +55,7 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
 
 /// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
 pub fn read(pid: i32) -> Option<ProcInfo> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
@@ -60,8 +68,8 @@ pub fn snapshot() -> Option<Vec<ProcInfo>> {
         if !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        if let Ok(text) = fs::read_to_string(format!("/proc/{name}/stat")) {
-            if let Some(p) = parse_stat(&text) {
+        if let Ok(line) = fs::read(format!("/proc/{name}/stat")) {
+            if let Some(p) = parse_stat(&line) {
                 out.push(p);
             }
         }
@@ -102,15 +110,55 @@ mod tests {
 
     #[test]
     fn parses_names_with_parens_and_spaces() {
-        let s = "123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
+        let s = b"123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
         let p = parse_stat(s).unwrap();
         assert_eq!(
             (p.pid, p.state, p.ppid, p.pgid, p.session, p.kernel_thread),
             (123, 'S', 1, 123, 123, false)
         );
-        let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
+        let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
-        assert!(parse_stat("garbage").is_none());
+        assert!(parse_stat(b"garbage").is_none());
+        assert!(parse_stat(b"1 ) S 0 0 0 0 -1 0 (").is_none());
+        assert!(parse_stat(b"").is_none());
+    }
+
+    /// A process may name itself with bytes that are not UTF-8; it must not become invisible
+    /// (a session member that did would escape its session's teardown).
+    #[test]
+    fn names_that_are_not_utf8() {
+        let s = b"77 (bad\xff\xfe) R 1 77 77 0 -1 4194560 0 0";
+        assert_eq!(parse_stat(s).unwrap().pid, 77);
+    }
+
+    #[test]
+    fn a_process_renamed_to_bytes_is_still_seen() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        // The shell renames itself (printf is a builtin: the redirection is the shell's own
+        // /proc/self/comm), says so, then waits on stdin.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "printf 'x\\377\\376y' > /proc/self/comm && echo renamed && read x",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "renamed\n");
+        let raw = fs::read(format!("/proc/{pid}/stat")).unwrap();
+        assert!(raw.windows(2).any(|w| w == b"\xff\xfe"), "{raw:?}");
+        assert_eq!(read(pid).map(|p| p.pid), Some(pid));
+        assert!(snapshot().unwrap().iter().any(|p| p.pid == pid));
+        drop(child.stdin.take());
+        // EOF on stdin ends it.
+        child.wait().unwrap();
     }
 
     #[test]

@@ -220,8 +220,9 @@ impl Smss {
 
     /// Is namespace pid `pid` a live (neither zombie nor dead) process?
     pub fn ns_alive(&self, pid: i64) -> bool {
-        match std::fs::read_to_string(self.ns_path(&format!("/proc/{pid}/stat"))) {
-            Ok(s) => s
+        // Bytes: a process may name itself with anything but NUL.
+        match std::fs::read(self.ns_path(&format!("/proc/{pid}/stat"))) {
+            Ok(b) => String::from_utf8_lossy(&b)
                 .rsplit_once(')')
                 // Z: a zombie; X: being reaped this instant.
                 .is_some_and(|(_, t)| !t.trim_start().starts_with(['Z', 'X'])),
