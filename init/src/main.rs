@@ -101,8 +101,10 @@ fn machine_config_arg(argv: &[String]) -> Option<PathBuf> {
 /// `smss.config=` and `smss.log=` from /proc/cmdline (dotted words never reach init's argv
 /// or environment: the kernel keeps them as module parameters).
 fn kernel_cmdline(key: &str) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cmdline").ok()?;
-    text.split_whitespace()
+    // Lossy: a stray non-UTF-8 byte elsewhere on the command line must not hide our keys.
+    let bytes = std::fs::read("/proc/cmdline").ok()?;
+    String::from_utf8_lossy(&bytes)
+        .split_whitespace()
         .rev()
         .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
         .map(str::to_string)

@@ -1,9 +1,10 @@
 //! Taking the machine down once every process is gone: swapoff, sync, unmount (or remount
 //! read-only what stays busy), reboot(2). The plan is pure; the executor calls `sys`.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::phases::unescape_mount_field;
+use crate::phases::proc_table_paths;
 use crate::sys::{self, RebootCmd};
 
 /// API filesystems the kernel tears down itself; unmounting them only produces noise.
@@ -27,22 +28,18 @@ pub struct ShutdownPlan {
     pub reboot: RebootCmd,
 }
 
-/// Plan from the text of /proc/swaps and /proc/self/mounts.
-pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
-    let swapoff = swaps
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(|p| PathBuf::from(unescape_mount_field(p)))
-        .collect();
-    let mut unmount: Vec<PathBuf> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .map(unescape_mount_field)
+/// Plan from the contents of /proc/swaps and /proc/self/mounts (bytes: paths need not be
+/// UTF-8).
+pub fn plan(swaps: &[u8], mounts: &[u8], reboot: RebootCmd) -> ShutdownPlan {
+    let swapoff = proc_table_paths(swaps, 1, 0);
+    let mut unmount: Vec<PathBuf> = proc_table_paths(mounts, 0, 1)
+        .into_iter()
         .filter(|m| {
-            !KEEP.contains(&m.as_str()) && !m.starts_with("/sys/") && !m.starts_with("/proc/")
+            let b = m.as_os_str().as_bytes();
+            !KEEP.iter().any(|k| k.as_bytes() == b)
+                && !b.starts_with(b"/sys/")
+                && !b.starts_with(b"/proc/")
         })
-        .map(PathBuf::from)
         .collect();
     // Stacked mounts on one mount point each need their own unmount: no dedup.
     unmount.reverse();
@@ -55,8 +52,8 @@ pub fn plan(swaps: &str, mounts: &str, reboot: RebootCmd) -> ShutdownPlan {
 
 /// Execute the plan. Returns only if reboot(2) failed.
 pub fn take_down_machine(cmd: RebootCmd) {
-    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let swaps = std::fs::read("/proc/swaps").unwrap_or_default();
+    let mounts = std::fs::read("/proc/self/mounts").unwrap_or_default();
     let plan = plan(&swaps, &mounts, cmd);
     execute(&plan);
 }
@@ -115,8 +112,8 @@ mod tests {
 
     #[test]
     fn plans_swapoff_and_unmounts_deepest_first() {
-        let swaps = "Filename\tType\tSize\tUsed\tPriority\n/var/swapfile file 32764 0 -2\n";
-        let mounts = "rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n/dev/vda /var ext4 rw 0 0\n\
+        let swaps = b"Filename\tType\tSize\tUsed\tPriority\n/var/swapfile file 32764 0 -2\n";
+        let mounts = b"rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n/dev/vda /var ext4 rw 0 0\n\
                       tmpfs /var/x\\040y tmpfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
         let p = plan(swaps, mounts, RebootCmd::Poweroff);
         assert_eq!(p.swapoff, vec![PathBuf::from("/var/swapfile")]);

@@ -59,8 +59,9 @@ pub fn parse_group(text: &str) -> Vec<Group> {
         .collect()
 }
 
+/// Lossy: one entry with a Latin-1 comment field must not hide every user.
 fn read(path: &str) -> String {
-    std::fs::read_to_string(Path::new(path)).unwrap_or_default()
+    String::from_utf8_lossy(&std::fs::read(Path::new(path)).unwrap_or_default()).into_owned()
 }
 
 /// A user by name, or by number when `name` is all digits.

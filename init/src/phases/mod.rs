@@ -88,17 +88,29 @@ pub(crate) fn mounted_targets(sys: &dyn Sys) -> Vec<PathBuf> {
     let Ok(bytes) = sys.read_file(Path::new("/proc/self/mounts")) else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| l.split(' ').nth(1))
-        .map(|t| PathBuf::from(unescape_mount_field(t)))
+    proc_table_paths(&bytes, 0, 1)
+}
+
+/// Field `field` (whitespace-separated) of every line after the first `skip` of a /proc table
+/// (/proc/self/mounts, /proc/swaps), unescaped into a path. Bytes, not text: a path is any
+/// bytes, and the kernel escapes only whitespace and the backslash.
+pub fn proc_table_paths(table: &[u8], skip: usize, field: usize) -> Vec<PathBuf> {
+    table
+        .split(|&b| b == b'\n')
+        .skip(skip)
+        .filter_map(|line| {
+            line.split(|b| b.is_ascii_whitespace())
+                .filter(|f| !f.is_empty())
+                .nth(field)
+        })
+        .map(unescape_mount_field)
         .collect()
 }
 
 /// Undo the octal escapes of /proc/self/mounts and /proc/swaps (`\040` space, `\011` tab,
 /// `\012` newline, `\134` backslash), see proc_pid_mounts(5).
-pub(crate) fn unescape_mount_field(s: &str) -> String {
-    let b = s.as_bytes();
+pub(crate) fn unescape_mount_field(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -116,7 +128,7 @@ pub(crate) fn unescape_mount_field(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// The errno of an io::Error, 0 when it has none.
@@ -130,9 +142,25 @@ mod tests {
 
     #[test]
     fn unescapes_mount_fields() {
-        assert_eq!(unescape_mount_field(r"/mnt/a\040b"), "/mnt/a b");
-        assert_eq!(unescape_mount_field(r"/x\134y"), r"/x\y");
-        assert_eq!(unescape_mount_field(r"/trail\04"), r"/trail\04");
-        assert_eq!(unescape_mount_field(r"/plain"), "/plain");
+        let u = |s: &[u8]| unescape_mount_field(s);
+        assert_eq!(u(br"/mnt/a\040b"), Path::new("/mnt/a b"));
+        assert_eq!(u(br"/x\134y"), Path::new(r"/x\y"));
+        assert_eq!(u(br"/trail\04"), Path::new(r"/trail\04"));
+        assert_eq!(u(br"/plain"), Path::new("/plain"));
+    }
+
+    /// A mount point or swap file whose name is not UTF-8 keeps its exact bytes (a lossy
+    /// conversion would name another path, and shutdown would fail to unmount it).
+    #[test]
+    fn proc_tables_are_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let mounts = b"rootfs / rootfs rw 0 0\nfuse /mnt/\xff\xfe\\040x fuse rw 0 0\n";
+        let got = proc_table_paths(mounts, 0, 1);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].as_os_str().as_bytes(), b"/mnt/\xff\xfe x");
+        let swaps = b"Filename\tType\tSize\tUsed\tPriority\n/sw\xe9p file 8 0 -2\n";
+        let got = proc_table_paths(swaps, 1, 0);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_os_str().as_bytes(), b"/sw\xe9p");
     }
 }

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use smss_config::{PagingFile, MAX_PAGING_FILES};
 
-use super::{errno, unescape_mount_field, PhaseError};
+use super::{errno, proc_table_paths, PhaseError};
 use crate::sys::Sys;
 
 /// Step and floor of the retry loop (Windows' FUZZ_FACTOR).
@@ -197,12 +197,7 @@ fn active_swaps(sys: &dyn Sys) -> Vec<PathBuf> {
     let Ok(b) = sys.read_file(Path::new("/proc/swaps")) else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&b)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(|p| PathBuf::from(unescape_mount_field(p)))
-        .collect()
+    proc_table_paths(&b, 1, 0)
 }
 
 fn create_entry(
