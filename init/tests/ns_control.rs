@@ -166,6 +166,66 @@ fn unprivileged_peers_may_only_read_and_the_allowed_group_may_act() {
     s.assert_serving();
 }
 
+/// A connection as uid/gid 65534 without supplementary groups. SO_PEERCRED records the
+/// connecting *thread's* credentials, and the raw syscalls change only the calling thread's
+/// (setuid(3) would change the whole test process): a scratch thread drops them, connects
+/// and ends.
+fn connect_as_nobody(socket: &std::path::Path) -> UnixStream {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's own credentials.
+        unsafe {
+            let none = std::ptr::null::<libc::gid_t>();
+            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, none), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+        UnixStream::connect(&socket).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Anyone may connect: a peer that floods privileged oneway calls (which get no reply to
+/// slow it down) costs one log line, and its connection is closed after a few.
+#[test]
+fn a_flood_of_denied_calls_logs_once_and_is_cut_off() {
+    require_unshare!();
+    let s = start("flood", CONFIG, Opts::default());
+    let mut c = connect_as_nobody(&s.socket);
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let call = b"{\"method\":\"io.smss.Manager.TerminateSession\",\"parameters\":{\"id\":1},\"oneway\":true}\0";
+    for _ in 0..50 {
+        // Fails (EPIPE) once smss has closed the connection.
+        if c.write_all(call).is_err() {
+            break;
+        }
+    }
+    // Closed, not merely quiet: the read ends instead of timing out.
+    let mut rest = Vec::new();
+    match c.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    let mut denied = 0;
+    loop {
+        let line = s
+            .ns()
+            .stderr
+            .recv_timeout(TIMEOUT)
+            .expect("no 'closing' log line");
+        if line.contains("denied to uid 65534") {
+            denied += 1;
+        }
+        if line.contains("closing uid 65534") {
+            assert!(line.contains("after 8 denied calls"), "{line}");
+            break;
+        }
+    }
+    assert_eq!(denied, 1, "one info line per connection");
+    s.assert_serving();
+}
+
 #[test]
 fn malformed_messages_get_an_error_and_a_closed_connection() {
     require_unshare!();

@@ -29,6 +29,9 @@ pub const MAX_UNPRIVILEGED_CONNECTIONS: usize = 64;
 /// The longest call a peer that may only read can send: its methods take a few small
 /// parameters, so 64 connections of them pin a few MiB at most, not 64 MiB.
 pub const MAX_UNPRIVILEGED_MESSAGE: usize = 64 * 1024;
+/// Privileged calls refused on one connection before it is closed (a peer that may only
+/// read and keeps asking is a flood, not a client that misread its rights).
+pub const MAX_DENIED_CALLS: u32 = 8;
 /// Replies waiting for a client to read them; a client that lets more pile up is dropped.
 pub const MAX_OUTPUT: usize = 2 * MAX_MESSAGE;
 /// Input read per connection per wake-up, so one busy client cannot starve the others
@@ -60,6 +63,8 @@ pub struct Connection {
     closing: bool,
     /// Broken: close now.
     dead: bool,
+    /// Privileged calls refused so far.
+    denied: u32,
     /// What the loop currently watches for.
     pub registered: Interest,
 }
@@ -80,6 +85,7 @@ impl Connection {
             eof: false,
             closing: false,
             dead: false,
+            denied: 0,
             registered: Interest::default(),
         }
     }
@@ -116,6 +122,17 @@ impl Connection {
             );
             self.dead = true;
         }
+    }
+
+    /// Count a refused privileged call; how many so far.
+    pub fn denied_call(&mut self) -> u32 {
+        self.denied = self.denied.saturating_add(1);
+        self.denied
+    }
+
+    /// Read nothing more; close once everything owed is written.
+    pub fn close(&mut self) {
+        self.closing = true;
     }
 
     /// Queue an error reply, then close the connection (the stream cannot be trusted).

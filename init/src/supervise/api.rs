@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{stop, Role, Supervisor, Token};
 use crate::control::manager::{self, Action, Method, MethodError};
-use crate::control::server::{Interest, Server};
+use crate::control::server::{Interest, Server, MAX_DENIED_CALLS};
 use crate::control::wire;
 use crate::mode::Mode;
 use crate::sys;
@@ -188,12 +188,29 @@ impl Supervisor {
         };
         let method = match result {
             Ok(m) if m.privileged() && !privileged => {
-                log::info!(
+                // Anyone may connect: one line per connection, not per call (oneway calls get
+                // no reply to slow a flood down), and a connection that keeps trying is closed.
+                let denied = conn.denied_call();
+                let level = if denied == 1 {
+                    log::Level::Info
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
                     "control: {} denied to uid {} (pid {})",
                     call.method,
                     peer.uid,
                     peer.pid
                 );
+                if denied >= MAX_DENIED_CALLS {
+                    log::info!(
+                        "control: closing uid {} (pid {})'s connection after {denied} denied calls",
+                        peer.uid,
+                        peer.pid
+                    );
+                    conn.close();
+                }
                 Err(MethodError::permission_denied(&call.method, peer.uid))
             }
             other => other,
