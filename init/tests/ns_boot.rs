@@ -312,3 +312,64 @@ fn sigterm_during_a_readiness_wait_stops_promptly() {
         "a requested stop is not a bugcheck: {o:?}"
     );
 }
+
+/// The readiness socket that exists while the boot waits for a Required subsystem is that
+/// subsystem's alone: an optional one started on request meanwhile (it runs as root, whose
+/// READY=1 would be trusted) must not get it.
+#[test]
+fn a_subsystem_started_during_a_readiness_wait_gets_no_notify_socket() {
+    require_unshare!();
+    let d = scratch("deferred-notify");
+    let (release, report) = (d.join("release"), d.join("report"));
+    for f in [&release, &report] {
+        nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let socket = d.join("control");
+    let cfg = d.join("smss.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"[control]
+socket = "{socket}"
+[subsystems]
+required = ["slow"]
+optional = ["extra"]
+slow = {{ command = ["sh", "-c", "read x < {release}; {notify}; exec sleep 1000"], ready = "notify", ready-timeout = "60s" }}
+extra = {{ command = ["sh", "-c", "echo notify=${{NOTIFY_SOCKET:-none}} > {report}"], ready = "notify", critical = false }}
+"#,
+            socket = socket.display(),
+            release = release.display(),
+            report = report.display(),
+            notify = NOTIFY.replace('\\', "\\\\").replace('"', "\\\""),
+        ),
+    )
+    .unwrap();
+    let ns = start(&cfg);
+    expect_log(&ns, "subsystem slow started");
+    let o = std::process::Command::new("timeout")
+        .args(["20", common::smctl(), "--socket"])
+        .arg(&socket)
+        .args(["subsystem", "start", "extra"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    // The fifo's open waits for the writer: extra's report, whenever it comes.
+    let said = bounded(move || fs::read_to_string(&report).unwrap());
+    assert_eq!(said.trim(), "notify=none");
+    // Release slow: it says READY=1 itself and the boot completes.
+    bounded(move || fs::write(&release, "go\n").unwrap());
+    expect_log(&ns, "subsystem slow is ready");
+    expect_log(&ns, "boot complete");
+    ns.signal(libc::SIGTERM);
+    ns.wait(TIMEOUT);
+}
+
+/// Run `f` (a fifo open, which waits for the other side) with the tests' hard timeout.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .expect("the other side of the fifo never came")
+}

@@ -1047,12 +1047,10 @@ impl Supervisor {
                 if let Some(pid) = running {
                     return Ok(pid);
                 }
-                let mut extra = Vec::new();
-                if spec.ready == Ready::Notify {
-                    if let Some(n) = self.notify.as_ref() {
-                        extra.push(("NOTIFY_SOCKET".to_string(), n.address.clone()));
-                    }
-                }
+                // No NOTIFY_SOCKET: the reply does not wait for readiness, and the socket that
+                // exists during boot belongs to the subsystem the boot waits for (a READY=1
+                // from this one, running as root, would count as that one's).
+                let extra = Vec::new();
                 let critical = spec.is_critical(false);
                 let pid = self
                     .spawn_command(
