@@ -403,9 +403,15 @@ impl Supervisor {
         let Some(sock) = self.notify.as_ref() else {
             return;
         };
+        // Anyone in the network namespace can send to an abstract socket: a bounded batch
+        // per wake-up (the socket is level-triggered, the rest comes next round), so a
+        // sender that keeps the queue full neither grows memory nor stalls the loop.
         let mut msgs = Vec::new();
-        while let Some(m) = sock.recv() {
-            msgs.push(m);
+        while msgs.len() < NOTIFY_BATCH {
+            match sock.recv() {
+                Some(m) => msgs.push(m),
+                None => break,
+            }
         }
         for m in msgs {
             self.on_notification(m);
@@ -555,3 +561,6 @@ fn reboot_word(cmd: sys::RebootCmd) -> &'static str {
 
 /// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Readiness messages handled per wake-up of the notify socket.
+const NOTIFY_BATCH: usize = 64;
