@@ -126,6 +126,8 @@ pub enum Timer {
     SessionStart(u32),
     /// The boot is over and the loop has been quiet for a moment: trim the working set.
     TrimWorkingSet,
+    /// A prune of session numbers was asked for too soon after the last scan.
+    PruneSessionIds,
 }
 
 /// The engine's whole state. One instance, owned by the loop.
@@ -302,6 +304,7 @@ impl Supervisor {
                 Timer::Stop => self.on_stop_timer(),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
+                Timer::PruneSessionIds => self.prune_session_ids(),
                 Timer::TrimWorkingSet => {
                     sys::trim_working_set();
                     log::debug!("working set trimmed");

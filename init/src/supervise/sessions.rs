@@ -32,6 +32,9 @@ use crate::control::users;
 use crate::sys::process::{self, Detach, SpawnSpec};
 use crate::sys::{self, ExitStatus};
 
+/// The least time between two scans of /proc for session numbers nobody holds any more.
+const PRUNE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A seat's boot session that ends sooner than this after it started is not re-created (a
 /// getty that cannot open its tty would otherwise spin).
 const RESPAWN_MIN_LIFETIME: Duration = Duration::from_secs(2);
@@ -134,6 +137,8 @@ pub struct SessionTable {
     instances: usize,
     /// Runtime directories renamed aside so far (names them uniquely).
     removals: u64,
+    /// When [`Supervisor::prune_session_ids`] last scanned /proc.
+    last_prune: Option<Instant>,
 }
 
 /// Alive: neither a zombie nor being reaped (X).
@@ -988,6 +993,9 @@ impl Supervisor {
     /// process holds any more: the kernel may hand such a number to an unrelated process
     /// next, which a teardown must not mistake for the session's. Called after reaping, so a
     /// number is dropped soon after its last holder is gone.
+    ///
+    /// A scan reads every process's stat, and anyone can make PID 1 reap (orphans): at most
+    /// one scan per [`PRUNE_INTERVAL`]; a prune asked for sooner runs on a timer instead.
     pub(crate) fn prune_session_ids(&mut self) {
         if !self
             .sessions
@@ -997,6 +1005,18 @@ impl Supervisor {
         {
             return;
         }
+        let now = Instant::now();
+        if let Some(at) = prune_deferred_until(self.sessions.last_prune, now) {
+            if !self
+                .timers
+                .iter()
+                .any(|(_, t)| *t == Timer::PruneSessionIds)
+            {
+                self.add_timer(at, Timer::PruneSessionIds);
+            }
+            return;
+        }
+        self.sessions.last_prune = Some(now);
         let Some(held) = held_ids() else {
             return;
         };
@@ -1163,6 +1183,12 @@ impl Supervisor {
     }
 }
 
+/// When a prune asked for at `now` must wait for, or None to scan now.
+fn prune_deferred_until(last: Option<Instant>, now: Instant) -> Option<Instant> {
+    let next = last? + PRUNE_INTERVAL;
+    (now < next).then_some(next)
+}
+
 /// Every number in use as a pid, a process-group id or a session id (zombies included: they
 /// still hold theirs). `None` without /proc.
 fn held_ids() -> Option<std::collections::HashSet<i32>> {
@@ -1209,6 +1235,20 @@ impl ReadChunk for &UnixStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One /proc scan per interval, however often orphans make PID 1 reap; a prune asked for
+    /// in between is put off, not dropped.
+    #[test]
+    fn prunes_are_rate_limited() {
+        let t0 = Instant::now();
+        assert_eq!(prune_deferred_until(None, t0), None);
+        let soon = t0 + PRUNE_INTERVAL / 2;
+        assert_eq!(
+            prune_deferred_until(Some(t0), soon),
+            Some(t0 + PRUNE_INTERVAL)
+        );
+        assert_eq!(prune_deferred_until(Some(t0), t0 + PRUNE_INTERVAL), None);
+    }
 
     #[test]
     fn cgroup_events() {
