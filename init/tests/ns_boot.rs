@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Ns, TIMEOUT};
+use common::{bounded, Ns, TIMEOUT};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("smss-boot-{}-{name}", std::process::id()));
@@ -362,14 +362,4 @@ extra = {{ command = ["sh", "-c", "echo notify=${{NOTIFY_SOCKET:-none}} > {repor
     expect_log(&ns, "boot complete");
     ns.signal(libc::SIGTERM);
     ns.wait(TIMEOUT);
-}
-
-/// Run `f` (a fifo open, which waits for the other side) with the tests' hard timeout.
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(TIMEOUT)
-        .expect("the other side of the fifo never came")
 }

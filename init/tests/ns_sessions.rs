@@ -103,16 +103,13 @@ fn pid_of(v: &Value) -> i64 {
 /// Open a fifo from another thread (open blocks until the other side opens too), bounded.
 fn open_fifo(path: &Path, write: bool) -> File {
     let p = path.to_path_buf();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let f = std::fs::OpenOptions::new()
+    common::bounded(move || {
+        std::fs::OpenOptions::new()
             .read(!write)
             .write(write)
             .open(p)
-            .unwrap();
-        let _ = tx.send(f);
-    });
-    rx.recv_timeout(TIMEOUT).expect("nobody opened the fifo")
+            .unwrap()
+    })
 }
 
 fn mkfifo(path: &Path) {

@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Run `f` (say, a fifo open, which waits for the other side) under [`TIMEOUT`].
+pub fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .expect("still waiting after TIMEOUT (the other side of a fifo never came?)")
+}
+
 pub fn smss() -> &'static str {
     env!("CARGO_BIN_EXE_smss")
 }
