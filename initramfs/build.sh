@@ -8,7 +8,9 @@
 #   build.env           KERNEL=, KVER=, INITRD=, DISK= for run-qemu.sh and the tests
 #
 # Environment knobs:
-#   KERNEL=PATH        kernel image (default: newest /boot/vmlinuz-* from Debian's linux-image-amd64)
+#   KERNEL=PATH        kernel image (default: Debian's kernel unpacked into target/kernel by
+#                      scripts/fetch-kernel.sh; modules from the same tree, else /lib/modules)
+#   MODDIR=DIR         that kernel's modules directory (with modules.dep)
 #   CONFIG=PATH        config embedded as /etc/smss/smss.toml (default: initramfs/smss.toml)
 #   SMSS_BIN_DIR=DIR   take smss, smctl, smss-session from DIR instead of running build-static.sh
 #   MODULES="a b"      extra kernel modules to include (the configs' boot-drivers and kmode lists
@@ -33,15 +35,18 @@ die() { echo "initramfs/build.sh: $*" >&2; exit 1; }
 
 # --- kernel -------------------------------------------------------------------------------------
 if [ -z "${KERNEL:-}" ]; then
-  KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true)
-  [ -n "$KERNEL" ] || die "no /boot/vmlinuz-*: install linux-image-amd64 (scripts/install-deps.sh) or set KERNEL="
+  KERNEL=$("$root/scripts/fetch-kernel.sh") || die "no kernel: run scripts/install-deps.sh demo, or set KERNEL="
 fi
 [ -r "$KERNEL" ] || die "kernel $KERNEL is not readable"
 KVER=${KVER:-$(basename "$KERNEL" | sed -n 's/^vmlinuz-//p')}
 if [ -z "$KVER" ]; then
   KVER=$(file -b "$KERNEL" | sed -n 's/.*version \([^ ]*\).*/\1/p')
 fi
-MODDIR=${MODDIR:-/lib/modules/$KVER}
+if [ -z "${MODDIR:-}" ]; then
+  # A kernel unpacked into a tree (target/kernel/boot/vmlinuz-*) has its modules beside it.
+  MODDIR=$(cd "$(dirname "$KERNEL")/.." && pwd)/lib/modules/$KVER
+  [ -d "$MODDIR" ] || MODDIR=/lib/modules/$KVER
+fi
 [ -f "$MODDIR/modules.dep" ] || die "no $MODDIR/modules.dep for kernel $KVER (set MODDIR=)"
 
 # --- binaries -----------------------------------------------------------------------------------
