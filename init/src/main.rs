@@ -142,6 +142,10 @@ fn smss_main(argv: Vec<String>) {
         }),
         other => other,
     };
+    if !matches!(action, Action::Run(_)) {
+        // A tool now, not an init: a closed stdout (`smss check | head -1`) ends it quietly.
+        sys::default_sigpipe();
+    }
     let args = match action {
         Action::Run(a) => a,
         Action::Check(path) => std::process::exit(check(path.as_deref())),

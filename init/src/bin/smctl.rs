@@ -44,6 +44,9 @@ fn usage(msg: impl Into<String>) -> Failure {
 }
 
 fn main() {
+    // A reader that went away (`smctl session list | head -1`) ends smctl quietly, killed by
+    // SIGPIPE as coreutils are, not with a panic on EPIPE (Rust's runtime ignores SIGPIPE).
+    smss::sys::default_sigpipe();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let code = match run(argv) {
         Ok(()) => 0,

@@ -256,6 +256,26 @@ struct KernelSigaction {
     mask: u64,
 }
 
+/// SIGPIPE back to its default disposition, for the command-line tools (smctl, `smss check`):
+/// a reader that went away (`smctl session list | head -1`) then ends the tool quietly, killed
+/// by SIGPIPE as coreutils are (a shell reports 141), instead of a write error or a panic on
+/// EPIPE. Rust's runtime ignores SIGPIPE before `main`, and a parent may have too. std's
+/// `UnixStream` sends with MSG_NOSIGNAL, so a control socket the server closed is still an
+/// error message, not a silent death: only stdout and stderr raise SIGPIPE.
+pub fn default_sigpipe() {
+    let dfl = KernelSigaction::default();
+    // SAFETY: a valid action struct of the kernel's layout (handler 0 = SIG_DFL).
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGPIPE,
+            &dfl as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        )
+    };
+}
+
 /// Turn every SIG_IGN this process inherited (or Rust's runtime set: SIGPIPE) back into the
 /// default, once at start-up. Signals are all blocked and read from the signalfd, so smss never
 /// relies on ignoring; and SIG_IGN is the one disposition exec passes on to children.
