@@ -108,6 +108,32 @@ pub fn session_environment(
     env
 }
 
+/// Which part of a session would run with a literal `%TTY%`: the login manager (`command`,
+/// named `command_label`) or a session subsystem that has `%TTY%` in its arguments, while the
+/// session gets no terminal (no tty in the request, no seat with one) and the request's own
+/// variables do not set `TTY` (the instance removes an inherited one, see
+/// [`session_environment`]). A getty given `%TTY%` dies and the session with it, seconds later
+/// and silently; CreateSession refuses the request instead, naming what needs the tty.
+pub fn missing_tty_user(
+    tty: Option<&str>,
+    environment: &[(String, String)],
+    command_label: &str,
+    command: &[String],
+    subsystems: &[SubsystemSpec],
+) -> Option<String> {
+    if tty.is_some() || environment.iter().any(|(k, _)| k == "TTY") {
+        return None;
+    }
+    let uses_tty = |argv: &[String]| argv.iter().any(|a| a.contains("%TTY%"));
+    if uses_tty(command) {
+        return Some(command_label.to_string());
+    }
+    subsystems
+        .iter()
+        .find(|s| uses_tty(&s.argv))
+        .map(|s| format!("session subsystem {}", s.name))
+}
+
 /// Expand `%VAR%` in each argument against `env` (after splitting, like every smss command).
 pub fn expand_argv(argv: &[String], env: &Environment) -> Vec<String> {
     argv.iter().map(|a| env.expand(a)).collect()
@@ -116,6 +142,37 @@ pub fn expand_argv(argv: &[String], env: &Environment) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tty_is_needed_only_where_tty_would_stay_literal() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let getty = argv(&["/sbin/getty", "38400", "%TTY%"]);
+        let sub = |name: &str, a: &[&str]| SubsystemSpec {
+            name: name.into(),
+            argv: argv(a),
+            notify: false,
+            ready_timeout_ms: 0,
+            critical: true,
+        };
+        let label = "[sessions] initial-command";
+        assert_eq!(
+            missing_tty_user(None, &[], label, &getty, &[]).as_deref(),
+            Some(label)
+        );
+        assert_eq!(
+            missing_tty_user(Some("/dev/tty1"), &[], label, &getty, &[]),
+            None
+        );
+        let env = vec![("TTY".to_string(), "/dev/ttyS1".to_string())];
+        assert_eq!(missing_tty_user(None, &env, label, &getty, &[]), None);
+        // Other variables, and a lowercase %tty% (names are case-sensitive), need nothing.
+        let other = argv(&["sh", "-c", "x", "%SEAT%", "%tty%"]);
+        assert_eq!(missing_tty_user(None, &[], label, &other, &[]), None);
+        assert_eq!(
+            missing_tty_user(None, &[], label, &other, &[sub("con", &["con", "%TTY%"])]).as_deref(),
+            Some("session subsystem con")
+        );
+    }
 
     fn params() -> SessionParams {
         SessionParams {

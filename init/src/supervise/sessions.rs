@@ -335,6 +335,18 @@ impl Supervisor {
                 critical: spec.is_critical(true),
             });
         }
+        let label = match req.command {
+            Some(_) => "the session's command",
+            None => "[sessions] initial-command",
+        };
+        if let Some(what) =
+            instance::missing_tty_user(tty.as_deref(), &environment, label, &command, &subsystems)
+        {
+            return Err(MethodError::invalid(
+                "tty",
+                format!("{what} uses %TTY% but the session has no terminal: give a tty or a seat"),
+            ));
+        }
         let id = loop {
             self.sessions.last_id = self.sessions.last_id.checked_add(1).unwrap_or(1);
             if !self.sessions.sessions.contains_key(&self.sessions.last_id) {
