@@ -26,6 +26,12 @@ usage: smss [--config PATH] [--forward-to-group]       run as init
 Kernel command line: smss.config=PATH, smss.log=LEVEL. Environment: SMSS_LOG=LEVEL.
 Configuration reference: examples/full.toml";
 
+/// What `smss` without `--` outside PID 1 says it is doing (it supervises its configuration's
+/// subsystems, if any, and whatever is reparented to it, until told to stop).
+const IDLE_SUBREAPER: &str = "not PID 1 and no command: running as a subreaper \
+(PR_SET_CHILD_SUBREAPER), reaping orphans until SIGTERM or SIGINT; \
+`smss -- CMD` runs CMD, `smss --help` shows the usage";
+
 /// The parsed command line.
 #[derive(Debug, Default, PartialEq)]
 struct Args {
@@ -281,6 +287,10 @@ fn run(args: Args) -> i32 {
     };
     log::info!("configuration read in {} us", t.elapsed().as_micros());
 
+    if mode == Mode::Subreaper && args.command.is_none() {
+        // Someone ran `smss` in a shell: say why nothing happens (warn: seen at the default level).
+        log::warn!("{IDLE_SUBREAPER}");
+    }
     bugcheck::install_panic_hook(mode, config.crash_control.effective_action());
     let forward_to = if args.forward_to_group {
         ForwardTo::ProcessGroup
