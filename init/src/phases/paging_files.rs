@@ -149,7 +149,7 @@ pub fn run(sys: &dyn Sys, files: &[PagingFile], volumes: &[PathBuf]) -> Vec<Pagi
         let floors = floors(want, candidates.len() > 1 || f.system_managed());
         let priority = (MAX_PAGING_FILES - i) as i32;
         let result = create_entry(sys, &candidates, want, &floors, priority, &active);
-        log_result(&spec, &result);
+        log_result(&asked(f), &result);
         out.push(PagingOutcome { spec, result });
     }
     if !out.iter().any(|o| o.result.is_ok()) {
@@ -161,22 +161,47 @@ pub fn run(sys: &dyn Sys, files: &[PagingFile], volumes: &[PathBuf]) -> Vec<Pagi
         let spec = format!("emergency ?:/{EMERGENCY_NAME}");
         log::warn!("no paging file could be created; trying an emergency one");
         let result = create_entry(sys, &candidates, want, &[STEP_BYTES], 0, &active);
-        log_result(&spec, &result);
+        log_result("an emergency file, sized from RAM", &result);
         out.push(PagingOutcome { spec, result });
     }
     out
 }
 
-fn log_result(spec: &str, r: &Result<ActiveSwap, PhaseError>) {
+fn log_result(asked: &str, r: &Result<ActiveSwap, PhaseError>) {
     match r {
-        Ok(s) => log::info!(
-            "paging file {} ({} MiB, priority {}) for {spec}",
-            s.path.display(),
-            s.size_bytes / MIB,
-            s.priority
-        ),
+        Ok(s) => log::info!("{}", enabled_line(s, asked)),
         Err(e) => log::warn!("{e}"),
     }
+}
+
+/// What an entry asked for, in words (the log line shows the parsed entry, not its text).
+pub fn asked(f: &PagingFile) -> String {
+    let size = if f.system_managed() {
+        "sized from RAM".to_string()
+    } else if f.min_mb == 0 {
+        format!("up to {} MiB", f.max_mb)
+    } else if f.min_mb == f.max_mb {
+        format!("{} MiB", f.min_mb)
+    } else {
+        format!("{}-{} MiB", f.min_mb, f.max_mb)
+    };
+    if f.any_volume {
+        format!("{size} on the first paging-file volume with room")
+    } else {
+        size
+    }
+}
+
+/// The log line of a paging file in use: where, how big, made or reused, its priority, and
+/// what its entry asked for.
+pub fn enabled_line(s: &ActiveSwap, asked: &str) -> String {
+    format!(
+        "paging file {}: {} MiB {}, swap priority {} (asked: {asked})",
+        s.path.display(),
+        s.size_bytes / MIB,
+        if s.reused { "reused" } else { "created" },
+        s.priority
+    )
 }
 
 /// Floors to try, largest first: the full size on each volume before a smaller file anywhere.
@@ -372,6 +397,29 @@ fn existing_uuid(sys: &dyn Sys, path: &Path, page: usize) -> Option<[u8; 16]> {
 mod tests {
     use super::*;
     use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn the_log_line_shows_the_parsed_entry_not_its_text() {
+        let s = ActiveSwap {
+            path: PathBuf::from("/var/swapfile"),
+            size_bytes: 32 * MIB,
+            priority: 16,
+            reused: false,
+        };
+        assert_eq!(
+            enabled_line(&s, &asked(&pf("/var/swapfile", false, 32, 32))),
+            "paging file /var/swapfile: 32 MiB created, swap priority 16 (asked: 32 MiB)"
+        );
+        assert_eq!(asked(&pf("/s", false, 64, 128)), "64-128 MiB");
+        assert_eq!(asked(&pf("/s", false, 0, 0)), "sized from RAM");
+        assert_eq!(asked(&pf("/s", false, 0, 8)), "up to 8 MiB");
+        assert_eq!(
+            asked(&pf("/pagefile", true, 0, 0)),
+            "sized from RAM on the first paging-file volume with room"
+        );
+        let reused = ActiveSwap { reused: true, ..s };
+        assert!(enabled_line(&reused, "x").contains("32 MiB reused"));
+    }
 
     fn pf(path: &str, any_volume: bool, min_mb: u64, max_mb: u64) -> PagingFile {
         PagingFile {
