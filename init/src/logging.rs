@@ -100,10 +100,25 @@ pub fn refresh_pid() {
     }
 }
 
+/// The kernel log level of emergency lines (KERN_CRIT).
+const KERN_CRIT: u8 = 2;
+
+/// Does the kernel print a /dev/kmsg line of `level` on its consoles itself? Yes when the level
+/// is below the console log level, the first field of /proc/sys/kernel/printk (syslog(2)).
+pub fn kernel_echoes(printk: &str, level: u8) -> bool {
+    printk
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<u8>().ok())
+        .is_some_and(|console_level| level < console_level)
+}
+
 /// Write one line to every sink regardless of the level (bugchecks, the panic hook). Never
 /// waits for the logger's lock (a panic may have happened while it was held), and writes to a
 /// fresh /dev/kmsg descriptor: the kernel rate-limits each open file, and a STOP line must
-/// not be the one it drops.
+/// not be the one it drops. The line goes to /dev/kmsg at KERN_CRIT; on a machine whose kernel
+/// prints that level on its consoles (every console= device, /dev/console among them), that
+/// echo is the console's copy, so it is not written to the console a second time.
 pub fn emergency(line: &str) {
     let guard = LOGGER.sinks.try_lock().ok();
     let pid = guard
@@ -111,7 +126,21 @@ pub fn emergency(line: &str) {
         .map(|s| s.pid)
         .unwrap_or_else(|| std::process::id() as i32);
     let text = format!("smss[{pid}]: {line}\n");
+    let in_kmsg = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut k| k.write_all(format!("<{KERN_CRIT}>{text}").as_bytes()))
+        .is_ok();
     let mut guard = guard;
+    // Our console is the kernel's only in system mode, where the log also goes to /dev/kmsg.
+    let console_is_kernels = guard.as_ref().is_some_and(|s| s.kmsg.is_some());
+    if in_kmsg
+        && console_is_kernels
+        && std::fs::read_to_string("/proc/sys/kernel/printk")
+            .is_ok_and(|p| kernel_echoes(&p, KERN_CRIT))
+    {
+        return;
+    }
     match guard.as_mut().and_then(|s| s.console()) {
         Some(c) => {
             let _ = c.write_all(text.as_bytes());
@@ -119,9 +148,6 @@ pub fn emergency(line: &str) {
         None => {
             let _ = std::io::stderr().write_all(text.as_bytes());
         }
-    }
-    if let Ok(mut k) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-        let _ = k.write_all(format!("<2>{text}").as_bytes());
     }
 }
 
@@ -160,4 +186,22 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_echoes_levels_below_the_console_log_level() {
+        // Debian's default "4 4 1 7", `quiet` gives 4 too; `loglevel=2` silences KERN_CRIT.
+        assert!(kernel_echoes("4\t4\t1\t7\n", KERN_CRIT));
+        assert!(kernel_echoes("7 4 1 7", KERN_CRIT));
+        assert!(!kernel_echoes("2 4 1 7", KERN_CRIT));
+        assert!(!kernel_echoes("1 4 1 7", KERN_CRIT));
+        // Normal log lines go to /dev/kmsg at 7 (debug): never echoed at the default levels.
+        assert!(!kernel_echoes("7 4 1 7", 7));
+        assert!(!kernel_echoes("", KERN_CRIT));
+        assert!(!kernel_echoes("x", KERN_CRIT));
+    }
 }

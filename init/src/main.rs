@@ -251,6 +251,7 @@ fn run(args: Args) -> i32 {
                 duration_us: us,
                 result,
             });
+            phases::hostname::run();
             if let Err(e) = sys::disable_cad() {
                 log::warn!("failed to disable Ctrl-Alt-Del: {e}");
             }

@@ -118,6 +118,21 @@ fn demo_machine_boots_serves_sessions_and_powers_off() {
     let login = must(m.console.wait_anywhere("login: ", BOOT_DEADLINE));
     let login_at = m.console.arrival(login).unwrap_or_else(Instant::now);
     let phases = assert_phases(&m.console.transcript());
+    let transcript = m.console.transcript();
+    // The machine has a name (/etc/hostname of the image), not the kernel's "(none)".
+    assert!(
+        transcript.contains("smss login: ") && !transcript.contains("(none) login:"),
+        "the login prompt does not carry the hostname:\n{}",
+        vm::tail(&transcript, 3000)
+    );
+    // The paging-file line shows the parsed entry, not the raw "/var/swapfile 32 32".
+    assert!(
+        transcript.contains(
+            "paging file /var/swapfile: 32 MiB created, swap priority 16 (asked: 32 MiB)"
+        ) && !transcript.contains("for /var/swapfile 32 32"),
+        "paging-file log line:\n{}",
+        vm::tail(&transcript, 6000)
+    );
     eprintln!(
         "BOOT TIME: QEMU start -> login prompt {:.2} s; firmware hand-off to kernel -> login prompt {:.2} s (TCG)",
         login_at.duration_since(m.console.started).as_secs_f64(),
@@ -239,14 +254,20 @@ fn required_subsystem_death_bugchecks_and_reboots() {
     let status = must(m.console.wait_exit(EXIT_DEADLINE));
     let transcript = m.console.transcript();
     no_kernel_panic(&transcript);
-    // The STOP line goes to the console and to the kernel log, whose echo on the same serial
-    // line can split one copy: one whole copy must carry the details.
+    // The STOP line is on the console once: the kernel's echo of its /dev/kmsg copy, not that
+    // and smss's own write besides.
     let stops: Vec<&str> = transcript.lines().filter(|l| l.contains(stop)).collect();
     assert!(
-        stops
-            .iter()
-            .any(|l| l.contains("status=exited:3") && l.contains("process=") && l.contains("pid=")),
-        "no STOP line with status=exited:3, process= and pid=: {stops:?}"
+        stops.len() == 1
+            && stops[0].contains("status=exited:3")
+            && stops[0].contains("process=")
+            && stops[0].contains("pid="),
+        "not one STOP line with status=exited:3, process= and pid=: {stops:?}"
+    );
+    assert!(
+        !transcript.contains("(none) login:"),
+        "the bugcheck boot has no hostname:\n{}",
+        vm::tail(&transcript, 3000)
     );
     assert!(
         status.success(),

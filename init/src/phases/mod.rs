@@ -14,6 +14,7 @@ use crate::sys::Sys;
 pub mod dos_devices;
 pub mod early_mounts;
 pub mod environment;
+pub mod hostname;
 pub mod modules;
 pub mod object_directories;
 pub mod paging_files;

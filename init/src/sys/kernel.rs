@@ -153,6 +153,17 @@ pub fn disable_cad() -> io::Result<()> {
     Ok(())
 }
 
+/// gethostname(2), lossy.
+pub fn hostname() -> io::Result<String> {
+    Ok(nix::unistd::gethostname()?.to_string_lossy().into_owned())
+}
+
+/// sethostname(2).
+pub fn set_hostname(name: &str) -> io::Result<()> {
+    nix::unistd::sethostname(name)?;
+    Ok(())
+}
+
 pub(crate) fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
