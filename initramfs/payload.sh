@@ -2,7 +2,8 @@
 # Tier-4 payload, run by smss as the container's initial command (busybox sh).
 #   payload.sh exit N     exit with status N
 #   payload.sh signals    report USR1/HUP, exit 7 on TERM (proves smss forwarded it)
-#   payload.sh orphans    make orphans that die; report the zombies left after they do
+#   payload.sh orphans    make orphans that die; report who adopted them (the init that
+#                         started us: PID 1, or smss as a subreaper) and the zombies left
 zombies() {
   n=0
   for st in /proc/[0-9]*/stat; do
@@ -26,6 +27,12 @@ case "$1" in
     # second later, and one (a double fork) that has exited already
     pids=$(for i in 1 2 3 4 5; do sh -c 'sleep 1 >/dev/null & echo $!; exit 0'; done
            sh -c '(exit 3) >/dev/null & echo $!; exit 0')
+    # one more that lives a little longer: whose child it became (its intermediate sh was
+    # reaped by the time $(...) returns, so it has been reparented already)
+    late=$(sh -c 'sleep 2 >/dev/null & echo $!; exit 0')
+    adopter=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$late/status")
+    echo "payload: adopter=$adopter parent=$PPID"
+    pids="$pids $late"
     # an orphan leaves /proc only once it exited and PID 1 reaped it: wait for that, up to
     # 10 s (an unreaped one stays a zombie, so this fails rather than passes by waiting)
     i=0
