@@ -1,6 +1,7 @@
 //! The machine's name (Windows' ComputerName): taken from /etc/hostname when the kernel has
 //! none, so a login prompt reads `NAME login:` instead of the kernel's `(none) login:`.
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::sys;
@@ -47,7 +48,13 @@ pub fn choose(current: &str, file: Option<&[u8]>) -> Choice {
 /// Give the machine its name (system mode, after the early mounts). Failures are logged.
 pub fn run() {
     let current = sys::hostname().unwrap_or_default();
-    let file = std::fs::read(Path::new(HOSTNAME_FILE)).ok();
+    // The first 4 KiB are plenty for a 64-byte name and its comments; never more in PID 1.
+    let file = std::fs::File::open(Path::new(HOSTNAME_FILE))
+        .ok()
+        .and_then(|f| {
+            let mut b = Vec::new();
+            f.take(4096).read_to_end(&mut b).ok().map(|_| b)
+        });
     match choose(&current, file.as_deref()) {
         Choice::Keep => log::info!("hostname {current}"),
         Choice::Set(name, source) => match sys::set_hostname(&name) {
