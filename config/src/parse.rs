@@ -16,8 +16,8 @@ use crate::command::parse_command_line;
 use crate::diag::{line_col, LineIndex};
 use crate::duration::parse_duration;
 use crate::{
-    CommandSpec, Config, CrashAction, Diagnostic, Diagnostics, ForwardTo, PagingFile, Ready, Seat,
-    Subsystems, Volume, DEFAULT_PATH, MAX_PAGING_FILES,
+    CommandSpec, Config, CrashAction, Diagnostic, Diagnostics, Environment, ForwardTo, PagingFile,
+    Ready, Seat, Subsystems, Volume, DEFAULT_PATH, MAX_PAGING_FILES,
 };
 
 /// Largest configuration file accepted (1 MiB): PID 1 reads it into memory.
@@ -1078,6 +1078,7 @@ impl<'s> Ctx<'s> {
 
     fn environment(&mut self, sec: &Section) -> Vec<(String, String)> {
         let mut vars = Vec::new();
+        let mut positions: Vec<Pos> = Vec::new();
         for e in sec.entries() {
             let kp = sec.key_path(e.key);
             let name_ok = if e.key.is_empty() {
@@ -1097,10 +1098,21 @@ impl<'s> Ctx<'s> {
             };
             if self.no_nul(value, e.pos(), &kp) && name_ok {
                 vars.push((e.key.to_owned(), value.to_owned()));
+                positions.push(e.key_pos);
             }
         }
         if !vars.iter().any(|(n, _)| n == "PATH") {
             vars.insert(0, ("PATH".to_string(), DEFAULT_PATH.to_string()));
+            positions.insert(0, None);
+        }
+        // Expand as the boot will (from an empty environment here: what the kernel or the
+        // container runtime passes is not known yet), so a value past execve's limits is
+        // reported at its key instead of being left out at boot.
+        let mut env = Environment::default();
+        for ((name, value), pos) in vars.iter().zip(positions) {
+            if let Err(e) = env.apply(name, value) {
+                self.err(pos, format!("`{}`: {e}", sec.key_path(name)));
+            }
         }
         vars
     }

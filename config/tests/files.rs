@@ -33,7 +33,11 @@ fn load_within(path: &Path, optional: bool) -> Result<bool, Vec<String>> {
 fn fifo_is_refused_not_waited_on() {
     let d = tempdir("fifo");
     let fifo = d.join("smss.toml");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     for optional in [false, true] {
         let e = load_within(&fifo, optional).unwrap_err();
         assert_eq!(
