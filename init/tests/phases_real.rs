@@ -143,6 +143,104 @@ fn renames_apply_for_real() {
     assert_eq!(apply(&RealSys, &q).unwrap().applied, 0);
 }
 
+/// Issue 12 item 3: queue `dir/f -> out/f` and a delete of `dir/g`, then replace `dir` with
+/// a symlink that an ordinary user owns, pointing to a root-only directory. Root must not
+/// move or delete the secret files through it. A root-owned link (the `/var -> /data/var`
+/// kind, absolute or relative with `..`) is still followed.
+#[test]
+fn renames_do_not_follow_a_users_symlink() {
+    if !is_root() {
+        eprintln!("SKIP renames_do_not_follow_a_users_symlink: needs root (lchown)");
+        return;
+    }
+    let t = TempDir::new("symlink");
+    let d = t.path();
+    let q = d.join("state/pending-renames");
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let user_gid = nix::unistd::Gid::from_raw(65534);
+    let p = |n: &str| d.join(n);
+    // The user's tree.
+    for dir in ["home", "home/dir", "home/out"] {
+        fs::create_dir(p(dir)).unwrap();
+        nix::unistd::chown(&p(dir), Some(nobody), Some(user_gid)).unwrap();
+    }
+    fs::write(p("home/dir/f"), "user f").unwrap();
+    fs::write(p("home/dir/g"), "user g").unwrap();
+    // Root's secrets.
+    fs::create_dir(p("secret")).unwrap();
+    fs::set_permissions(p("secret"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(p("secret/f"), "secret f").unwrap();
+    fs::write(p("secret/g"), "secret g").unwrap();
+    append(&q, &p("home/dir/f"), Some(&p("home/out/f")), false).unwrap();
+    append(&q, &p("home/dir/g"), None, false).unwrap();
+    // Deeper: the link in the middle of a longer path, and as the destination's parent.
+    append(&q, &p("home/out/mine"), Some(&p("home/dir/stolen")), false).unwrap();
+    fs::write(p("home/out/mine"), "mine").unwrap();
+
+    // Root-owned links are followed: absolute, and relative with `..`.
+    fs::create_dir_all(p("data/var")).unwrap();
+    fs::write(p("data/var/a"), "a").unwrap();
+    fs::write(p("data/var/c"), "c").unwrap();
+    std::os::unix::fs::symlink(p("data/var"), p("var")).unwrap();
+    std::os::unix::fs::symlink("../data/var", p("home/rootlink")).unwrap();
+    fs::write(p("data/var/r"), "r").unwrap();
+    append(&q, &p("var/a"), Some(&p("var/b")), false).unwrap();
+    append(&q, &p("var/c"), None, false).unwrap();
+    append(&q, &p("home/rootlink/r"), Some(&p("var/r2")), false).unwrap();
+    // A user's symlink as the last component is renamed or deleted itself, never its target.
+    std::os::unix::fs::symlink(p("secret/f"), p("home/lastlink")).unwrap();
+    nix::unistd::fchownat(
+        None,
+        &p("home/lastlink"),
+        Some(nobody),
+        Some(user_gid),
+        nix::unistd::FchownatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    append(&q, &p("home/lastlink"), None, false).unwrap();
+
+    // The attack: dir becomes the user's symlink to the root-only directory.
+    fs::rename(p("home/dir"), p("home/old-dir")).unwrap();
+    std::os::unix::fs::symlink(p("secret"), p("home/dir")).unwrap();
+    nix::unistd::fchownat(
+        None,
+        &p("home/dir"),
+        Some(nobody),
+        Some(user_gid),
+        nix::unistd::FchownatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+
+    let r = apply(&RealSys, &q).unwrap();
+    assert_eq!(
+        fs::read_to_string(p("secret/f")).unwrap(),
+        "secret f",
+        "{r:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(p("secret/g")).unwrap(),
+        "secret g",
+        "{r:?}"
+    );
+    assert!(!p("home/out/f").exists(), "{r:?}");
+    assert!(!p("secret/stolen").exists(), "{r:?}");
+    assert_eq!(fs::read_to_string(p("home/out/mine")).unwrap(), "mine");
+    assert_eq!(r.failures.len(), 3, "{r:?}");
+    for f in &r.failures {
+        assert!(
+            f.contains("refused to follow symlink \"dir\" owned by uid 65534"),
+            "{f}"
+        );
+    }
+    // Root's links worked.
+    assert_eq!(fs::read_to_string(p("data/var/b")).unwrap(), "a");
+    assert!(!p("data/var/c").exists());
+    assert_eq!(fs::read_to_string(p("data/var/r2")).unwrap(), "r");
+    // The last-component link itself went; its target stayed.
+    assert!(fs::symlink_metadata(p("home/lastlink")).is_err());
+    assert_eq!(r.applied, 4, "{r:?}");
+}
+
 #[test]
 fn crash_after_claim_is_not_replayed() {
     let t = TempDir::new("crash");

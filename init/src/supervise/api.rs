@@ -380,6 +380,13 @@ impl Supervisor {
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 Err(MethodError::invalid("source", e.to_string()))
             }
+            // Full (issue 12): the queue may not grow past its limit.
+            Err(e) if crate::phases::pending_renames::queue_full(&e).is_some() => {
+                Err(MethodError::limit_reached(
+                    "rename-queue-bytes",
+                    crate::phases::pending_renames::MAX_QUEUE_SIZE,
+                ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(MethodError::failed(
                 format!("{} is locked by another writer; try again", queue.display()),
             )),
