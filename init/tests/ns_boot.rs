@@ -429,3 +429,40 @@ fn oversize_environment_variables_are_refused_or_left_out() {
     );
     let _ = fs::remove_dir_all(&d);
 }
+
+/// Issue 12 item 5: a FIFO as the rename queue blocked PID 1 in open() with every signal
+/// blocked. Now the phase reports it and the boot goes on.
+#[test]
+fn a_fifo_as_the_rename_queue_does_not_hang_the_boot() {
+    require_unshare!();
+    let d = scratch("fifoqueue");
+    let queue = d.join("queue");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&queue)
+        .status()
+        .unwrap()
+        .success());
+    let cfg_path = d.join("smss.toml");
+    fs::write(
+        &cfg_path,
+        format!(
+            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let o = common::run(
+        &["--config", cfg_path.to_str().unwrap(), "--", "echo", "ran"],
+        &[("container", "test"), ("SMSS_LOG", "info")],
+    );
+    assert_eq!((o.code, o.stdout.trim()), (0, "ran"), "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{} is not a regular file (a FIFO)",
+            queue.display()
+        )),
+        "{}",
+        o.stderr
+    );
+    let _ = fs::remove_dir_all(&d);
+}

@@ -901,4 +901,107 @@ mod tests {
         );
         assert!(s.calls_of("unlink").is_empty());
     }
+
+    #[test]
+    fn paths_past_path_max_are_dropped_unread_and_refused_when_queued() {
+        let ok_path = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+        let long = format!("/{}", "b".repeat(70_000));
+        let mut bytes = Vec::new();
+        for (a, b) in [
+            (long.as_str(), "/d"),
+            ("/s", long.as_str()),
+            (ok_path.as_str(), ""),
+            ("/after", "!/x"),
+        ] {
+            bytes.extend_from_slice(a.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(b.as_bytes());
+            bytes.push(0);
+        }
+        let q = parse_queue(&bytes);
+        assert_eq!(q.entries, [delete(&ok_path), rename("/after", "/x", true)]);
+        assert_eq!(q.dropped.len(), 2);
+        for d in &q.dropped {
+            let Dropped::TooLong(shown) = d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(shown.len(), SHOWN);
+            assert!(d
+                .to_string()
+                .starts_with("pair with a path longer than 4095 bytes"));
+        }
+        // A `!` prefix does not count: 4095 bytes of path after it are fine; 4096 are not.
+        let bang = format!("!/{}", "c".repeat(MAX_PATH_LEN - 1));
+        let q = parse_queue(format!("/s\0{bang}\0/s\0!{ok_path}c\0").as_bytes());
+        assert_eq!(q.entries.len(), 1);
+        assert!(matches!(q.dropped[..], [Dropped::TooLong(_)]));
+
+        assert!(encode(Path::new(&ok_path), None, false).is_ok());
+        let e = encode(Path::new(&format!("{ok_path}x")), None, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(encode(Path::new("/s"), Some(Path::new(&long)), false).is_err());
+    }
+
+    #[test]
+    fn only_the_first_mebibyte_is_applied_and_reports_are_capped() {
+        // 300,000 deletes of missing files: far past the size limit and the report limit.
+        let mut bytes = Vec::new();
+        for i in 0..300_000 {
+            bytes.extend_from_slice(format!("/missing/{i}\0\0").as_bytes());
+        }
+        assert!(bytes.len() as u64 > MAX_QUEUE_SIZE);
+        let s = fake_with_queue(&bytes);
+        s.add_file("/missing/0", b"");
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 1);
+        assert!(
+            r.dropped[0].contains("more than 1048576"),
+            "{:?}",
+            r.dropped
+        );
+        assert_eq!(r.failures.len() + r.dropped.len(), MAX_REPORTED);
+        // Every pair within the first MiB was tried, no more: one applied, the rest counted.
+        let within = bytes[..MAX_QUEUE_SIZE as usize].split(|&b| b == 0).count() / 2;
+        let tried = s.calls_of("unlink").len() - 1; // the claimed queue's own unlink
+        assert_eq!(tried, within, "{r:?}");
+        assert_eq!(
+            r.failures.len() + r.dropped.len() + r.omitted,
+            (tried - 1) + 2,
+            "the failed deletes, the size line, the pair cut at the limit"
+        );
+    }
+
+    #[test]
+    fn streamed_reader_matches_byte_by_byte_reads() {
+        // A reader that hands out one byte at a time: string boundaries fall anywhere.
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match (self.0.split_first(), buf.is_empty()) {
+                    (Some((b, rest)), false) => {
+                        buf[0] = *b;
+                        self.0 = rest;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let bytes = b"/a\0/b\0rel\0/x\0/c\0\0/odd\0/tor";
+        let mut r = QueueReader::new(OneByte(bytes));
+        let mut items = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            items.push(i);
+        }
+        let q = parse_queue(bytes);
+        assert_eq!(items.len(), q.entries.len() + q.dropped.len());
+        assert_eq!(
+            q.dropped,
+            [
+                Dropped::Invalid(b"rel".to_vec(), b"/x".to_vec()),
+                Dropped::OddSource(b"/odd".to_vec()),
+                Dropped::TornWrite(b"/tor".to_vec())
+            ]
+        );
+    }
 }
