@@ -194,7 +194,7 @@ fn renames_do_not_follow_a_users_symlink() {
         &p("home/lastlink"),
         Some(nobody),
         Some(user_gid),
-        nix::unistd::FchownatFlags::NoFollowSymlink,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .unwrap();
     append(&q, &p("home/lastlink"), None, false).unwrap();
@@ -207,7 +207,7 @@ fn renames_do_not_follow_a_users_symlink() {
         &p("home/dir"),
         Some(nobody),
         Some(user_gid),
-        nix::unistd::FchownatFlags::NoFollowSymlink,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .unwrap();
 

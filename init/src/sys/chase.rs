@@ -268,4 +268,36 @@ mod tests {
         let e = open_parent(Path::new("/proc/self/status/x")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
     }
+
+    /// The refusal holds with openat2 and with the O_NOFOLLOW fallback alike.
+    #[test]
+    fn users_symlink_refused_with_and_without_openat2() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIP users_symlink_refused_with_and_without_openat2: needs root (lchown)");
+            return;
+        }
+        let d = std::env::temp_dir().join(format!("smss-chase-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("users")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("roots")).unwrap();
+        nix::unistd::fchownat(
+            None,
+            &d.join("users"),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        for openat2 in [true, false] {
+            HAVE_OPENAT2.store(openat2, Ordering::Relaxed);
+            let e = open_parent(&d.join("users/f")).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{openat2}: {e}");
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            let (_, name) = open_parent(&d.join("roots/f")).unwrap();
+            assert_eq!(name.as_bytes(), b"f");
+        }
+        HAVE_OPENAT2.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
