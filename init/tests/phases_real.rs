@@ -288,6 +288,32 @@ fn pid_1s_append_does_not_wait_for_a_held_lock() {
     assert_eq!(parse_queue(&fs::read(&q).unwrap()).entries.len(), 2);
 }
 
+/// A writer stopped while it holds the queue's lock (an `smctl rename` suspended with
+/// Ctrl-Z) must not stop the boot: the claim gives up after a bounded wait and the queue is
+/// left, whole, for the next boot.
+#[test]
+fn boot_claim_does_not_wait_forever_for_a_held_lock() {
+    let t = TempDir::new("heldboot");
+    let q = t.path().join("q");
+    let f = t.path().join("f");
+    fs::write(&f, "").unwrap();
+    append(&q, &f, None, false).unwrap();
+    let holder = smss::sys::lock_exclusive(fs::File::open(&q).unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q2 = q.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(apply(&RealSys, &q2).map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the claim waited for the lock for 30 s");
+    let e = r.unwrap_err();
+    assert!(e.contains("locked by another writer"), "{e}");
+    assert!(f.exists() && q.exists());
+    drop(holder);
+    assert_eq!(apply(&RealSys, &q).unwrap().applied, 1);
+}
+
 const WRITERS: usize = 4;
 const PER_WRITER: usize = 150;
 

@@ -41,6 +41,9 @@ pub struct MountFlags {
     pub dirsync: bool,
 }
 
+/// How long [`Sys::lock_file`] waits for another holder of the lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An exclusive `flock(2)` held on a file until dropped (the fake holds nothing).
 #[derive(Debug)]
 pub struct FileLock(#[allow(dead_code)] Option<nix::fcntl::Flock<fs::File>>);
@@ -177,7 +180,9 @@ pub trait Sys {
     fn file_size(&self, path: &Path) -> io::Result<u64>;
     /// chmod(2).
     fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
-    /// Open `path` and take an exclusive flock on it, blocking until granted.
+    /// Open `path` (a regular file, opened non-blocking) and take an exclusive flock on it,
+    /// waiting at most [`LOCK_WAIT`] (then `WouldBlock`): a writer stopped while holding it
+    /// must not stop the boot.
     fn lock_file(&self, path: &Path) -> io::Result<FileLock>;
     /// `uname -r`.
     fn kernel_release(&self) -> io::Result<String>;
@@ -435,8 +440,27 @@ impl Sys for RealSys {
     }
 
     fn lock_file(&self, path: &Path) -> io::Result<FileLock> {
-        let f = open_regular_file(path, false)?;
-        Ok(FileLock(Some(lock_exclusive(f)?)))
+        use nix::fcntl::{Flock, FlockArg};
+        let mut f = open_regular_file(path, false)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(FileLock(Some(l))),
+                Err((back, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    f = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("locked by another writer for {} s", LOCK_WAIT.as_secs()),
+                    ))
+                }
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
     }
 
     fn kernel_release(&self) -> io::Result<String> {
