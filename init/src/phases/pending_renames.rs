@@ -102,6 +102,8 @@ pub struct Queue {
 pub struct RenameReport {
     /// Entries applied successfully.
     pub applied: usize,
+    /// Entries that failed, all of them (`failures` shows the first few).
+    pub failed: usize,
     /// One `'src' => 'dst' failed: cause` line per failed entry (the first [`MAX_REPORTED`]).
     pub failures: Vec<String>,
     /// Queue contents that were not operations (torn, odd, invalid, too long, past the size
@@ -115,6 +117,9 @@ pub struct RenameReport {
 
 impl RenameReport {
     fn note(&mut self, failure: bool, line: String) {
+        if failure {
+            self.failed += 1;
+        }
         if self.failures.len() + self.dropped.len() >= MAX_REPORTED {
             self.omitted += 1;
             return;
@@ -964,6 +969,7 @@ mod tests {
         let within = bytes[..MAX_QUEUE_SIZE as usize].split(|&b| b == 0).count() / 2;
         let tried = s.calls_of("unlink").len() - 1; // the claimed queue's own unlink
         assert_eq!(tried, within, "{r:?}");
+        assert_eq!(r.failed, tried - 1);
         assert_eq!(
             r.failures.len() + r.dropped.len() + r.omitted,
             (tried - 1) + 2,
