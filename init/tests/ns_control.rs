@@ -492,6 +492,12 @@ fn queue_file_rename_is_bounded_and_refuses_a_fifo() {
         json!({"source": long}),
         "io.smss.Manager.InvalidParameter",
     );
+    let p = s.err(
+        "QueueFileRename",
+        json!({"source": "/a", "destination": long}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    assert_eq!(p["parameter"], "destination", "{p}");
     let just = format!("/{}", "p".repeat(4094));
     s.ok("QueueFileRename", json!({"source": just}));
 

@@ -182,11 +182,15 @@ fn renames_do_not_follow_a_users_symlink() {
     fs::write(p("data/var/a"), "a").unwrap();
     fs::write(p("data/var/c"), "c").unwrap();
     std::os::unix::fs::symlink(p("data/var"), p("var")).unwrap();
-    std::os::unix::fs::symlink("../data/var", p("home/rootlink")).unwrap();
+    fs::create_dir(p("links")).unwrap();
+    std::os::unix::fs::symlink("../data/var", p("links/rel")).unwrap();
     fs::write(p("data/var/r"), "r").unwrap();
     append(&q, &p("var/a"), Some(&p("var/b")), false).unwrap();
     append(&q, &p("var/c"), None, false).unwrap();
-    append(&q, &p("home/rootlink/r"), Some(&p("var/r2")), false).unwrap();
+    append(&q, &p("links/rel/r"), Some(&p("var/r2")), false).unwrap();
+    // But root's link inside the user's directory is not: the user may have renamed it there.
+    std::os::unix::fs::symlink(p("secret"), p("home/rootlink")).unwrap();
+    append(&q, &p("home/rootlink/f"), Some(&p("home/out/f2")), false).unwrap();
     // A user's symlink as the last component is renamed or deleted itself, never its target.
     std::os::unix::fs::symlink(p("secret/f"), p("home/lastlink")).unwrap();
     nix::unistd::fchownat(
@@ -225,13 +229,19 @@ fn renames_do_not_follow_a_users_symlink() {
     assert!(!p("home/out/f").exists(), "{r:?}");
     assert!(!p("secret/stolen").exists(), "{r:?}");
     assert_eq!(fs::read_to_string(p("home/out/mine")).unwrap(), "mine");
-    assert_eq!(r.failures.len(), 3, "{r:?}");
-    for f in &r.failures {
+    assert!(!p("home/out/f2").exists(), "{r:?}");
+    assert_eq!(r.failures.len(), 4, "{r:?}");
+    for f in &r.failures[..3] {
         assert!(
             f.contains("refused to follow symlink \"dir\" owned by uid 65534"),
             "{f}"
         );
     }
+    assert!(
+        r.failures[3]
+            .contains("refused to follow symlink \"rootlink\" in a directory owned by uid 65534"),
+        "{r:?}"
+    );
     // Root's links worked.
     assert_eq!(fs::read_to_string(p("data/var/b")).unwrap(), "a");
     assert!(!p("data/var/c").exists());

@@ -3,9 +3,11 @@
 //! The queued paths are walked one component at a time from `/`, each opened `O_PATH` relative
 //! to the directory before it with `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` (or
 //! `openat(O_NOFOLLOW)` where openat2 is missing: kernels before 5.6, seccomp filters). A
-//! symlink met on the way is followed only when root owns it, the idea of systemd's
-//! CHASE_SAFE reduced to one rule: an ordinary user can then never redirect root into a
-//! directory of their choosing, while root's own links (`/var -> /data/var`) still work. The
+//! symlink met on the way is followed only when root owns it and the directory holding it,
+//! the idea of systemd's CHASE_SAFE (no transition from another user's file to root's) reduced
+//! to symlinks: an ordinary user can then never redirect root into a directory of their
+//! choosing, neither with a link of their own nor by renaming one of root's links into place
+//! in a directory they own, while root's own links (`/var -> /data/var`) still work. The
 //! last component is never followed (rename and unlink act on a link itself), and the
 //! operation runs relative to the opened parent directories (`renameat2`, `unlinkat`), so
 //! nothing can be swapped between the walk and the change.
@@ -179,6 +181,18 @@ pub fn open_parent(path: &Path) -> io::Result<(OwnedFd, CString)> {
                             "refused to follow symlink {:?} owned by uid {} (only root's symlinks are followed)",
                             String::from_utf8_lossy(&c),
                             st.st_uid
+                        ),
+                    ));
+                }
+                // Root's link in another user's directory: that user may have renamed it
+                // into place (CHASE_SAFE's unsafe transition), so it is not followed either.
+                let dir_uid = fstat(top)?.st_uid;
+                if dir_uid != 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "refused to follow symlink {:?} in a directory owned by uid {dir_uid} (only root's symlinks in root's directories are followed)",
+                            String::from_utf8_lossy(&c),
                         ),
                     ));
                 }
