@@ -2,7 +2,49 @@
 
 use std::collections::HashMap;
 
-/// Expands `%NAME%` references, the way Windows' `RtlExpandEnvironmentStrings_U` does.
+/// The kernel's `MAX_ARG_STRLEN`: the most bytes one argv or envp string may take, its NUL
+/// included (execve fails with E2BIG past it).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// The most bytes the whole environment may take, counted as execve counts it: each
+/// `NAME=VALUE` string, its NUL and its pointer in envp (8 bytes). Half of the usual `ARG_MAX`
+/// (a quarter of the 8 MiB stack limit), so the argument strings keep the other half.
+pub const MAX_ENVIRONMENT_SIZE: usize = 1 << 20;
+
+/// What execve counts for one variable: `NAME=VALUE`, its NUL, its envp pointer.
+pub fn variable_cost(name: &str, value: &str) -> usize {
+    name.len() + 1 + value.len() + 1 + std::mem::size_of::<u64>()
+}
+
+/// An expansion that would be longer than its limit: nothing was allocated past the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expands to more than {limit} bytes")]
+pub struct TooLong {
+    pub limit: usize,
+}
+
+/// Why [`Environment::apply`] left a variable out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// `NAME=VALUE` would not fit in one execve string.
+    #[error("expanded, `{name}=VALUE` would be longer than {max} bytes, the most one variable may take (the kernel's MAX_ARG_STRLEN, {MAX_ARG_STRLEN} with the NUL)", max = MAX_ARG_STRLEN - 1)]
+    VariableTooLong { name: String },
+    /// The environment as a whole would pass [`MAX_ENVIRONMENT_SIZE`].
+    #[error("the environment would be larger than {MAX_ENVIRONMENT_SIZE} bytes (each NAME=VALUE, its NUL and its 8-byte pointer, as execve counts them)")]
+    EnvironmentFull { name: String },
+}
+
+impl EnvError {
+    /// The variable that was left out.
+    pub fn name(&self) -> &str {
+        match self {
+            EnvError::VariableTooLong { name } | EnvError::EnvironmentFull { name } => name,
+        }
+    }
+}
+
+/// Expands `%NAME%` references, the way Windows' `RtlExpandEnvironmentStrings_U` does, into
+/// one argv string: the result may be at most `MAX_ARG_STRLEN - 1` bytes (see [`expand_within`]).
 ///
 /// Scanning goes left to right. At a `%`, the text up to the next `%` is a name; if `lookup`
 /// knows it, the whole `%NAME%` is replaced by its value and scanning resumes after the closing
@@ -16,37 +58,64 @@ use std::collections::HashMap;
 /// - values are not rescanned, so a value containing `%B%` is inserted as is.
 ///
 /// Names are looked up exactly as written (case-sensitive, as environment names are on Linux).
-pub fn expand(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(s.len());
+pub fn expand<V: AsRef<str>>(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<V>,
+) -> Result<String, TooLong> {
+    expand_within(s, lookup, MAX_ARG_STRLEN - 1)
+}
+
+/// [`expand`] with an explicit limit: `Err` as soon as the result would pass `limit` bytes, so
+/// no input (a chain of variables that each double the last) makes it allocate more than that.
+pub fn expand_within<V: AsRef<str>>(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<V>,
+    limit: usize,
+) -> Result<String, TooLong> {
+    let mut out = String::with_capacity(s.len().min(limit));
+    let push = |out: &mut String, piece: &str| {
+        if out.len().saturating_add(piece.len()) > limit {
+            return Err(TooLong { limit });
+        }
+        out.push_str(piece);
+        Ok(())
+    };
     let mut rest = s;
     while let Some(start) = rest.find('%') {
-        out.push_str(rest.get(..start).unwrap_or(""));
+        push(&mut out, rest.get(..start).unwrap_or(""))?;
         let after = rest.get(start + 1..).unwrap_or("");
         if let Some(end) = after.find('%') {
             let name = after.get(..end).unwrap_or("");
             if !name.is_empty() {
                 if let Some(value) = lookup(name) {
-                    out.push_str(&value);
+                    push(&mut out, value.as_ref())?;
                     rest = after.get(end + 1..).unwrap_or("");
                     continue;
                 }
             }
         }
-        out.push('%');
+        push(&mut out, "%")?;
         rest = after;
     }
-    out.push_str(rest);
-    out
+    push(&mut out, rest)?;
+    Ok(out)
 }
 
 /// An ordered environment, built the way smss builds `SmpDefaultEnvironment`: each variable is
 /// expanded against the variables set so far (so forward references stay literal), and setting
 /// an existing name replaces its value in place (the variable keeps its position).
+///
+/// [`apply`](Environment::apply) keeps every variable within the kernel's exec limits
+/// ([`MAX_ARG_STRLEN`] per `NAME=VALUE`, [`MAX_ENVIRONMENT_SIZE`] in all) and leaves out one
+/// that does not fit; [`set`](Environment::set) (the inherited environment, generated facts)
+/// does not check, but is counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     vars: Vec<(String, String)>,
     /// name -> index in `vars`, so building a large environment stays linear.
     index: HashMap<String, usize>,
+    /// Sum of [`variable_cost`] over `vars`.
+    size: usize,
 }
 
 impl Environment {
@@ -60,20 +129,44 @@ impl Environment {
         env
     }
 
-    /// Expands `raw_value` against the current variables, then sets `name`.
-    pub fn apply(&mut self, name: &str, raw_value: &str) {
-        let value = self.expand(raw_value);
+    /// Expands `raw_value` against the current variables, then sets `name`. When the result
+    /// would not fit ([`EnvError`]), nothing changes: the variable is left out (or keeps its
+    /// old value), and the expansion stopped at the limit, so nothing large was allocated.
+    pub fn apply(&mut self, name: &str, raw_value: &str) -> Result<(), EnvError> {
+        let limit = (MAX_ARG_STRLEN - 1).saturating_sub(name.len() + 1);
+        let value = expand_within(raw_value, |n| self.get(n), limit).map_err(|_| {
+            EnvError::VariableTooLong {
+                name: name.to_owned(),
+            }
+        })?;
+        if name.len() + 1 > MAX_ARG_STRLEN - 1 {
+            return Err(EnvError::VariableTooLong {
+                name: name.to_owned(),
+            });
+        }
+        let old = self.get(name).map_or(0, |v| variable_cost(name, v));
+        if self.size.saturating_sub(old) + variable_cost(name, &value) > MAX_ENVIRONMENT_SIZE {
+            return Err(EnvError::EnvironmentFull {
+                name: name.to_owned(),
+            });
+        }
         self.set(name, value);
+        Ok(())
     }
 
     /// Sets `name` to `value` without expansion; replaces in place when it exists.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
+        let cost = variable_cost(name, &value);
         match self.index.get(name).and_then(|i| self.vars.get_mut(*i)) {
-            Some(slot) => slot.1 = value,
+            Some(slot) => {
+                self.size = self.size.saturating_sub(variable_cost(name, &slot.1)) + cost;
+                slot.1 = value;
+            }
             None => {
                 self.index.insert(name.to_owned(), self.vars.len());
                 self.vars.push((name.to_owned(), value));
+                self.size += cost;
             }
         }
     }
@@ -85,6 +178,7 @@ impl Environment {
             return None;
         }
         let (_, value) = self.vars.remove(i);
+        self.size = self.size.saturating_sub(variable_cost(name, &value));
         for j in self.index.values_mut() {
             if *j > i {
                 *j -= 1;
@@ -100,9 +194,14 @@ impl Environment {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Expands `%VAR%` in `s` against this environment (see [`expand`]).
-    pub fn expand(&self, s: &str) -> String {
-        expand(s, |name| self.get(name).map(str::to_owned))
+    /// Expands `%VAR%` in `s` against this environment into one argv string (see [`expand`]).
+    pub fn expand(&self, s: &str) -> Result<String, TooLong> {
+        expand(s, |name| self.get(name))
+    }
+
+    /// What execve would count for this environment ([`variable_cost`] summed).
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     pub fn vars(&self) -> &[(String, String)] {
@@ -133,7 +232,7 @@ mod tests {
     }
 
     fn x(s: &str, e: &Environment) -> String {
-        e.expand(s)
+        e.expand(s).unwrap()
     }
 
     #[test]
@@ -174,9 +273,9 @@ mod tests {
     #[test]
     fn forward_reference_stays_literal() {
         let mut e = Environment::default();
-        e.apply("TEMP", "%ROOT%/tmp");
-        e.apply("ROOT", "/srv");
-        e.apply("LOG", "%ROOT%/log");
+        e.apply("TEMP", "%ROOT%/tmp").unwrap();
+        e.apply("ROOT", "/srv").unwrap();
+        e.apply("LOG", "%ROOT%/log").unwrap();
         assert_eq!(e.get("TEMP"), Some("%ROOT%/tmp"));
         assert_eq!(e.get("LOG"), Some("/srv/log"));
     }
@@ -184,9 +283,9 @@ mod tests {
     #[test]
     fn replace_in_place() {
         let mut e = env(&[("HOME", "/"), ("TERM", "linux")]);
-        e.apply("PATH", "/bin");
-        e.apply("HOME", "/root");
-        e.apply("PATH", "/sbin:%PATH%");
+        e.apply("PATH", "/bin").unwrap();
+        e.apply("HOME", "/root").unwrap();
+        e.apply("PATH", "/sbin:%PATH%").unwrap();
         assert_eq!(
             e.vars(),
             &[
@@ -199,7 +298,7 @@ mod tests {
         assert_eq!(e.remove("TERM").as_deref(), Some("linux"));
         assert_eq!(e.get("TERM"), None);
         assert_eq!(e.get("PATH"), Some("/sbin:/bin"));
-        e.apply("TERM", "vt100");
+        e.apply("TERM", "vt100").unwrap();
         assert_eq!(e.to_envp(), ["HOME=/root", "PATH=/sbin:/bin", "TERM=vt100"]);
         assert_eq!(e.remove("NOPE"), None);
     }
@@ -214,5 +313,79 @@ mod tests {
     fn multibyte() {
         let e = env(&[("Ä", "ü")]);
         assert_eq!(x("č%Ä%č%", &e), "čüč%");
+    }
+
+    #[test]
+    fn doubling_chain_stops_at_the_limit_and_skips_the_variable() {
+        let mut e = Environment::default();
+        e.apply("V0", &"x".repeat(1024)).unwrap();
+        let mut skipped = Vec::new();
+        for i in 1..40 {
+            let raw = format!("%V{p}%%V{p}%", p = i - 1);
+            if let Err(err) = e.apply(&format!("V{i}"), &raw) {
+                skipped.push(err);
+            }
+        }
+        // V8 = "%V7%%V7%" stays literal (8 bytes), so the doubling restarts from there.
+        let names: Vec<&str> = skipped.iter().map(EnvError::name).collect();
+        assert_eq!(names, ["V7", "V22", "V37"]);
+        assert!(matches!(skipped[0], EnvError::VariableTooLong { .. }));
+        assert_eq!(e.get("V6").map(str::len), Some(64 * 1024));
+        assert_eq!(e.get("V7"), None);
+        assert_eq!(e.get("V8"), Some("%V7%%V7%"));
+        let recount: usize = e.vars().iter().map(|(n, v)| variable_cost(n, v)).sum();
+        assert_eq!(e.size(), recount);
+        assert!(e.size() <= MAX_ENVIRONMENT_SIZE);
+    }
+
+    #[test]
+    fn per_variable_limit_is_exact() {
+        let mut e = Environment::default();
+        // `A=` + value + NUL = MAX_ARG_STRLEN exactly.
+        let fits = "v".repeat(MAX_ARG_STRLEN - 3);
+        e.apply("A", &fits).unwrap();
+        let err = e.apply("B", &format!("{fits}w")).unwrap_err();
+        assert_eq!(err.name(), "B");
+        // A failed apply keeps the old value.
+        assert_eq!(e.apply("A", "%A%%A%").unwrap_err().name(), "A");
+        assert_eq!(e.get("A").map(str::len), Some(fits.len()));
+    }
+
+    #[test]
+    fn whole_environment_limit() {
+        let mut e = Environment::default();
+        let v = "z".repeat(100 * 1024);
+        let mut n = 0;
+        while e.apply(&format!("N{n}"), &v).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 10);
+        assert!(matches!(
+            e.apply("N10", &v),
+            Err(EnvError::EnvironmentFull { .. })
+        ));
+        // Replacing a value counts only the difference.
+        e.apply("N0", "small").unwrap();
+        e.apply("N10", &v).unwrap();
+        e.remove("N10");
+        let recount: usize = e.vars().iter().map(|(n, v)| variable_cost(n, v)).sum();
+        assert_eq!(e.size(), recount);
+    }
+
+    #[test]
+    fn argv_expansion_is_bounded() {
+        let e = env(&[("A", &"a".repeat(100 * 1024))]);
+        assert_eq!(
+            e.expand("%A%%A%"),
+            Err(TooLong {
+                limit: MAX_ARG_STRLEN - 1
+            })
+        );
+        assert_eq!(
+            expand_within("abc%A%", |_| Some("xyz"), 6).unwrap(),
+            "abcxyz"
+        );
+        assert!(expand_within("abc%A%", |_| Some("xyz"), 5).is_err());
+        assert!(expand_within("%%%%%%", |_: &str| None::<&str>, 5).is_err());
     }
 }

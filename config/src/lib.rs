@@ -49,7 +49,10 @@
 //!   variables defined earlier (a forward reference stays literal, research §4). Names are
 //!   case-sensitive.
 //! - `%VAR%` expansion follows `RtlExpandEnvironmentStrings_U`; `%%` is not an escape, see
-//!   [`expand`].
+//!   [`expand`]. Expanded, one `NAME=VALUE` may take at most [`MAX_ARG_STRLEN`] bytes with its
+//!   NUL and the whole environment [`MAX_ENVIRONMENT_SIZE`] (execve's limits); validation
+//!   expands `[environment]` in file order from an empty environment and reports the first
+//!   variable past either limit at its key (the boot leaves such a variable out and logs it).
 //! - Durations: `"500ms"`, `"10s"`, `"2m"`, `"1h"`, combinations like `"1m30s"`; a bare integer
 //!   (TOML integer or a digits-only string) is seconds.
 //! - Command values are a string in smss grammar ([`parse_command_line`]) or a table
@@ -89,7 +92,10 @@ use std::time::Duration;
 pub use command::{parse_command_line, CommandSpec, Ready};
 pub use diag::{Diagnostic, Diagnostics};
 pub use duration::{format_duration, parse_duration};
-pub use expand::{expand, Environment};
+pub use expand::{
+    expand, expand_within, variable_cost, EnvError, Environment, TooLong, MAX_ARG_STRLEN,
+    MAX_ENVIRONMENT_SIZE,
+};
 pub use parse::{load_file, load_optional, parse_str, MAX_CONFIG_SIZE};
 
 /// The default configuration path.

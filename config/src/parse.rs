@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use crate::command::parse_command_line;
 use crate::diag::{line_col, LineIndex};
 use crate::duration::parse_duration;
 use crate::{
-    CommandSpec, Config, CrashAction, Diagnostic, Diagnostics, ForwardTo, PagingFile, Ready, Seat,
-    Subsystems, Volume, DEFAULT_PATH, MAX_PAGING_FILES,
+    CommandSpec, Config, CrashAction, Diagnostic, Diagnostics, Environment, ForwardTo, PagingFile,
+    Ready, Seat, Subsystems, Volume, DEFAULT_PATH, MAX_PAGING_FILES,
 };
 
 /// Largest configuration file accepted (1 MiB): PID 1 reads it into memory.
@@ -24,7 +25,8 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 
 /// Reads and parses a configuration file.
 ///
-/// A file that cannot be read (missing, unreadable, larger than [`MAX_CONFIG_SIZE`]) gives one
+/// A file that cannot be read (missing, unreadable, not a regular file: a FIFO is refused, never
+/// waited on; larger than [`MAX_CONFIG_SIZE`]) gives one
 /// diagnostic at 1:1; a file that is not UTF-8 gives one at the first invalid byte. Use
 /// [`load_optional`] to tell "no file" (boot with defaults) apart from a broken one.
 pub fn load_file(path: &Path) -> Result<Config, Diagnostics> {
@@ -47,28 +49,40 @@ pub fn load_optional(path: &Path) -> Result<Option<Config>, Diagnostics> {
 }
 
 fn read_config(path: &Path) -> Result<Option<String>, Diagnostics> {
-    let file = match std::fs::File::open(path) {
+    let cannot = |e: std::io::Error| {
+        Diagnostics::whole_file(path, format!("cannot read configuration file: {e}"))
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, and PID 1
+    // opens this with every signal blocked. What is not a regular file is refused below.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Diagnostics::whole_file(
-                path,
-                format!("cannot read configuration file: {e}"),
-            ))
-        }
+        Err(e) => return Err(cannot(e)),
     };
-    let mut buf = Vec::new();
-    if let Err(e) = file.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut buf) {
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.file_type().is_file() {
         return Err(Diagnostics::whole_file(
             path,
-            format!("cannot read configuration file: {e}"),
+            format!(
+                "configuration file is not a regular file ({})",
+                file_kind(meta.file_type())
+            ),
         ));
     }
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(too_large(path));
+    }
+    let mut buf = Vec::new();
+    // Bounded even if the file grows while being read.
+    if let Err(e) = file.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut buf) {
+        return Err(cannot(e));
+    }
     if buf.len() as u64 > MAX_CONFIG_SIZE {
-        return Err(Diagnostics::whole_file(
-            path,
-            format!("configuration file is larger than {MAX_CONFIG_SIZE} bytes"),
-        ));
+        return Err(too_large(path));
     }
     match String::from_utf8(buf) {
         Ok(s) => Ok(Some(s)),
@@ -84,6 +98,33 @@ fn read_config(path: &Path) -> Result<Option<String>, Diagnostics> {
                 message: "configuration file is not valid UTF-8".into(),
             }]))
         }
+    }
+}
+
+fn too_large(path: &Path) -> Diagnostics {
+    Diagnostics::whole_file(
+        path,
+        format!("configuration file is larger than {MAX_CONFIG_SIZE} bytes"),
+    )
+}
+
+/// What a file that is not a regular file is, for the error message.
+pub(crate) fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -1037,6 +1078,7 @@ impl<'s> Ctx<'s> {
 
     fn environment(&mut self, sec: &Section) -> Vec<(String, String)> {
         let mut vars = Vec::new();
+        let mut positions: Vec<Pos> = Vec::new();
         for e in sec.entries() {
             let kp = sec.key_path(e.key);
             let name_ok = if e.key.is_empty() {
@@ -1056,10 +1098,21 @@ impl<'s> Ctx<'s> {
             };
             if self.no_nul(value, e.pos(), &kp) && name_ok {
                 vars.push((e.key.to_owned(), value.to_owned()));
+                positions.push(e.key_pos);
             }
         }
         if !vars.iter().any(|(n, _)| n == "PATH") {
             vars.insert(0, ("PATH".to_string(), DEFAULT_PATH.to_string()));
+            positions.insert(0, None);
+        }
+        // Expand as the boot will (from an empty environment here: what the kernel or the
+        // container runtime passes is not known yet), so a value past execve's limits is
+        // reported at its key instead of being left out at boot.
+        let mut env = Environment::default();
+        for ((name, value), pos) in vars.iter().zip(positions) {
+            if let Err(e) = env.apply(name, value) {
+                self.err(pos, format!("`{}`: {e}", sec.key_path(name)));
+            }
         }
         vars
     }

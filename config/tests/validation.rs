@@ -591,6 +591,67 @@ fn environment_keeps_file_order_and_path_default() {
     );
 }
 
+/// Issue 12: forty variables that each double the previous one made PID 1 allocate
+/// gigabytes at boot. `check` names the first variable past the kernel's per-string limit.
+#[test]
+fn doubling_chain_is_reported_at_the_first_oversize_variable() {
+    let mut src = format!("[environment]\nV0 = \"{}\"\n", "x".repeat(1024));
+    for i in 1..40 {
+        src.push_str(&format!("V{i} = \"%V{p}%%V{p}%\"\n", p = i - 1));
+    }
+    // V7 would be 128 KiB: with `V7=` and its NUL, past MAX_ARG_STRLEN. Later variables see
+    // V7 as undefined (as the boot does, which skips it): V8 is the literal `%V7%%V7%`, and the
+    // doubling starts again from there.
+    let msg = |n: u32| {
+        format!("`environment.V{n}`: expanded, `V{n}=VALUE` would be longer than 131071 bytes, the most one variable may take (the kernel's MAX_ARG_STRLEN, 131072 with the NUL)")
+    };
+    assert_eq!(
+        diags(&src),
+        [
+            format!("9:1: {}", msg(7)),
+            format!("24:1: {}", msg(22)),
+            format!("39:1: {}", msg(37)),
+        ]
+    );
+}
+
+#[test]
+fn one_mebibyte_variable_is_reported() {
+    let src = format!(
+        "[environment]\nA = \"1\"\nBIG = \"{}\"\n",
+        "y".repeat(1000 * 1024)
+    );
+    check(
+        &src,
+        &["3:1: `environment.BIG`: expanded, `BIG=VALUE` would be longer than 131071 bytes, the most one variable may take (the kernel's MAX_ARG_STRLEN, 131072 with the NUL)"],
+    );
+    // Just under the limit is fine: `NAME=` + value + NUL = 131072.
+    ok(&format!(
+        "[environment]\nBIG = \"{}\"\n",
+        "y".repeat(131072 - 5)
+    ));
+}
+
+#[test]
+fn whole_environment_is_capped() {
+    // Each copy is under the per-variable limit; together they pass 1 MiB.
+    let mut src = format!("[environment]\nA = \"{}\"\n", "z".repeat(120 * 1024));
+    for i in 0..10 {
+        src.push_str(&format!("C{i} = \"%A%\"\n"));
+    }
+    // PATH (62 bytes + NUL + pointer) and A fit with C0..C6; C7 is the ninth 120 KiB value,
+    // and each later one is left out the same way.
+    let msg = "the environment would be larger than 1048576 bytes (each NAME=VALUE, its NUL and its 8-byte pointer, as execve counts them)";
+    assert_eq!(
+        diags(&src),
+        [
+            format!("10:1: `environment.C7`: {msg}"),
+            format!("11:1: `environment.C8`: {msg}"),
+            format!("12:1: `environment.C9`: {msg}"),
+        ]
+    );
+}
+
 // ---- dos devices ----
 
 #[test]

@@ -76,3 +76,32 @@ fn usage_and_missing_files() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/smss.toml:1:1:"));
 }
+
+/// Issue 12 item 5: `smss check FIFO` hung in open(); now it says what the file is.
+#[test]
+fn check_refuses_a_fifo_at_once() {
+    let dir = std::env::temp_dir().join(format!("smss-check-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("smss.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // `timeout` kills a hang: exit 124 would be the old behaviour.
+    let o = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_smss"))
+        .arg("check")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("configuration file is not a regular file (a FIFO)"),
+        "{o:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -363,3 +363,106 @@ extra = {{ command = ["sh", "-c", "echo notify=${{NOTIFY_SOCKET:-none}} > {repor
     ns.signal(libc::SIGTERM);
     ns.wait(TIMEOUT);
 }
+
+/// Issue 12 item 1: forty variables that each double the previous one made PID 1 allocate
+/// gigabytes (a crash, a kernel panic on a machine); a 1 MiB variable made every exec fail
+/// with E2BIG. Such a configuration is now invalid (each offending key named, nothing
+/// allocated), and what only the boot can see (an inherited variable doubled) is logged and
+/// left out while the commands still run.
+#[test]
+fn oversize_environment_variables_are_refused_or_left_out() {
+    require_unshare!();
+    let d = scratch("bigenv");
+    let mut cfg = format!("[environment]\nV0 = \"{}\"\n", "x".repeat(1024));
+    for i in 1..40 {
+        cfg.push_str(&format!("V{i} = \"%V{p}%%V{p}%\"\n", p = i - 1));
+    }
+    cfg.push_str(&format!("BIG = \"{}\"\n", "y".repeat(900 * 1024)));
+    let cfg_path = d.join("smss.toml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let o = common::run(
+        &["--config", cfg_path.to_str().unwrap(), "--", "true"],
+        &[("container", "test"), ("SMSS_LOG", "info")],
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    for (line, name) in [(9, "V7"), (24, "V22"), (39, "V37"), (42, "BIG")] {
+        assert!(
+            o.stderr.contains(&format!(
+                "smss.toml:{line}:1: `environment.{name}`: expanded, `{name}=VALUE` would be longer than 131071 bytes"
+            )),
+            "{name}: {}",
+            o.stderr
+        );
+    }
+
+    // Valid for `check` (BASE is not known there), too large at boot.
+    fs::write(
+        &cfg_path,
+        "[environment]\nDOUBLE = \"%BASE%%BASE%\"\nAFTER = \"ok-%BASE%\"\n",
+    )
+    .unwrap();
+    let base = "b".repeat(100 * 1024);
+    let o = common::run(
+        &[
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo DOUBLE=${DOUBLE-unset} BASE=${#BASE} AFTER=${#AFTER}",
+        ],
+        &[("container", "test"), ("SMSS_LOG", "info"), ("BASE", &base)],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        o.stdout.trim(),
+        "DOUBLE=unset BASE=102400 AFTER=102403",
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(
+            "environment variable DOUBLE left out: expanded, `DOUBLE=VALUE` would be longer than 131071 bytes"
+        ),
+        "{}",
+        o.stderr
+    );
+    let _ = fs::remove_dir_all(&d);
+}
+
+/// Issue 12 item 5: a FIFO as the rename queue blocked PID 1 in open() with every signal
+/// blocked. Now the phase reports it and the boot goes on.
+#[test]
+fn a_fifo_as_the_rename_queue_does_not_hang_the_boot() {
+    require_unshare!();
+    let d = scratch("fifoqueue");
+    let queue = d.join("queue");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&queue)
+        .status()
+        .unwrap()
+        .success());
+    let cfg_path = d.join("smss.toml");
+    fs::write(
+        &cfg_path,
+        format!(
+            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let o = common::run(
+        &["--config", cfg_path.to_str().unwrap(), "--", "echo", "ran"],
+        &[("container", "test"), ("SMSS_LOG", "info")],
+    );
+    assert_eq!((o.code, o.stdout.trim()), (0, "ran"), "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{} is not a regular file (a FIFO)",
+            queue.display()
+        )),
+        "{}",
+        o.stderr
+    );
+    let _ = fs::remove_dir_all(&d);
+}

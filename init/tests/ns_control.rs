@@ -469,3 +469,74 @@ fn five_hundred_clients_at_once() {
         assert_eq!(v["parameters"]["mode"], "container", "{v}");
     }
 }
+
+/// Issue 12 items 5 and 6: QueueFileRename reads no more than a bounded queue, refuses to grow
+/// it past 1 MiB (LimitReached), refuses paths longer than PATH_MAX, and a FIFO put in the
+/// queue's place is refused at once instead of blocking PID 1 in open().
+#[test]
+fn queue_file_rename_is_bounded_and_refuses_a_fifo() {
+    require_unshare!();
+    let s = start(
+        "renamecap",
+        "[pending-file-rename-operations]\nqueue = \"@DIR@/queue\"\n",
+        Opts::default(),
+    );
+    let queue = s.dir.join("queue");
+    s.ok(
+        "QueueFileRename",
+        json!({"source": "/a", "destination": "/b"}),
+    );
+    assert_eq!(std::fs::read(&queue).unwrap(), b"/a\0/b\0");
+
+    // A path of 70,000 bytes was accepted; PATH_MAX is the limit now.
+    let long = format!("/{}", "p".repeat(70_000));
+    s.err(
+        "QueueFileRename",
+        json!({"source": long}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    let p = s.err(
+        "QueueFileRename",
+        json!({"source": "/a", "destination": long}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    assert_eq!(p["parameter"], "destination", "{p}");
+    let just = format!("/{}", "p".repeat(4094));
+    s.ok("QueueFileRename", json!({"source": just}));
+
+    // Fill the queue to a few bytes under 1 MiB: the next pair does not fit.
+    let mut big = std::fs::read(&queue).unwrap();
+    while big.len() < (1 << 20) - 8 {
+        big.extend_from_slice(b"/x\0\0");
+    }
+    std::fs::write(&queue, &big).unwrap();
+    let p = s.err(
+        "QueueFileRename",
+        json!({"source": "/over/the/limit"}),
+        "io.smss.Manager.LimitReached",
+    );
+    assert_eq!(p["limit"], "rename-queue-bytes", "{p}");
+    assert_eq!(p["value"], 1 << 20, "{p}");
+    assert_eq!(std::fs::read(&queue).unwrap().len(), big.len());
+
+    // A FIFO in the queue's place: an error now, not a PID 1 stuck in open().
+    std::fs::remove_file(&queue).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&queue)
+        .status()
+        .unwrap()
+        .success());
+    let p = s.err(
+        "QueueFileRename",
+        json!({"source": "/a"}),
+        "io.smss.Manager.Failed",
+    );
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not a regular file (a FIFO)"),
+        "{p}"
+    );
+    s.assert_serving();
+}

@@ -367,7 +367,7 @@ fn start_subsystem(
             vars.push(("NOTIFY_SOCKET".into(), n.address.clone()));
         }
     }
-    let argv = instance::expand_argv(&sub.argv, env);
+    let argv = instance::expand_argv(&sub.argv, env)?;
     let program = resolve(&argv, env)?;
     let spec = SpawnSpec {
         program,
@@ -457,7 +457,7 @@ fn start_login_manager(
     env: &Environment,
     user: Option<&User>,
 ) -> Result<i32, String> {
-    let argv = instance::expand_argv(&p.command, env);
+    let argv = instance::expand_argv(&p.command, env)?;
     let (program, argv) = match user.filter(|u| u.uid != 0) {
         // `smss-session exec --user` drops privileges, then execs the command: the pid we
         // report stays the login manager's.

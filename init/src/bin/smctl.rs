@@ -21,10 +21,11 @@ usage: smctl [--socket PATH] COMMAND
   session list [--json]
   session terminate ID [--no-wait]      stop a session (waits until it is gone)
   subsystem start NAME [--session ID]   start an optional subsystem, print its pid
-  rename SRC [DST] [--replace] [--offline]
+  rename SRC [DST] [--replace] [--offline] [--config PATH]
                                         queue a rename (no DST = delete) for the next boot;
                                         --offline (or no smss running) appends to the queue
-                                        file directly
+                                        file that PATH (default /etc/smss/smss.toml) names,
+                                        and refuses when that file is invalid
   reboot | poweroff | halt
   notify [KEY=VALUE..]                  send READY=1 (or the given fields) to $NOTIFY_SOCKET
   call METHOD [JSON]                    call any varlink method, print the raw reply
@@ -376,11 +377,18 @@ fn subsystem_start(socket: &Path, rest: &[&str]) -> Outcome {
 
 fn rename(socket: &Path, rest: &[&str]) -> Outcome {
     let mut paths = Vec::new();
-    let (mut replace, mut offline) = (false, false);
-    for a in rest {
+    let (mut replace, mut offline, mut config) = (false, false, None);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
         match *a {
             "--replace" => replace = true,
             "--offline" => offline = true,
+            "--config" => {
+                config = Some(Path::new(
+                    it.next().ok_or_else(|| usage("--config needs a PATH"))?,
+                ))
+            }
+            p if p.starts_with("--config=") => config = Some(Path::new(&p["--config=".len()..])),
             p if p.starts_with('-') => return Err(usage(format!("unexpected argument {p}"))),
             p => paths.push(p),
         }
@@ -416,12 +424,31 @@ fn rename(socket: &Path, rest: &[&str]) -> Outcome {
             Err(e) => return Err(Failure::Error(e.to_string())),
         }
     }
-    let queue = match smss_config::load_optional(Path::new(smss_config::DEFAULT_CONFIG_PATH)) {
-        Ok(Some(cfg)) => cfg.pending_file_rename_operations.queue,
-        _ => PathBuf::from(smss_config::DEFAULT_RENAME_QUEUE),
-    };
+    let queue = offline_queue(config)?;
     smss::phases::pending_renames::append(&queue, Path::new(src), dst.map(Path::new), replace)
         .map_err(|e| Failure::Error(format!("failed to append to {}: {e}", queue.display())))
+}
+
+/// The queue a direct append goes to: the one `config` (default /etc/smss/smss.toml) names.
+/// A broken configuration is refused rather than guessed around (issue 12: the default queue
+/// was used, which smss does not read when its configuration names another); a missing one
+/// means the built-in default, as for smss itself, unless it was named explicitly.
+fn offline_queue(config: Option<&Path>) -> Result<PathBuf, Failure> {
+    let path = config.unwrap_or(Path::new(smss_config::DEFAULT_CONFIG_PATH));
+    match smss_config::load_optional(path) {
+        Ok(Some(cfg)) => Ok(cfg.pending_file_rename_operations.queue),
+        Ok(None) if config.is_none() => Ok(PathBuf::from(smss_config::DEFAULT_RENAME_QUEUE)),
+        Ok(None) => Err(Failure::Error(format!(
+            "{} does not exist: cannot tell which rename queue to append to",
+            path.display()
+        ))),
+        Err(d) => Err(Failure::Error(format!(
+            "cannot tell which rename queue to append to: {} is invalid ({}); fix it or name \
+             the configuration smss uses with --config PATH",
+            path.display(),
+            d.0.first().map(|d| d.to_string()).unwrap_or_default()
+        ))),
+    }
 }
 
 /// sd_notify(3) from a shell: one datagram to $NOTIFY_SOCKET (`@name` = abstract), with
@@ -511,6 +538,7 @@ mod tests {
             v(&["status", "--yaml"]),
             v(&["rename"]),
             v(&["rename", "a", "b", "c"]),
+            v(&["rename", "/a", "--config"]),
             v(&["notify", "READY"]),
             v(&["session", "create", "--seat"]),
             v(&["session", "create", "--"]),
@@ -519,6 +547,54 @@ mod tests {
             a.extend(args.clone());
             assert!(matches!(run(a), Err(Failure::Usage(_))), "{args:?}");
         }
+    }
+
+    #[test]
+    fn offline_rename_uses_the_configured_queue_or_refuses() {
+        let dir = std::env::temp_dir().join(format!("smctl-offline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("smss.toml");
+        let queue = dir.join("other-queue");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+                queue.display()
+            ),
+        )
+        .unwrap();
+        let socket = dir.join("no-socket").display().to_string();
+        let cfg_arg = cfg.display().to_string();
+        let args = v(&[
+            "--socket", &socket, "rename", "/a", "/b", "--config", &cfg_arg,
+        ]);
+        assert!(run(args).is_ok());
+        assert_eq!(std::fs::read(&queue).unwrap(), b"/a\0/b\0");
+
+        // An invalid configuration: refused, nothing written anywhere.
+        std::fs::write(&cfg, "[pending-file-rename-operations]\nqueue = 3\n").unwrap();
+        let args = v(&["--socket", &socket, "rename", "/c", "--config", &cfg_arg]);
+        let Err(Failure::Error(m)) = run(args) else {
+            panic!("accepted an invalid configuration")
+        };
+        assert!(m.contains("cannot tell which rename queue"), "{m}");
+        assert!(m.contains("is invalid"), "{m}");
+        assert_eq!(std::fs::read(&queue).unwrap(), b"/a\0/b\0");
+
+        // A named configuration that does not exist: refused too.
+        let missing = dir.join("missing.toml").display().to_string();
+        let args = v(&[
+            "--socket",
+            &socket,
+            "rename",
+            "/c",
+            "--offline",
+            "--config",
+            &missing,
+        ]);
+        assert!(matches!(run(args), Err(Failure::Error(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -135,8 +135,18 @@ pub fn missing_tty_user(
 }
 
 /// Expand `%VAR%` in each argument against `env` (after splitting, like every smss command).
-pub fn expand_argv(argv: &[String], env: &Environment) -> Vec<String> {
-    argv.iter().map(|a| env.expand(a)).collect()
+/// An argument that would pass the kernel's per-string limit is an error, as execve's E2BIG.
+pub fn expand_argv(argv: &[String], env: &Environment) -> Result<Vec<String>, String> {
+    argv.iter()
+        .map(|a| {
+            env.expand(a).map_err(|e| {
+                format!(
+                    "argument {:?}...: {e}",
+                    a.chars().take(32).collect::<String>()
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -203,7 +213,7 @@ mod tests {
         assert_eq!(env.get("NOTIFY_SOCKET"), None);
         assert_eq!(env.get("EXTRA"), Some("1"));
         assert_eq!(
-            expand_argv(&p.command, &env),
+            expand_argv(&p.command, &env).unwrap(),
             vec!["getty", "/dev/pts/4", "seat1-3"]
         );
     }

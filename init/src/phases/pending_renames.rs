@@ -16,10 +16,17 @@
 //! Choices beyond Windows: relative paths are dropped (a writer only queues absolute ones);
 //! RENAME_NOREPLACE unsupported by a filesystem (EINVAL) fails the entry rather than risk an
 //! overwrite; nothing is ever copied (EXDEV fails the entry, as on Windows).
+//!
+//! Hardening (issue 12): the paths are walked without following any symlink that root does
+//! not own ([`crate::sys::chase`]), and the change is made relative to the opened parent
+//! directories. The queue is streamed, never read whole into PID 1's memory: at most
+//! [`MAX_QUEUE_SIZE`] bytes of it are applied, a path is at most [`MAX_PATH_LEN`] bytes
+//! (longer ones are dropped unread), and writers refuse to grow it past the limit. A queue
+//! that is not a regular file (a FIFO) is refused, never waited on.
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -41,6 +48,17 @@ pub struct Entry {
     pub action: Action,
 }
 
+/// The longest path the queue holds: PATH_MAX (4096) with its NUL, as the kernel counts.
+pub const MAX_PATH_LEN: usize = 4095;
+/// The largest queue applied or grown (1 MiB): thousands of entries, read in bounded time.
+pub const MAX_QUEUE_SIZE: u64 = 1 << 20;
+/// A queue string: a path and its `!`/`@` prefix.
+const MAX_STRING: usize = MAX_PATH_LEN + 1;
+/// Bytes of an over-long string kept to show in the report.
+const SHOWN: usize = 64;
+/// Failure and drop lines logged and kept in the report at most; the rest are counted.
+pub const MAX_REPORTED: usize = 100;
+
 /// Something in the queue that is not an operation, dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dropped {
@@ -50,6 +68,8 @@ pub enum Dropped {
     OddSource(Vec<u8>),
     /// A pair with an empty source, or a path that is not absolute.
     Invalid(Vec<u8>, Vec<u8>),
+    /// A pair with a path longer than [`MAX_PATH_LEN`]: its first bytes.
+    TooLong(Vec<u8>),
 }
 
 impl std::fmt::Display for Dropped {
@@ -61,6 +81,11 @@ impl std::fmt::Display for Dropped {
             Dropped::Invalid(a, b) => {
                 write!(f, "pair {:?} => {:?} (empty or relative path)", s(a), s(b))
             }
+            Dropped::TooLong(b) => write!(
+                f,
+                "pair with a path longer than {MAX_PATH_LEN} bytes ({:?}...)",
+                s(b)
+            ),
         }
     }
 }
@@ -77,89 +102,228 @@ pub struct Queue {
 pub struct RenameReport {
     /// Entries applied successfully.
     pub applied: usize,
-    /// One `'src' => 'dst' failed: cause` line per failed entry.
+    /// Entries that failed, all of them (`failures` shows the first few).
+    pub failed: usize,
+    /// One `'src' => 'dst' failed: cause` line per failed entry (the first [`MAX_REPORTED`]).
     pub failures: Vec<String>,
-    /// Queue contents that were not operations (torn, odd, invalid).
+    /// Queue contents that were not operations (torn, odd, invalid, too long, past the size
+    /// limit; the first [`MAX_REPORTED`]).
     pub dropped: Vec<String>,
+    /// Failure and drop lines beyond [`MAX_REPORTED`], counted but not logged one by one.
+    pub omitted: usize,
     /// Where a leftover `.processing` file from a crashed boot was moved.
     pub stale: Option<PathBuf>,
 }
 
-/// Length of the longest prefix of `bytes` made of whole pairs (what a reader would apply).
-pub fn valid_prefix_len(bytes: &[u8]) -> usize {
-    let mut in_pair = false;
-    let mut end = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == 0 {
-            if in_pair {
-                end = i + 1;
-            }
-            in_pair = !in_pair;
+impl RenameReport {
+    fn note(&mut self, failure: bool, line: String) {
+        if failure {
+            self.failed += 1;
+        }
+        if self.failures.len() + self.dropped.len() >= MAX_REPORTED {
+            self.omitted += 1;
+            return;
+        }
+        log::warn!("{line}");
+        if failure {
+            self.failures.push(line);
+        } else {
+            self.dropped.push(line);
         }
     }
-    end
 }
 
-/// Parse a queue. Total: any bytes give a [`Queue`], never a panic.
+/// Where whole pairs end, fed a stream in pieces (the writer's torn-tail repair).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PairScanner {
+    in_pair: bool,
+    end: u64,
+    pos: u64,
+}
+
+impl PairScanner {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for (i, &b) in chunk.iter().enumerate() {
+            if b == 0 {
+                if self.in_pair {
+                    self.end = self.pos + i as u64 + 1;
+                }
+                self.in_pair = !self.in_pair;
+            }
+        }
+        self.pos += chunk.len() as u64;
+    }
+
+    /// Length of the longest prefix fed so far made of whole pairs.
+    pub fn valid_len(&self) -> u64 {
+        self.end
+    }
+}
+
+/// Length of the longest prefix of `bytes` made of whole pairs (what a reader would apply).
+pub fn valid_prefix_len(bytes: &[u8]) -> usize {
+    let mut s = PairScanner::default();
+    s.feed(bytes);
+    s.valid_len() as usize
+}
+
+/// One string of the queue as read: whole, or only its first bytes when it is too long.
+#[derive(Debug)]
+struct QString {
+    bytes: Vec<u8>,
+    too_long: bool,
+    /// Ended by a NUL (false: the torn tail).
+    terminated: bool,
+}
+
+/// One thing read from the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Entry(Entry),
+    Dropped(Dropped),
+}
+
+/// Reads a queue as a stream: at most one pair (two strings of at most [`MAX_STRING`] bytes)
+/// is held at a time, whatever the queue's size. Total: any bytes give items, never a panic.
+pub struct QueueReader<R> {
+    r: io::BufReader<R>,
+    /// An item found while reading the previous one (a torn tail after an odd source).
+    pending: Option<Item>,
+    done: bool,
+}
+
+impl<R: Read> QueueReader<R> {
+    pub fn new(r: R) -> Self {
+        QueueReader {
+            r: io::BufReader::with_capacity(8192, r),
+            pending: None,
+            done: false,
+        }
+    }
+
+    /// The next string, or None at the end.
+    fn string(&mut self) -> io::Result<Option<QString>> {
+        let mut s = QString {
+            bytes: Vec::new(),
+            too_long: false,
+            terminated: false,
+        };
+        let mut any = false;
+        loop {
+            let buf = match self.r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(any.then_some(s));
+            }
+            any = true;
+            let (piece, used, end) = match buf.iter().position(|&b| b == 0) {
+                Some(i) => (&buf[..i], i + 1, true),
+                None => (buf, buf.len(), false),
+            };
+            let room = MAX_STRING.saturating_sub(s.bytes.len());
+            if piece.len() > room {
+                s.too_long = true;
+            }
+            let keep = if s.too_long {
+                SHOWN.saturating_sub(s.bytes.len())
+            } else {
+                room
+            };
+            s.bytes.extend_from_slice(&piece[..piece.len().min(keep)]);
+            if s.too_long {
+                s.bytes.truncate(SHOWN);
+            }
+            self.r.consume(used);
+            if end {
+                s.terminated = true;
+                return Ok(Some(s));
+            }
+        }
+    }
+
+    /// The next entry or dropped item; None at the end of the queue.
+    pub fn next_item(&mut self) -> io::Result<Option<Item>> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let Some(src) = self.string()? else {
+            self.done = true;
+            return Ok(None);
+        };
+        if !src.terminated {
+            self.done = true;
+            return Ok(Some(Item::Dropped(Dropped::TornWrite(src.bytes))));
+        }
+        let Some(dst) = self.string()? else {
+            self.done = true;
+            return Ok(Some(Item::Dropped(Dropped::OddSource(src.bytes))));
+        };
+        if !dst.terminated {
+            self.done = true;
+            self.pending = Some(Item::Dropped(Dropped::TornWrite(dst.bytes)));
+            return Ok(Some(Item::Dropped(Dropped::OddSource(src.bytes))));
+        }
+        Ok(Some(match entry(&src, &dst) {
+            Ok(e) => Item::Entry(e),
+            Err(d) => Item::Dropped(d),
+        }))
+    }
+}
+
+/// Parse a queue held in memory (tests, the fuzz target). Total: any bytes give a [`Queue`].
 pub fn parse_queue(bytes: &[u8]) -> Queue {
     let mut q = Queue::default();
-    let mut strings: Vec<&[u8]> = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match rest.iter().position(|&b| b == 0) {
-            Some(i) => {
-                strings.push(&rest[..i]);
-                rest = &rest[i + 1..];
-            }
-            None => {
-                q.dropped.push(Dropped::TornWrite(rest.to_vec()));
-                rest = &[];
-            }
+    let mut r = QueueReader::new(bytes);
+    // Reading a slice cannot fail.
+    while let Ok(Some(item)) = r.next_item() {
+        match item {
+            Item::Entry(e) => q.entries.push(e),
+            Item::Dropped(d) => q.dropped.push(d),
         }
-    }
-    let mut pairs = strings.chunks_exact(2);
-    for pair in pairs.by_ref() {
-        let (src, dst) = (pair[0], pair[1]);
-        match entry(src, dst) {
-            Some(e) => q.entries.push(e),
-            None => q.dropped.push(Dropped::Invalid(src.to_vec(), dst.to_vec())),
-        }
-    }
-    if let [odd] = pairs.remainder() {
-        q.dropped.push(Dropped::OddSource(odd.to_vec()));
-    }
-    // Report in queue order: the torn tail (found first) belongs at the end.
-    if let Some(pos) = q
-        .dropped
-        .iter()
-        .position(|d| matches!(d, Dropped::TornWrite(_)))
-    {
-        let torn = q.dropped.remove(pos);
-        q.dropped.push(torn);
     }
     q
 }
 
-fn entry(src: &[u8], dst: &[u8]) -> Option<Entry> {
-    let path = |b: &[u8]| -> Option<PathBuf> {
+fn entry(src: &QString, dst: &QString) -> Result<Entry, Dropped> {
+    for s in [src, dst] {
+        if s.too_long {
+            return Err(Dropped::TooLong(s.bytes.clone()));
+        }
+    }
+    let invalid = || Dropped::Invalid(src.bytes.clone(), dst.bytes.clone());
+    let path = |b: &[u8]| -> Result<PathBuf, Dropped> {
+        if b.len() > MAX_PATH_LEN {
+            return Err(Dropped::TooLong(b[..SHOWN].to_vec()));
+        }
         let p = PathBuf::from(OsStr::from_bytes(b));
-        p.is_absolute().then_some(p)
+        if p.is_absolute() {
+            Ok(p)
+        } else {
+            Err(invalid())
+        }
     };
-    if dst.is_empty() {
-        let src = src.strip_prefix(b"@").unwrap_or(src);
-        return Some(Entry {
-            source: path(src)?,
+    let (s, d) = (src.bytes.as_slice(), dst.bytes.as_slice());
+    if d.is_empty() {
+        let s = s.strip_prefix(b"@").unwrap_or(s);
+        return Ok(Entry {
+            source: path(s)?,
             action: Action::Delete,
         });
     }
-    let (dst, replace) = match dst.first() {
-        Some(b'!') | Some(b'@') => (&dst[1..], true),
-        _ => (dst, false),
+    let (d, replace) = match d.first() {
+        Some(b'!') | Some(b'@') => (&d[1..], true),
+        _ => (d, false),
     };
-    Some(Entry {
-        source: path(src)?,
+    Ok(Entry {
+        source: path(s)?,
         action: Action::Rename {
-            destination: path(dst)?,
+            destination: path(d)?,
             replace,
         },
     })
@@ -225,19 +389,30 @@ pub fn apply(sys: &dyn Sys, queue: &Path) -> Result<RenameReport, PhaseError> {
     sys.fsync_dir(dir).map_err(claim_err)?;
     drop(lock);
 
-    let bytes = sys
-        .read_file(&processing)
-        .map_err(|source| PhaseError::Read {
-            path: processing.clone(),
-            source,
-        })?;
-    let q = parse_queue(&bytes);
-    for d in &q.dropped {
-        log::warn!("{}: dropped {d}", queue.display());
-        report.dropped.push(d.to_string());
+    let read_err = |source| PhaseError::Read {
+        path: processing.clone(),
+        source,
+    };
+    let (file, size) = sys.open_regular(&processing).map_err(read_err)?;
+    if size > MAX_QUEUE_SIZE {
+        report.note(
+            false,
+            format!(
+                "{}: the queue is {size} bytes, more than {MAX_QUEUE_SIZE}: only the pairs within its first {MAX_QUEUE_SIZE} bytes are applied",
+                queue.display()
+            ),
+        );
     }
-    for e in &q.entries {
-        match apply_entry(sys, e) {
+    let mut items = QueueReader::new(file.take(MAX_QUEUE_SIZE));
+    while let Some(item) = items.next_item().map_err(read_err)? {
+        let e = match item {
+            Item::Entry(e) => e,
+            Item::Dropped(d) => {
+                report.note(false, format!("{}: dropped {d}", queue.display()));
+                continue;
+            }
+        };
+        match apply_entry(sys, &e) {
             Ok(()) => report.applied += 1,
             Err(err) => {
                 let dst = match &e.action {
@@ -251,11 +426,19 @@ pub fn apply(sys: &dyn Sys, queue: &Path) -> Result<RenameReport, PhaseError> {
                         destination.display()
                     ),
                 };
-                let line = format!("'{}' => '{dst}' failed: {err}", e.source.display());
-                log::warn!("{line}");
-                report.failures.push(line);
+                report.note(
+                    true,
+                    format!("'{}' => '{dst}' failed: {err}", e.source.display()),
+                );
             }
         }
+    }
+    if report.omitted > 0 {
+        log::warn!(
+            "{}: {} more failed or dropped entries not shown",
+            queue.display(),
+            report.omitted
+        );
     }
     if let Err(e) = sys.remove_file(&processing) {
         log::warn!("failed to remove {}: {e}", processing.display());
@@ -268,20 +451,36 @@ pub fn apply(sys: &dyn Sys, queue: &Path) -> Result<RenameReport, PhaseError> {
 
 fn apply_entry(sys: &dyn Sys, e: &Entry) -> io::Result<()> {
     match &e.action {
-        Action::Delete => match sys.remove_file(&e.source) {
-            // unlink(2) on a directory: Windows deletes it only when empty, as rmdir does.
-            Err(err) if errno(&err) == libc::EISDIR => sys.remove_dir(&e.source),
-            r => r,
-        },
+        // unlink(2), or rmdir for a directory: Windows deletes one only when empty, as rmdir.
+        Action::Delete => sys.safe_remove(&e.source),
         Action::Rename {
             destination,
-            replace: true,
-        } => sys.rename(&e.source, destination),
-        Action::Rename {
-            destination,
-            replace: false,
-        } => sys.rename_noreplace(&e.source, destination),
+            replace,
+        } => sys.safe_rename(&e.source, destination, !replace),
     }
+}
+
+/// A writer would grow the queue past [`MAX_QUEUE_SIZE`] (in an `io::Error` of kind Other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    pub size: u64,
+}
+
+impl std::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the rename queue holds {} bytes; it may not grow past {MAX_QUEUE_SIZE}",
+            self.size
+        )
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
+/// The [`QueueFull`] inside `e`, if that is what it is.
+pub fn queue_full(e: &io::Error) -> Option<&QueueFull> {
+    e.get_ref().and_then(|i| i.downcast_ref::<QueueFull>())
 }
 
 /// The bytes [`append`] writes for one operation.
@@ -293,6 +492,11 @@ pub fn encode(src: &Path, dst: Option<&Path>, replace: bool) -> io::Result<Vec<u
         }
         if p.as_os_str().as_bytes().contains(&0) {
             return Err(invalid("paths in the rename queue cannot contain NUL"));
+        }
+        if p.as_os_str().len() > MAX_PATH_LEN {
+            return Err(invalid(
+                "paths in the rename queue may be at most 4095 bytes (PATH_MAX with its NUL)",
+            ));
         }
         Ok(())
     };
@@ -367,13 +571,34 @@ fn append_with(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         }
+        let full = |size| Err(io::Error::other(QueueFull { size }));
+        if ours.len() > MAX_QUEUE_SIZE {
+            return full(ours.len());
+        }
         if ours.len() > 0 {
-            let mut old = Vec::new();
-            (&*file).read_to_end(&mut old)?;
-            let keep = valid_prefix_len(&old);
-            if keep != old.len() {
-                file.set_len(keep as u64)?;
+            // Streamed in pieces: never the whole queue in memory (PID 1 runs this).
+            let mut scan = PairScanner::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut seen = 0u64;
+            while seen < ours.len() {
+                let n = match (&*file).read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                scan.feed(&buf[..n]);
+                seen += n as u64;
             }
+            let keep = scan.valid_len();
+            if keep + record.len() as u64 > MAX_QUEUE_SIZE {
+                return full(keep);
+            }
+            if keep != seen {
+                file.set_len(keep)?;
+            }
+        } else if record.len() as u64 > MAX_QUEUE_SIZE {
+            return full(0);
         }
         let n = file.write(&record)?;
         if n != record.len() {
@@ -397,15 +622,17 @@ fn append_with(
 }
 
 fn open_queue(queue: &Path, create_new: bool) -> io::Result<fs::File> {
-    let mut o = fs::OpenOptions::new();
-    o.read(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC);
-    if create_new {
-        o.create_new(true);
+    if !create_new {
+        // O_NONBLOCK and a regular file only: a FIFO in its place must not block PID 1.
+        return crate::sys::open_regular_file(queue, true);
     }
-    o.open(queue)
+    fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(queue)
 }
 
 #[cfg(test)]
@@ -678,5 +905,109 @@ mod tests {
             format!("failed to claim rename queue {Q}: Read-only file system (os error 30)")
         );
         assert!(s.calls_of("unlink").is_empty());
+    }
+
+    #[test]
+    fn paths_past_path_max_are_dropped_unread_and_refused_when_queued() {
+        let ok_path = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+        let long = format!("/{}", "b".repeat(70_000));
+        let mut bytes = Vec::new();
+        for (a, b) in [
+            (long.as_str(), "/d"),
+            ("/s", long.as_str()),
+            (ok_path.as_str(), ""),
+            ("/after", "!/x"),
+        ] {
+            bytes.extend_from_slice(a.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(b.as_bytes());
+            bytes.push(0);
+        }
+        let q = parse_queue(&bytes);
+        assert_eq!(q.entries, [delete(&ok_path), rename("/after", "/x", true)]);
+        assert_eq!(q.dropped.len(), 2);
+        for d in &q.dropped {
+            let Dropped::TooLong(shown) = d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(shown.len(), SHOWN);
+            assert!(d
+                .to_string()
+                .starts_with("pair with a path longer than 4095 bytes"));
+        }
+        // A `!` prefix does not count: 4095 bytes of path after it are fine; 4096 are not.
+        let bang = format!("!/{}", "c".repeat(MAX_PATH_LEN - 1));
+        let q = parse_queue(format!("/s\0{bang}\0/s\0!{ok_path}c\0").as_bytes());
+        assert_eq!(q.entries.len(), 1);
+        assert!(matches!(q.dropped[..], [Dropped::TooLong(_)]));
+
+        assert!(encode(Path::new(&ok_path), None, false).is_ok());
+        let e = encode(Path::new(&format!("{ok_path}x")), None, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(encode(Path::new("/s"), Some(Path::new(&long)), false).is_err());
+    }
+
+    #[test]
+    fn only_the_first_mebibyte_is_applied_and_reports_are_capped() {
+        // 300,000 deletes of missing files: far past the size limit and the report limit.
+        let mut bytes = Vec::new();
+        for i in 0..300_000 {
+            bytes.extend_from_slice(format!("/missing/{i}\0\0").as_bytes());
+        }
+        assert!(bytes.len() as u64 > MAX_QUEUE_SIZE);
+        let s = fake_with_queue(&bytes);
+        s.add_file("/missing/0", b"");
+        let r = apply(&s, Path::new(Q)).unwrap();
+        assert_eq!(r.applied, 1);
+        assert!(
+            r.dropped[0].contains("more than 1048576"),
+            "{:?}",
+            r.dropped
+        );
+        assert_eq!(r.failures.len() + r.dropped.len(), MAX_REPORTED);
+        // Every pair within the first MiB was tried, no more: one applied, the rest counted.
+        let within = bytes[..MAX_QUEUE_SIZE as usize].split(|&b| b == 0).count() / 2;
+        let tried = s.calls_of("unlink").len() - 1; // the claimed queue's own unlink
+        assert_eq!(tried, within, "{r:?}");
+        assert_eq!(r.failed, tried - 1);
+        assert_eq!(
+            r.failures.len() + r.dropped.len() + r.omitted,
+            (tried - 1) + 2,
+            "the failed deletes, the size line, the pair cut at the limit"
+        );
+    }
+
+    #[test]
+    fn streamed_reader_matches_byte_by_byte_reads() {
+        // A reader that hands out one byte at a time: string boundaries fall anywhere.
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match (self.0.split_first(), buf.is_empty()) {
+                    (Some((b, rest)), false) => {
+                        buf[0] = *b;
+                        self.0 = rest;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let bytes = b"/a\0/b\0rel\0/x\0/c\0\0/odd\0/tor";
+        let mut r = QueueReader::new(OneByte(bytes));
+        let mut items = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            items.push(i);
+        }
+        let q = parse_queue(bytes);
+        assert_eq!(items.len(), q.entries.len() + q.dropped.len());
+        assert_eq!(
+            q.dropped,
+            [
+                Dropped::Invalid(b"rel".to_vec(), b"/x".to_vec()),
+                Dropped::OddSource(b"/odd".to_vec()),
+                Dropped::TornWrite(b"/tor".to_vec())
+            ]
+        );
     }
 }

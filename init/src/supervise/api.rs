@@ -378,7 +378,20 @@ impl Supervisor {
                 Ok(json!({}))
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                Err(MethodError::invalid("source", e.to_string()))
+                let ok = |p: &str| {
+                    p.starts_with('/')
+                        && !p.contains('\0')
+                        && p.len() <= crate::phases::pending_renames::MAX_PATH_LEN
+                };
+                let which = if ok(source) { "destination" } else { "source" };
+                Err(MethodError::invalid(which, e.to_string()))
+            }
+            // Full (issue 12): the queue may not grow past its limit.
+            Err(e) if crate::phases::pending_renames::queue_full(&e).is_some() => {
+                Err(MethodError::limit_reached(
+                    "rename-queue-bytes",
+                    crate::phases::pending_renames::MAX_QUEUE_SIZE,
+                ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(MethodError::failed(
                 format!("{} is locked by another writer; try again", queue.display()),

@@ -211,15 +211,21 @@ impl Supervisor {
             }
             Phase::Environment { vars } => {
                 for (name, value) in vars {
-                    self.env.apply(name, value);
+                    // Past execve's limits: left out and logged, never a huge allocation.
+                    if let Err(e) = self.env.apply(name, value) {
+                        self.problem(format!("environment variable {name} left out: {e}"));
+                    }
                 }
                 Step::Done
             }
             Phase::DosDevices { directory, links } => {
-                let expanded: Vec<(String, String)> = links
-                    .iter()
-                    .map(|(n, t)| (n.clone(), self.env.expand(t)))
-                    .collect();
+                let mut expanded: Vec<(String, String)> = Vec::new();
+                for (n, t) in links {
+                    match self.env.expand(t) {
+                        Ok(t) => expanded.push((n.clone(), t)),
+                        Err(e) => self.problem(format!("dos device {n} left out: its target {e}")),
+                    }
+                }
                 match phases::dos_devices::run(&sys, directory, &expanded) {
                     Ok(()) => Step::Done,
                     Err(e) => self.fatal_or_problem("dos-devices", e),
@@ -246,14 +252,19 @@ impl Supervisor {
                 Step::Done
             }
             Phase::PagingFiles { files, volumes } => {
-                let files: Vec<_> = files
-                    .iter()
-                    .map(|f| {
-                        let mut f = f.clone();
-                        f.path = self.env.expand(&f.path.to_string_lossy()).into();
-                        f
-                    })
-                    .collect();
+                let mut expanded = Vec::new();
+                for f in files {
+                    let mut f = f.clone();
+                    match self.env.expand(&f.path.to_string_lossy()) {
+                        Ok(p) => f.path = p.into(),
+                        Err(e) => {
+                            self.problem(format!("paging file {f} left out: its path {e}"));
+                            continue;
+                        }
+                    }
+                    expanded.push(f);
+                }
+                let files = expanded;
                 for outcome in phases::paging_files::run(&sys, &files, volumes) {
                     if let Err(e) = outcome.result {
                         self.problem(e);

@@ -490,11 +490,16 @@ impl Supervisor {
         for (k, v) in extra_env {
             env.set(k, v);
         }
+        // Each argument within MAX_ARG_STRLEN, as execve would insist (E2BIG).
         let argv: Vec<String> = spec
             .argv
             .iter()
-            .map(|a| smss_config::expand(a, |n| env.get(n).map(str::to_string)))
-            .collect();
+            .map(|a| env.expand(a))
+            .collect::<Result<_, _>>()
+            .map_err(|_| SpawnError::Exec {
+                program: name.to_string(),
+                source: std::io::Error::from_raw_os_error(libc::E2BIG),
+            })?;
         let Some(first) = argv.first() else {
             return Err(SpawnError::NotFound(name.to_string()));
         };

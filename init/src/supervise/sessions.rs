@@ -1117,7 +1117,7 @@ impl Supervisor {
                     &s.params,
                     user.as_ref(),
                 );
-                let argv = instance::expand_argv(&spec.argv, &env);
+                let argv = instance::expand_argv(&spec.argv, &env).map_err(MethodError::failed)?;
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
                 // session's user) before exec, so nothing it forks escapes the session.
                 let program = self.session_binary.clone();

@@ -211,6 +211,30 @@ impl Sys for FakeSys {
         }
     }
 
+    /// Like `rename`/`rename_noreplace` (and recorded as them): the fake has no symlinks.
+    fn safe_rename(&self, from: &Path, to: &Path, noreplace: bool) -> io::Result<()> {
+        if noreplace {
+            self.rename_noreplace(from, to)
+        } else {
+            self.rename(from, to)
+        }
+    }
+
+    /// Recorded as `unlink`, then `rmdir` when unlink says EISDIR.
+    fn safe_remove(&self, path: &Path) -> io::Result<()> {
+        match self.remove_file(path) {
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => self.remove_dir(path),
+            r => r,
+        }
+    }
+
+    /// Recorded as `read`; the whole file, as a stream.
+    fn open_regular(&self, path: &Path) -> io::Result<(Box<dyn io::Read>, u64)> {
+        let data = self.read_file(path)?;
+        let len = data.len() as u64;
+        Ok((Box::new(io::Cursor::new(data)), len))
+    }
+
     fn exists(&self, path: &Path) -> bool {
         self.fs.borrow().contains_key(path)
     }

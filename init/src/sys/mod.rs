@@ -9,6 +9,7 @@
 //! calls, [`fake::FakeSys`] records them and injects errors in unit tests.
 #![allow(unsafe_code)]
 
+pub mod chase;
 pub mod fake;
 pub mod fd;
 pub mod kernel;
@@ -40,6 +41,9 @@ pub struct MountFlags {
     pub dirsync: bool,
 }
 
+/// How long [`Sys::lock_file`] waits for another holder of the lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An exclusive `flock(2)` held on a file until dropped (the fake holds nothing).
 #[derive(Debug)]
 pub struct FileLock(#[allow(dead_code)] Option<nix::fcntl::Flock<fs::File>>);
@@ -62,6 +66,45 @@ pub fn lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::File>>
 pub fn try_lock_exclusive(file: fs::File) -> io::Result<nix::fcntl::Flock<fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io::Error::from(e))
+}
+
+/// Open `path` (read, plus append when `append`) with O_NONBLOCK, so a FIFO put where a
+/// file belongs cannot block the caller in open(2), and refuse anything but a regular file
+/// (an error saying what it is). O_NONBLOCK changes nothing for a regular file.
+pub fn open_regular_file(path: &Path, append: bool) -> io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .append(append)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    require_regular(&f, path)?;
+    Ok(f)
+}
+
+/// An error saying what `f` is unless it is a regular file.
+pub fn require_regular(f: &fs::File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = f.metadata()?.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "something else"
+    };
+    Err(io::Error::other(format!(
+        "{} is not a regular file ({what})",
+        path.display()
+    )))
 }
 
 /// The arguments after the program name, from a C `main`'s `argc`/`argv` (lossy: a
@@ -94,6 +137,15 @@ pub trait Sys {
     fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// [`Sys::rename`] / [`Sys::rename_noreplace`] (`noreplace`) for paths someone else may
+    /// control: no symlink but root's is followed on the way ([`chase`]).
+    fn safe_rename(&self, from: &Path, to: &Path, noreplace: bool) -> io::Result<()>;
+    /// Unlink `path`, or rmdir it when it is a directory, following no symlink but root's on
+    /// the way ([`chase`]).
+    fn safe_remove(&self, path: &Path) -> io::Result<()>;
+    /// Open a regular file for reading without blocking (O_NONBLOCK: a FIFO is refused, never
+    /// waited on); returns it with its size. Anything but a regular file is an error.
+    fn open_regular(&self, path: &Path) -> io::Result<(Box<dyn io::Read>, u64)>;
     fn exists(&self, path: &Path) -> bool;
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Write a whole file (created with `mode`, truncated) and fsync it.
@@ -128,7 +180,9 @@ pub trait Sys {
     fn file_size(&self, path: &Path) -> io::Result<u64>;
     /// chmod(2).
     fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()>;
-    /// Open `path` and take an exclusive flock on it, blocking until granted.
+    /// Open `path` (a regular file, opened non-blocking) and take an exclusive flock on it,
+    /// waiting at most [`LOCK_WAIT`] (then `WouldBlock`): a writer stopped while holding it
+    /// must not stop the boot.
     fn lock_file(&self, path: &Path) -> io::Result<FileLock>;
     /// `uname -r`.
     fn kernel_release(&self) -> io::Result<String>;
@@ -191,6 +245,20 @@ impl Sys for RealSys {
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         fs::remove_dir(path)
+    }
+
+    fn safe_rename(&self, from: &Path, to: &Path, noreplace: bool) -> io::Result<()> {
+        chase::rename(from, to, noreplace)
+    }
+
+    fn safe_remove(&self, path: &Path) -> io::Result<()> {
+        chase::remove(path)
+    }
+
+    fn open_regular(&self, path: &Path) -> io::Result<(Box<dyn io::Read>, u64)> {
+        let f = open_regular_file(path, false)?;
+        let len = f.metadata()?.len();
+        Ok((Box::new(f), len))
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -372,11 +440,27 @@ impl Sys for RealSys {
     }
 
     fn lock_file(&self, path: &Path) -> io::Result<FileLock> {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
-        Ok(FileLock(Some(lock_exclusive(f)?)))
+        use nix::fcntl::{Flock, FlockArg};
+        let mut f = open_regular_file(path, false)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(FileLock(Some(l))),
+                Err((back, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    f = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("locked by another writer for {} s", LOCK_WAIT.as_secs()),
+                    ))
+                }
+                Err((_, e)) => return Err(e.into()),
+            }
+        }
     }
 
     fn kernel_release(&self) -> io::Result<String> {
