@@ -888,3 +888,26 @@ fn login_managers_start_with_default_signal_dispositions() {
     assert!(status.contains("SigBlk:\t0000000000000000"), "{status}");
     s.ok("TerminateSession", json!({"id": v["id"]}));
 }
+
+/// `pids_max` asks for a limit only a cgroup2 pids controller can enforce: without one the
+/// request is refused (InvalidParameter), never accepted silently without the limit.
+#[test]
+fn pids_max_without_a_pids_controller_is_refused() {
+    require_unshare!();
+    let s = start("pidsmax", "", Opts::default());
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["sleep", "1000"], "pids_max": 100}),
+        "io.smss.Manager.InvalidParameter",
+    );
+    assert_eq!(p["parameter"], "pids_max", "{p}");
+    assert!(s.sessions().is_empty());
+    // Without it the same session is created.
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    s.assert_serving();
+}

@@ -178,7 +178,12 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
     let dir = Path::new(&p.runtime_dir);
     let dirfd = make_runtime_dir(dir, user.as_ref())
         .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
-    report.cgroup = set_up_cgroup(p.id, p.pids_max).map(|c| c.display().to_string());
+    let (cgroup, limited) = set_up_cgroup(p.id, p.pids_max);
+    report.cgroup = cgroup.map(|c| c.display().to_string());
+    if p.pids_max.is_some() && !limited {
+        // Asked for, not enforceable: fail rather than run without the limit.
+        return Err("pids_max: failed to set the session cgroup's pids.max".into());
+    }
     let env = instance::session_environment(std::env::vars().collect(), p, user.as_ref());
     write_file(&dirfd, dir, "environment", &env_file(&env))?;
     write_file(
@@ -282,8 +287,15 @@ fn default_pids_max() -> u64 {
 /// `/sys/fs/cgroup/smss/session-ID` with pids.max, joined by this process so everything it
 /// starts (and everything they fork) is inside. None, with a log line, when there is no
 /// cgroup2 hierarchy there (a cgroup v1 or hybrid host): the session is then tracked by the
-/// session ids of its processes.
-fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> Option<PathBuf> {
+/// session ids of its processes. The flag: pids.max was set.
+fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> (Option<PathBuf>, bool) {
+    let mut limited = false;
+    let cg = cgroup_with_limit(id, pids_max, &mut limited);
+    let limited = limited && cg.is_some();
+    (cg, limited)
+}
+
+fn cgroup_with_limit(id: u32, pids_max: Option<u64>, limited: &mut bool) -> Option<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.controllers").exists() {
         log::info!(
@@ -332,8 +344,9 @@ fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> Option<PathBuf> {
     }
     if pids {
         let max = pids_max.unwrap_or_else(default_pids_max);
-        if let Err(e) = fs::write(cg.join("pids.max"), max.to_string()) {
-            log::warn!("session {id}: failed to set pids.max: {e}");
+        match fs::write(cg.join("pids.max"), max.to_string()) {
+            Ok(()) => *limited = true,
+            Err(e) => log::warn!("session {id}: failed to set pids.max: {e}"),
         }
     }
     if let Err(e) = fs::write(cg.join("cgroup.procs"), std::process::id().to_string()) {

@@ -128,6 +128,8 @@ pub enum Timer {
     TrimWorkingSet,
     /// A prune of session numbers was asked for too soon after the last scan.
     PruneSessionIds,
+    /// A control connection's deadline, or the count of denied calls not logged.
+    ControlDeadline,
 }
 
 /// The engine's whole state. One instance, owned by the loop.
@@ -305,6 +307,7 @@ impl Supervisor {
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::PruneSessionIds => self.prune_session_ids(),
+                Timer::ControlDeadline => self.on_control_deadline(),
                 Timer::TrimWorkingSet => {
                     sys::trim_working_set();
                     log::debug!("working set trimmed");

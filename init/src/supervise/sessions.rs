@@ -146,6 +146,12 @@ fn alive(pid: i32) -> bool {
     procs::read(pid).is_some_and(|p| p.alive())
 }
 
+/// Does the cgroup2 hierarchy sessions use offer the pids controller (`pids_max`)?
+fn pids_controller_available() -> bool {
+    fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"))
+}
+
 /// `populated` of a cgroup's `cgroup.events`; None when unreadable.
 fn populated(events: &str) -> Option<bool> {
     events
@@ -318,6 +324,15 @@ impl Supervisor {
             }
         };
         let environment = parse_environment(&req.environment)?;
+        if req.pids_max.is_some() && !pids_controller_available() {
+            // A limit that would not be enforced is refused, not accepted silently.
+            return Err(MethodError::invalid(
+                "pids_max",
+                format!(
+                    "no cgroup2 pids controller at {CGROUP_ROOT}: the limit cannot be enforced"
+                ),
+            ));
+        }
         let mut subsystems = Vec::new();
         for name in &self.cfg.sessions.session_subsystems {
             let Some((name, spec)) = self.cfg.subsystems.get_entry(name) else {
