@@ -1,8 +1,10 @@
 //! `smss-session`: the per-session instance (the copy of smss.exe the master starts for each
 //! session). It reads its parameters from the descriptor PID 1 passed (`--fd N`), creates the
 //! session's runtime directory and cgroup, starts the session subsystems and the login
-//! manager on the seat's terminal, reports their pids on the same descriptor and exits: its
-//! children are reparented to PID 1, which supervises them from then on.
+//! manager on the seat's terminal, reports their pids on the same descriptor (each as soon as
+//! it is started, then the whole report) and exits: its children are reparented to PID 1,
+//! which supervises them from then on. Without a cgroup it stays instead, as the session's
+//! keeper (see `keeper`).
 //!
 //! ```text
 //! smss-session --id ID --fd N [--log LEVEL]        the instance (started by smss only)
@@ -26,13 +28,15 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smss::control::instance::{
-    self, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
+    self, InstanceMessage, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
 };
 use smss::control::users::{self, User};
 use smss::logging;
 use smss::supervise::notify::NotifySocket;
 use smss::sys::process::{self, Detach, SpawnSpec};
 use smss_config::Environment;
+
+mod keeper;
 
 const USAGE: &str = "\
 usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
@@ -126,27 +130,110 @@ fn instance_main(argv: &[String]) -> i32 {
             return 1;
         }
     };
-    let mut link = UnixStream::from(fd);
-    let mut doc = Vec::new();
-    if let Err(e) = (&link)
-        .take(instance::MAX_PARAMS as u64 + 1)
-        .read_to_end(&mut doc)
-    {
-        log::error!("session {id}: failed to read its parameters: {e}");
-        return 1;
-    }
-    let report = match serde_json::from_slice::<SessionParams>(&doc) {
-        Ok(p) if p.id == id => set_up(&p),
+    let link = UnixStream::from(fd);
+    // SIGCHLD and SIGTERM are read from a signalfd by the keeper; blocked before anything is
+    // started (children start with an empty mask: see smss's spawn).
+    let mut mask = nix::sys::signal::SigSet::empty();
+    mask.add(nix::sys::signal::Signal::SIGCHLD);
+    mask.add(nix::sys::signal::Signal::SIGTERM);
+    let signals = mask
+        .thread_block()
+        .map_err(std::io::Error::from)
+        .and_then(|()| {
+            nix::sys::signalfd::SignalFd::with_flags(
+                &mask,
+                nix::sys::signalfd::SfdFlags::SFD_NONBLOCK
+                    | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)
+        });
+    let signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("session {id}: failed to create a signalfd: {e}");
+            return 1;
+        }
+    };
+    let (doc, pending) = match read_line(&link, instance::MAX_PARAMS) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("session {id}: failed to read its parameters: {e}");
+            return 1;
+        }
+    };
+    let mut report = match serde_json::from_slice::<SessionParams>(&doc) {
+        Ok(p) if p.id == id => set_up(&p, &link),
         Ok(p) => failure(id, format!("parameters are for session {}", p.id)),
         Err(e) => failure(id, format!("unreadable parameters: {e}")),
     };
-    let mut line = serde_json::to_vec(&report).unwrap_or_default();
+    if report.keeper && report.error.is_some() {
+        // A failed session without a cgroup: end what was started before reporting, so
+        // nothing is left for PID 1 to find.
+        report.keeper = false;
+        keeper::sweep(&mut keeper::Keeper::new(Vec::new()), &link, &signals);
+    }
+    let members: Vec<i32> = report.members.iter().map(|m| m.pid).collect();
+    let keep = report.keeper;
+    let failed = report.error.is_some();
+    let mut line = serde_json::to_vec(&InstanceMessage::Report(report)).unwrap_or_default();
     line.push(b'\n');
-    if let Err(e) = link.write_all(&line) {
+    if let Err(e) = (&link).write_all(&line) {
         log::error!("session {id}: failed to report to smss: {e}");
+        if keep {
+            keeper::sweep(&mut keeper::Keeper::new(Vec::new()), &link, &signals);
+        }
         return 1;
     }
-    i32::from(report.error.is_some())
+    if keep {
+        return keeper::keep(link, pending, &members, signals);
+    }
+    i32::from(failed)
+}
+
+/// Read one line (at most `max` bytes) from PID 1: the line, and whatever came after it.
+fn read_line(link: &UnixStream, max: usize) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let rest = buf.split_off(i + 1);
+            buf.pop();
+            return Ok((buf, rest));
+        }
+        if buf.len() > max {
+            return Err(std::io::Error::other("the parameters are too long"));
+        }
+        match (&*link).read(&mut chunk) {
+            // EOF ends the document too (an smss that shut its side down).
+            Ok(0) => return Ok((buf, Vec::new())),
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A process was started: into the report, and at once to PID 1 (so that an instance killed
+/// before its report leaves nothing PID 1 does not know of).
+fn started(link: &UnixStream, report: &mut Report, pid: i32, name: String, critical: bool) {
+    let member = Member {
+        pid,
+        name,
+        critical,
+        // Our child, not reaped: the pid is still this process's.
+        start_time: smss::supervise::procs::read(pid).map_or(0, |p| p.start_time),
+    };
+    let mut line =
+        serde_json::to_vec(&InstanceMessage::Started(member.clone())).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = (&*link).write_all(&line) {
+        log::warn!(
+            "session {}: failed to tell smss about pid {pid}: {e}",
+            report.id
+        );
+    }
+    report.pids.push(pid);
+    report.members.push(member);
 }
 
 fn failure(id: u32, error: String) -> Report {
@@ -159,18 +246,18 @@ fn failure(id: u32, error: String) -> Report {
 
 /// Build the session; every failure ends up in the report (with what was started so far,
 /// which PID 1 stops and cleans up).
-fn set_up(p: &SessionParams) -> Report {
+fn set_up(p: &SessionParams, link: &UnixStream) -> Report {
     let mut report = Report {
         id: p.id,
         ..Default::default()
     };
-    if let Err(e) = build(p, &mut report) {
+    if let Err(e) = build(p, link, &mut report) {
         report.error = Some(e);
     }
     report
 }
 
-fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
+fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<(), String> {
     let user = match &p.user {
         Some(name) => Some(users::find_user(name).ok_or(format!("no user {name}"))?),
         None => None,
@@ -180,6 +267,14 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
         .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     let (cgroup, limited) = set_up_cgroup(p.id, p.pids_max);
     report.cgroup = cgroup.map(|c| c.display().to_string());
+    if report.cgroup.is_none() {
+        // No cgroup to hold the session: this process will, as its keeper. A subreaper
+        // before anything is started, so nothing started can get out from below it.
+        match smss::sys::set_child_subreaper() {
+            Ok(()) => report.keeper = true,
+            Err(e) => log::warn!("session {}: failed to become a subreaper: {e}", p.id),
+        }
+    }
     if p.pids_max.is_some() && !limited {
         // Asked for, not enforceable: fail rather than run without the limit.
         return Err("pids_max: failed to set the session cgroup's pids.max".into());
@@ -204,16 +299,12 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
 
     let mut notify = None;
     for sub in &p.subsystems {
-        start_subsystem(p.id, sub, &env, &mut notify, report)?;
+        start_subsystem(p.id, sub, &env, &mut notify, link, report)?;
     }
     let leader = start_login_manager(p, &env, user.as_ref())?;
-    report.pids.push(leader);
+    let name = p.command.first().cloned().unwrap_or_default();
+    started(link, report, leader, name, false);
     report.leader = Some(leader);
-    report.members.push(Member {
-        pid: leader,
-        name: p.command.first().cloned().unwrap_or_default(),
-        critical: false,
-    });
     let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
     write_file(&dirfd, dir, "pids", &pids)?;
     Ok(())
@@ -366,6 +457,7 @@ fn start_subsystem(
     sub: &SubsystemSpec,
     env: &Environment,
     notify: &mut Option<NotifySocket>,
+    link: &UnixStream,
     report: &mut Report,
 ) -> Result<(), String> {
     let mut vars = env.vars().to_vec();
@@ -395,12 +487,7 @@ fn start_subsystem(
         .map_err(|e| format!("subsystem {}: {e}", sub.name))?
         .as_raw();
     log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
-    report.pids.push(pid);
-    report.members.push(Member {
-        pid,
-        name: sub.name.clone(),
-        critical: sub.critical,
-    });
+    started(link, report, pid, sub.name.clone(), sub.critical);
     if let (true, Some(n)) = (sub.notify, notify.as_ref()) {
         wait_ready(pid, n, Duration::from_millis(sub.ready_timeout_ms))
             .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
