@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! smss-session --id ID --fd N [--log LEVEL]        the instance (started by smss only)
-//! smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+//! smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
 //!                                                  join DIR, drop to USER, exec CMD
 //! ```
 #![deny(unsafe_code)]
@@ -40,7 +40,7 @@ mod keeper;
 
 const USAGE: &str = "\
 usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
-       smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+       smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
        smss-session remove DIR                        (an ended session's runtime directory)";
 
 /// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
@@ -213,6 +213,60 @@ fn read_line(link: &UnixStream, max: usize) -> std::io::Result<(Vec<u8>, Vec<u8>
     }
 }
 
+/// A session process to start.
+struct Held {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    detach: Detach,
+    stdio: Option<std::os::fd::RawFd>,
+    cwd: Option<PathBuf>,
+    /// Drop to this user before exec.
+    user: Option<String>,
+}
+
+/// Start a session process held back until PID 1 knows of it: it starts as `smss-session
+/// exec --hold FD`, which waits for a byte on a pipe before it execs the command; the byte is
+/// written once the `started` line is. An instance killed in between closes the pipe, and the
+/// process exits without having run anything (so nothing can start unknown to PID 1).
+fn spawn_held(
+    h: Held,
+    link: &UnixStream,
+    report: &mut Report,
+    name: String,
+    critical: bool,
+) -> Result<i32, String> {
+    let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
+    let (hold, go) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("failed to create a pipe: {e}"))?;
+    let mut argv = vec![
+        me.display().to_string(),
+        "exec".into(),
+        "--hold".into(),
+        hold.as_raw_fd().to_string(),
+    ];
+    if let Some(u) = h.user {
+        argv.extend(["--user".into(), u]);
+    }
+    argv.push("--".into());
+    argv.extend(h.argv);
+    let spec = SpawnSpec {
+        program: me,
+        argv,
+        env: h.env,
+        detach: h.detach,
+        stdio: h.stdio,
+        pass_fd: Some(hold.as_raw_fd()),
+        cwd: h.cwd,
+    };
+    let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
+    drop(hold);
+    started(link, report, pid, name, critical);
+    if let Err(e) = nix::unistd::write(&go, b"g") {
+        log::warn!("session {}: failed to release pid {pid}: {e}", report.id);
+    }
+    Ok(pid)
+}
+
 /// A process was started: into the report, and at once to PID 1 (so that an instance killed
 /// before its report leaves nothing PID 1 does not know of).
 fn started(link: &UnixStream, report: &mut Report, pid: i32, name: String, critical: bool) {
@@ -301,9 +355,7 @@ fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<()
     for sub in &p.subsystems {
         start_subsystem(p.id, sub, &env, &mut notify, link, report)?;
     }
-    let leader = start_login_manager(p, &env, user.as_ref())?;
-    let name = p.command.first().cloned().unwrap_or_default();
-    started(link, report, leader, name, false);
+    let leader = start_login_manager(p, &env, user.as_ref(), link, report)?;
     report.leader = Some(leader);
     let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
     write_file(&dirfd, dir, "pids", &pids)?;
@@ -473,21 +525,18 @@ fn start_subsystem(
         }
     }
     let argv = instance::expand_argv(&sub.argv, env);
-    let program = resolve(&argv, env)?;
-    let spec = SpawnSpec {
-        program,
+    resolve(&argv, env)?;
+    let held = Held {
         argv,
         env: vars,
         detach: Detach::Session,
         stdio: None,
-        pass_fd: None,
         cwd: None,
+        user: None,
     };
-    let pid = process::spawn(&spec)
-        .map_err(|e| format!("subsystem {}: {e}", sub.name))?
-        .as_raw();
+    let pid = spawn_held(held, link, report, sub.name.clone(), sub.critical)
+        .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
     log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
-    started(link, report, pid, sub.name.clone(), sub.critical);
     if let (true, Some(n)) = (sub.notify, notify.as_ref()) {
         wait_ready(pid, n, Duration::from_millis(sub.ready_timeout_ms))
             .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
@@ -556,31 +605,21 @@ fn start_login_manager(
     p: &SessionParams,
     env: &Environment,
     user: Option<&User>,
+    link: &UnixStream,
+    report: &mut Report,
 ) -> Result<i32, String> {
     let argv = instance::expand_argv(&p.command, env);
-    let (program, argv) = match user.filter(|u| u.uid != 0) {
-        // `smss-session exec --user` drops privileges, then execs the command: the pid we
-        // report stays the login manager's.
-        Some(u) => {
-            let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
-            let mut full = vec![
-                me.display().to_string(),
-                "exec".into(),
-                "--user".into(),
-                u.name.clone(),
-                "--".into(),
-            ];
-            full.extend(argv);
-            (me, full)
-        }
-        None => (resolve(&argv, env)?, argv),
-    };
+    // `smss-session exec --user` drops privileges, then execs the command (the pid we
+    // report stays the login manager's); as root the program is looked up here first.
+    let as_user = user.filter(|u| u.uid != 0);
+    if as_user.is_none() {
+        resolve(&argv, env)?;
+    }
     let tty = match &p.tty {
         Some(t) => Some(open_seat_tty(t).map_err(|e| format!("failed to open {t}: {e}"))?),
         None => None,
     };
-    let spec = SpawnSpec {
-        program,
+    let held = Held {
         argv,
         env: env.vars().to_vec(),
         detach: if tty.is_some() {
@@ -589,12 +628,12 @@ fn start_login_manager(
             Detach::Session
         },
         stdio: tty.as_ref().map(|t| t.as_raw_fd()),
-        pass_fd: None,
         cwd: user.map(|u| PathBuf::from(&u.home)).filter(|h| h.is_dir()),
+        user: as_user.map(|u| u.name.clone()),
     };
-    let pid = process::spawn(&spec)
-        .map_err(|e| format!("login manager: {e}"))?
-        .as_raw();
+    let name = p.command.first().cloned().unwrap_or_default();
+    let pid =
+        spawn_held(held, link, report, name, false).map_err(|e| format!("login manager: {e}"))?;
     log::info!(
         "session {}: login manager {} started (pid {pid})",
         p.id,
@@ -618,18 +657,23 @@ fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
     Ok(f)
 }
 
-/// `exec [--cgroup DIR] [--user USER] -- CMD [ARG..]`: join the cgroup, drop to the user,
-/// exec. Used for a login manager running as a user and for subsystems started later inside
+/// `exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a byte on FD
+/// (a session process held until PID 1 knows of it), join the cgroup, drop to the user,
+/// exec. Used for every process an instance starts and for subsystems started later inside
 /// a session (LoadDeferredSubsystem).
 fn exec_main(argv: &[String]) -> i32 {
     logging::init(
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
-    let (mut cgroup, mut user, mut cmd) = (None, None, None);
+    let (mut cgroup, mut user, mut cmd, mut hold) = (None, None, None, None);
     let mut i = 0;
     while let Some(a) = argv.get(i) {
         match a.as_str() {
+            "--hold" => {
+                hold = argv.get(i + 1).cloned();
+                i += 1;
+            }
             "--cgroup" => {
                 cgroup = argv.get(i + 1).cloned();
                 i += 1;
@@ -653,6 +697,26 @@ fn exec_main(argv: &[String]) -> i32 {
         eprintln!("smss-session exec: no command\n{USAGE}");
         return 2;
     };
+    if let Some(fd) = hold {
+        // Held until the instance has told PID 1 about us; its going away first means the
+        // session is being torn down: run nothing.
+        let released = fd
+            .parse::<i32>()
+            .ok()
+            .and_then(|fd| smss::sys::fd::take_inherited(fd).ok())
+            .is_some_and(|fd| {
+                let mut b = [0u8; 1];
+                loop {
+                    match nix::unistd::read(fd.as_raw_fd(), &mut b) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        r => break r == Ok(1),
+                    }
+                }
+            });
+        if !released {
+            return 126;
+        }
+    }
     if let Some(cg) = cgroup {
         let procs = Path::new(&cg).join("cgroup.procs");
         if let Err(e) = fs::write(&procs, std::process::id().to_string()) {

@@ -517,6 +517,9 @@ impl Supervisor {
     /// Give up on a session's running instance: SIGKILL it (and, without a cgroup, remember
     /// its descendants so the teardown finds them), fail the creation and end the session.
     fn abort_instance(&mut self, id: u32, why: String) {
+        // What it wrote so far first: the processes it started (or its report, which makes
+        // the session active, and TerminateSession then ends it the ordinary way).
+        self.read_instance(id, false);
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
