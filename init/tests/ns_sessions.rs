@@ -1120,3 +1120,51 @@ fn a_killed_keeper_ends_its_session_and_takes_its_members_along() {
     assert!(s.sessions().is_empty());
     s.assert_serving();
 }
+
+/// Without cgroup2 a subsystem started in a session on request is started by the session's
+/// keeper, so a daemon it double-forks (setsid, parent gone, SIGTERM ignored) is still below
+/// the keeper and ends with the session.
+#[test]
+fn a_subsystem_started_later_in_a_session_without_a_cgroup_cannot_escape_it() {
+    require_unshare!();
+    let pre = super_dir("deferredescape");
+    let fifo = pre.join("fifo");
+    mkfifo(&fifo);
+    let daemon = format!(
+        "( setsid sh -c 'trap \"\" TERM; echo $$ > {f}; exec sleep 1000' & ); exec sleep 1000",
+        f = fifo.display()
+    );
+    let config = format!(
+        "[subsystems]\nposix = {{ command = {} }}\noptional = [\"posix\"]\n\
+         [shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sh", "-c", &daemon]),
+    );
+    let s = start("deferredescape", &config, Opts::default());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let sub = s.ok(
+        "LoadDeferredSubsystem",
+        json!({"name": "posix", "session": id}),
+    );
+    let sub_pid = pid_of(&sub["pid"]);
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    let daemon_pid: i64 = text.trim().parse().unwrap();
+    assert!(s.ns_alive(sub_pid) && s.ns_alive(daemon_pid));
+    // Asked again: the running one.
+    let again = s.ok(
+        "LoadDeferredSubsystem",
+        json!({"name": "posix", "session": id}),
+    );
+    assert_eq!(again["pid"], sub["pid"]);
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(!s.ns_alive(sub_pid), "the subsystem {sub_pid} survived");
+    assert!(
+        !s.ns_alive(daemon_pid),
+        "its double-forked daemon {daemon_pid} escaped the session"
+    );
+    s.assert_serving();
+}

@@ -10,7 +10,9 @@
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
-//!   hits a stranger.
+//!   hits a stranger;
+//! - `spawn`: start a subsystem in the session (LoadDeferredSubsystem), below the keeper like
+//!   the rest, and report it as `started` (or `spawn_failed`).
 //!
 //! It exits when it has no child left: the session is then empty, with nothing escaped.
 
@@ -21,8 +23,9 @@ use std::os::unix::net::UnixStream;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
-use smss::control::instance::{InstanceMessage, KEEPER_KILL, KEEPER_TERM};
+use smss::control::instance::{InstanceMessage, KeeperCommand, MAX_PARAMS};
 use smss::supervise::procs;
+use smss::sys::process::Detach;
 use smss::sys::{self, Reaped};
 
 /// What happens to a keeper.
@@ -38,6 +41,13 @@ pub enum Event {
     Kill,
     /// PID 1's end of the link is gone.
     LinkClosed,
+    /// `spawn` from PID 1.
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
 }
 
 /// What a keeper does about it.
@@ -50,6 +60,13 @@ pub enum Action {
     /// SIGKILL everything below, then exit.
     Sweep,
     Exit,
+    /// Start a subsystem (then [`Keeper::started`]).
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
 }
 
 /// The keeper's decisions, apart from its I/O.
@@ -78,17 +95,43 @@ impl Keeper {
             Event::NoChildren => vec![Action::Exit],
             Event::Term => vec![Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)],
             Event::Kill | Event::LinkClosed => vec![Action::Sweep],
+            Event::Spawn {
+                name,
+                argv,
+                env,
+                user,
+            } => vec![Action::Spawn {
+                name,
+                argv,
+                env,
+                user,
+            }],
         }
+    }
+
+    /// A process started on request is a member too.
+    pub fn started(&mut self, pid: i32) {
+        self.members.insert(pid);
     }
 }
 
 /// A command line from PID 1.
 fn command(line: &[u8]) -> Option<Event> {
-    match std::str::from_utf8(line).ok()?.trim() {
-        KEEPER_TERM => Some(Event::Term),
-        KEEPER_KILL => Some(Event::Kill),
-        _ => None,
-    }
+    Some(match serde_json::from_slice::<KeeperCommand>(line).ok()? {
+        KeeperCommand::Term => Event::Term,
+        KeeperCommand::Kill => Event::Kill,
+        KeeperCommand::Spawn {
+            name,
+            argv,
+            env,
+            user,
+        } => Event::Spawn {
+            name,
+            argv,
+            env,
+            user,
+        },
+    })
 }
 
 fn tell(link: &UnixStream, msg: &InstanceMessage) {
@@ -186,6 +229,28 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                         return 0;
                     }
                     Action::Exit => return 0,
+                    Action::Spawn {
+                        name,
+                        argv,
+                        env,
+                        user,
+                    } => {
+                        let held = super::Held {
+                            argv,
+                            env,
+                            detach: Detach::Session,
+                            stdio: None,
+                            cwd: None,
+                            user,
+                        };
+                        // `started` is written by spawn_held.
+                        match super::spawn_held(held, &link, name.clone(), false) {
+                            Ok(m) => k.started(m.pid),
+                            Err(error) => {
+                                tell(&link, &InstanceMessage::SpawnFailed { name, error })
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -220,8 +285,8 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                 Ok(0) | Err(_) => events.push(Event::LinkClosed),
                 Ok(n) => {
                     pending.extend_from_slice(buf.get(..n).unwrap_or_default());
-                    // PID 1's commands are one word: anything longer is not PID 1.
-                    if pending.len() > 4096 {
+                    // PID 1's longest command (a spawn) is bounded like the parameters.
+                    if pending.len() > 2 * MAX_PARAMS {
                         pending.clear();
                     }
                 }
@@ -254,9 +319,18 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(command(b"term\n"), Some(Event::Term));
-        assert_eq!(command(b"kill\n"), Some(Event::Kill));
-        assert_eq!(command(b"\xff\n"), None);
-        assert_eq!(command(b"other\n"), None);
+        assert_eq!(command(b"\"term\"\n"), Some(Event::Term));
+        assert_eq!(command(b"\"kill\""), Some(Event::Kill));
+        assert_eq!(command(b"\xff"), None);
+        assert_eq!(command(b"\"other\""), None);
+        assert_eq!(
+            command(br#"{"spawn":{"name":"x","argv":["true"],"env":[],"user":null}}"#),
+            Some(Event::Spawn {
+                name: "x".into(),
+                argv: vec!["true".into()],
+                env: Vec::new(),
+                user: None
+            })
+        );
     }
 }

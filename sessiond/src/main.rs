@@ -214,27 +214,26 @@ fn read_line(link: &UnixStream, max: usize) -> std::io::Result<(Vec<u8>, Vec<u8>
 }
 
 /// A session process to start.
-struct Held {
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    detach: Detach,
-    stdio: Option<std::os::fd::RawFd>,
-    cwd: Option<PathBuf>,
+pub(crate) struct Held {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub detach: Detach,
+    pub stdio: Option<std::os::fd::RawFd>,
+    pub cwd: Option<PathBuf>,
     /// Drop to this user before exec.
-    user: Option<String>,
+    pub user: Option<String>,
 }
 
 /// Start a session process held back until PID 1 knows of it: it starts as `smss-session
 /// exec --hold FD`, which waits for a byte on a pipe before it execs the command; the byte is
 /// written once the `started` line is. An instance killed in between closes the pipe, and the
 /// process exits without having run anything (so nothing can start unknown to PID 1).
-fn spawn_held(
+pub(crate) fn spawn_held(
     h: Held,
     link: &UnixStream,
-    report: &mut Report,
     name: String,
     critical: bool,
-) -> Result<i32, String> {
+) -> Result<Member, String> {
     let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
     let (hold, go) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("failed to create a pipe: {e}"))?;
@@ -260,16 +259,16 @@ fn spawn_held(
     };
     let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
     drop(hold);
-    started(link, report, pid, name, critical);
+    let member = started(link, pid, name, critical);
     if let Err(e) = nix::unistd::write(&go, b"g") {
-        log::warn!("session {}: failed to release pid {pid}: {e}", report.id);
+        log::warn!("failed to release pid {pid}: {e}");
     }
-    Ok(pid)
+    Ok(member)
 }
 
 /// A process was started: into the report, and at once to PID 1 (so that an instance killed
 /// before its report leaves nothing PID 1 does not know of).
-fn started(link: &UnixStream, report: &mut Report, pid: i32, name: String, critical: bool) {
+fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member {
     let member = Member {
         pid,
         name,
@@ -281,13 +280,9 @@ fn started(link: &UnixStream, report: &mut Report, pid: i32, name: String, criti
         serde_json::to_vec(&InstanceMessage::Started(member.clone())).unwrap_or_default();
     line.push(b'\n');
     if let Err(e) = (&*link).write_all(&line) {
-        log::warn!(
-            "session {}: failed to tell smss about pid {pid}: {e}",
-            report.id
-        );
+        log::warn!("failed to tell smss about pid {pid}: {e}");
     }
-    report.pids.push(pid);
-    report.members.push(member);
+    member
 }
 
 fn failure(id: u32, error: String) -> Report {
@@ -534,8 +529,11 @@ fn start_subsystem(
         cwd: None,
         user: None,
     };
-    let pid = spawn_held(held, link, report, sub.name.clone(), sub.critical)
+    let member = spawn_held(held, link, sub.name.clone(), sub.critical)
         .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
+    let pid = member.pid;
+    report.pids.push(pid);
+    report.members.push(member);
     log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
     if let (true, Some(n)) = (sub.notify, notify.as_ref()) {
         wait_ready(pid, n, Duration::from_millis(sub.ready_timeout_ms))
@@ -632,8 +630,10 @@ fn start_login_manager(
         user: as_user.map(|u| u.name.clone()),
     };
     let name = p.command.first().cloned().unwrap_or_default();
-    let pid =
-        spawn_held(held, link, report, name, false).map_err(|e| format!("login manager: {e}"))?;
+    let member = spawn_held(held, link, name, false).map_err(|e| format!("login manager: {e}"))?;
+    let pid = member.pid;
+    report.pids.push(pid);
+    report.members.push(member);
     log::info!(
         "session {}: login manager {} started (pid {pid})",
         p.id,

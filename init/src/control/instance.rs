@@ -8,8 +8,9 @@
 //! With a session cgroup the instance then exits. Without one (no cgroup2) it stays as the
 //! session's *keeper*: a child subreaper from the start, so every process of the session,
 //! setsid() or double-forked, stays below it; it reaps them, writes `exited` for each member,
-//! and takes [`KEEPER_TERM`] / [`KEEPER_KILL`] lines from PID 1 to end them. It exits when it
-//! has no child left, which is when the session is gone.
+//! and takes [`KeeperCommand`] lines from PID 1: end them, or start a subsystem in the session
+//! (LoadDeferredSubsystem, so that it is below the keeper too). It exits when it has no child
+//! left, which is when the session is gone.
 
 use serde::{Deserialize, Serialize};
 use smss_config::Environment;
@@ -22,10 +23,23 @@ pub const CGROUP_PARENT: &str = "smss";
 pub const MAX_PARAMS: usize = 64 * 1024;
 /// The longest line PID 1 reads from an instance.
 pub const MAX_REPORT: usize = 64 * 1024;
-/// PID 1 to a keeper: SIGTERM every process of the session.
-pub const KEEPER_TERM: &str = "term";
-/// PID 1 to a keeper: SIGKILL every process of the session, then exit.
-pub const KEEPER_KILL: &str = "kill";
+
+/// One line from PID 1 to a keeper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeeperCommand {
+    /// SIGTERM every process of the session.
+    Term,
+    /// SIGKILL every process of the session, then exit.
+    Kill,
+    /// Start a subsystem in the session: `argv` (expanded) with `env`, as `user` if given.
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
+}
 
 /// A subsystem the instance starts inside the session (`[sessions] session-subsystems`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +94,8 @@ pub enum InstanceMessage {
     Report(Report),
     /// A member exited (from a keeper, which reaps them): `status` as smss logs it.
     Exited { pid: i32, status: String },
+    /// A keeper failed to start a subsystem PID 1 asked for.
+    SpawnFailed { name: String, error: String },
 }
 
 /// The instance's one line back to PID 1.
@@ -206,5 +222,17 @@ mod tests {
         let line = serde_json::to_string(&m).unwrap();
         assert_eq!(line, r#"{"exited":{"pid":4,"status":"exited:0"}}"#);
         assert_eq!(serde_json::from_str::<InstanceMessage>(&line).unwrap(), m);
+        assert_eq!(
+            serde_json::to_string(&KeeperCommand::Term).unwrap(),
+            r#""term""#
+        );
+        let c = KeeperCommand::Spawn {
+            name: "posix".into(),
+            argv: vec!["sh".into()],
+            env: vec![("A".into(), "1".into())],
+            user: None,
+        };
+        let line = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<KeeperCommand>(&line).unwrap(), c);
     }
 }

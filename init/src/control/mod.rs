@@ -48,7 +48,8 @@
 //! - `LoadDeferredSubsystem(name, session?) -> (pid)`: only names in `[subsystems] optional`
 //!   (case-insensitive); an already running one returns its pid. Replies when it has been
 //!   exec'd (a `notify` subsystem's readiness is not awaited). Inside a session it is started
-//!   through `smss-session exec`, which joins the session's cgroup (and user) before exec.
+//!   through `smss-session exec`, which joins the session's cgroup (and user) before exec;
+//!   without a cgroup the session's keeper starts it, so that it stays below the keeper.
 //! - `QueueFileRename(source, destination?, replace_existing?)`: an empty or absent
 //!   destination deletes. `smctl rename --offline` (or with no smss serving the socket)
 //!   appends to the configured queue file itself, under the same lock.

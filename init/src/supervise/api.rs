@@ -366,10 +366,20 @@ impl Supervisor {
                     Ok(()) => Outcome::Now(Ok(json!({"state": "terminating"}))),
                 }
             }
-            Method::LoadDeferredSubsystem { name, session } => Outcome::Now(
-                self.load_deferred_subsystem(&name, session)
-                    .map(|pid| json!({ "pid": pid })),
-            ),
+            Method::LoadDeferredSubsystem { name, session } => {
+                match self.load_deferred_subsystem(&name, session, (!oneway).then_some(id)) {
+                    Ok(Some(pid)) => Outcome::Now(Ok(json!({ "pid": pid }))),
+                    // A session's keeper starts it; the reply comes with its pid.
+                    Ok(None) if oneway => Outcome::Now(Ok(json!({}))),
+                    Ok(None) => {
+                        if let Some(c) = self.conn(id) {
+                            c.busy = true;
+                        }
+                        Outcome::Later
+                    }
+                    Err(e) => Outcome::Now(Err(e)),
+                }
+            }
             Method::QueueFileRename {
                 source,
                 destination,

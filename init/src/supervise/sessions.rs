@@ -30,8 +30,8 @@ use smss_config::Ready;
 use super::boot::DEFAULT_READY_TIMEOUT;
 use super::{procs, Child, Role, Supervisor, Timer, Token, KILL_WAIT};
 use crate::control::instance::{
-    self, InstanceMessage, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT,
-    CGROUP_ROOT, KEEPER_KILL, KEEPER_TERM, MAX_PARAMS, MAX_REPORT,
+    self, InstanceMessage, KeeperCommand, Member, Report, SessionParams, SubsystemSpec,
+    CGROUP_PARENT, CGROUP_ROOT, MAX_PARAMS, MAX_REPORT,
 };
 use crate::control::manager::{CreateSession, MethodError};
 use crate::control::users;
@@ -121,6 +121,8 @@ pub struct Session {
     keeper: bool,
     /// Its instance holds a creation slot (until it reports or exits).
     slot: bool,
+    /// Subsystems its keeper was asked to start, and who waits for each one's pid.
+    spawning: Vec<(String, Option<u32>)>,
     pub cgroup: Option<PathBuf>,
     instance: Option<InstanceLink>,
     watch: Option<Watch>,
@@ -387,6 +389,7 @@ impl Supervisor {
                 strays: Vec::new(),
                 keeper: false,
                 slot: false,
+                spawning: Vec::new(),
                 cgroup: None,
                 instance: None,
                 watch: None,
@@ -628,6 +631,21 @@ impl Supervisor {
             Ok(InstanceMessage::Started(m)) => {
                 if s.state == SessionState::Starting {
                     s.members.insert(m.pid, m);
+                } else if s.keeper && s.state == SessionState::Active {
+                    // A subsystem started on request.
+                    let (pid, name) = (m.pid, m.name.clone());
+                    log::info!("session {id}: subsystem {name} started on request (pid {pid})");
+                    s.members.insert(pid, m);
+                    let waiters = take_spawning(s, &name);
+                    for w in waiters {
+                        self.reply_deferred(w, Ok(json!({ "pid": pid })));
+                    }
+                }
+            }
+            Ok(InstanceMessage::SpawnFailed { name, error }) => {
+                log::warn!("session {id}: failed to start subsystem {name}: {error}");
+                for w in take_spawning(s, &name) {
+                    self.reply_deferred(w, Err(MethodError::failed(error.clone())));
                 }
             }
             Ok(InstanceMessage::Report(r)) => self.handle_report(id, r),
@@ -806,6 +824,16 @@ impl Supervisor {
             return;
         };
         let was_keeper = std::mem::take(&mut s.keeper);
+        let spawning: Vec<u32> = std::mem::take(&mut s.spawning)
+            .into_iter()
+            .filter_map(|(_, w)| w)
+            .collect();
+        for w in spawning {
+            self.reply_deferred(w, Err(MethodError::failed("the session's keeper exited")));
+        }
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
         let mut adopted = Vec::new();
         for (pid, m) in std::mem::take(&mut s.members) {
             if self.children.contains_key(&pid) {
@@ -847,7 +875,7 @@ impl Supervisor {
 
     /// Write a command to the session's keeper; a keeper that cannot be told is killed (its
     /// exit then hands what is left to us).
-    fn tell_keeper(&mut self, id: u32, command: &str) {
+    fn tell_keeper(&mut self, id: u32, command: &KeeperCommand) {
         let Some(link) = self
             .sessions
             .sessions
@@ -857,9 +885,10 @@ impl Supervisor {
         else {
             return;
         };
-        let line = format!("{command}\n");
-        if let Err(e) = (&link.sock).write_all(line.as_bytes()) {
-            log::warn!("session {id}: failed to tell its keeper to {command}: {e}; killing it");
+        let mut line = serde_json::to_vec(command).unwrap_or_default();
+        line.push(b'\n');
+        if let Err(e) = (&link.sock).write_all(&line) {
+            log::warn!("session {id}: failed to write to its keeper: {e}; killing it");
             let _ = sys::kill(link.pid, libc::SIGKILL);
         }
     }
@@ -995,7 +1024,7 @@ impl Supervisor {
         s.reason = reason;
         let targets = self.session_processes(id);
         self.signal_session(id, &targets, &[libc::SIGTERM, libc::SIGCONT]);
-        self.tell_keeper(id, KEEPER_TERM);
+        self.tell_keeper(id, &KeeperCommand::Term);
         self.add_timer(Instant::now() + grace, Timer::SessionKill(id));
         self.check_session_gone(id);
     }
@@ -1142,7 +1171,7 @@ impl Supervisor {
             );
         }
         self.signal_session(id, &left, &[libc::SIGKILL]);
-        self.tell_keeper(id, KEEPER_KILL);
+        self.tell_keeper(id, &KeeperCommand::Kill);
         self.add_timer(Instant::now() + KILL_WAIT, Timer::SessionKill(id));
         self.check_session_gone(id);
         self.resume_clients();
@@ -1258,18 +1287,23 @@ impl Supervisor {
         if let Some(w) = s.create_waiter {
             self.reply_deferred(w, create);
         }
+        for w in s.spawning.into_iter().filter_map(|(_, w)| w) {
+            self.reply_deferred(w, Err(MethodError::failed("the session ended")));
+        }
         for w in s.terminate_waiters {
             self.reply_deferred(w, Ok(json!({"state": "gone"})));
         }
     }
 
     /// SmLoadDeferedSubsystem: an Optional subsystem, in session 0 (our child) or inside an
-    /// interactive session (its cgroup, its environment). The running one's pid if started.
+    /// interactive session (its cgroup, its environment). The running one's pid if started;
+    /// None when a session's keeper starts it: `waiter` then gets the pid.
     pub(crate) fn load_deferred_subsystem(
         &mut self,
         name: &str,
         session: Option<u32>,
-    ) -> Result<i32, MethodError> {
+        waiter: Option<u32>,
+    ) -> Result<Option<i32>, MethodError> {
         let optional = self
             .cfg
             .subsystems
@@ -1292,7 +1326,7 @@ impl Supervisor {
                     _ => None,
                 });
                 if let Some(pid) = running {
-                    return Ok(pid);
+                    return Ok(Some(pid));
                 }
                 // No NOTIFY_SOCKET: the reply does not wait for readiness, and the socket that
                 // exists during boot belongs to the subsystem the boot waits for (a READY=1
@@ -1310,7 +1344,7 @@ impl Supervisor {
                     )
                     .map_err(|e| MethodError::failed(e.to_string()))?;
                 log::info!("subsystem {name} started on request (pid {pid})");
-                Ok(pid)
+                Ok(Some(pid))
             }
             Some(id) => {
                 let s = self
@@ -1324,7 +1358,7 @@ impl Supervisor {
                     .iter()
                     .find(|(_, m)| m.name.eq_ignore_ascii_case(&name))
                 {
-                    return Ok(*pid);
+                    return Ok(Some(*pid));
                 }
                 let user = s.params.user.as_deref().and_then(users::find_user);
                 let env = instance::session_environment(
@@ -1333,6 +1367,27 @@ impl Supervisor {
                     user.as_ref(),
                 );
                 let argv = instance::expand_argv(&spec.argv, &env);
+                if s.keeper {
+                    // Without a cgroup: its keeper starts it, so that it (and whatever it
+                    // forks) stays below the keeper like the rest of the session.
+                    let asked = s
+                        .spawning
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case(&name));
+                    let command = KeeperCommand::Spawn {
+                        name: name.clone(),
+                        argv,
+                        env: env.vars().to_vec(),
+                        user: s.params.user.clone(),
+                    };
+                    if let Some(s) = self.sessions.sessions.get_mut(&id) {
+                        s.spawning.push((name, waiter));
+                    }
+                    if !asked {
+                        self.tell_keeper(id, &command);
+                    }
+                    return Ok(None);
+                }
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
                 // session's user) before exec, so nothing it forks escapes the session.
                 let program = self.session_binary.clone();
@@ -1381,7 +1436,7 @@ impl Supervisor {
                         },
                     );
                 }
-                Ok(pid)
+                Ok(Some(pid))
             }
         }
     }
@@ -1409,6 +1464,16 @@ impl Supervisor {
                 .collect(),
         )
     }
+}
+
+/// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start
+/// answers every request made meanwhile).
+fn take_spawning(s: &mut Session, name: &str) -> Vec<u32> {
+    let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut s.spawning)
+        .into_iter()
+        .partition(|(n, _)| n.eq_ignore_ascii_case(name));
+    s.spawning = rest;
+    done.into_iter().filter_map(|(_, w)| w).collect()
 }
 
 /// Read without blocking (the socket is non-blocking).
