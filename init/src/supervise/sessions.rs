@@ -116,7 +116,7 @@ pub struct Session {
     pub members: BTreeMap<i32, Member>,
     /// Processes found below its members during a teardown without a cgroup or keeper, with
     /// their start times: looked for again until they are gone, even once orphaned.
-    strays: Vec<(i32, u64)>,
+    strays: std::collections::BTreeSet<(i32, u64)>,
     /// Its instance stays as its keeper (no cgroup) and is alive.
     keeper: bool,
     /// Its instance holds a creation slot (until it reports or exits).
@@ -386,7 +386,7 @@ impl Supervisor {
                 created: Instant::now(),
                 leader: None,
                 members: BTreeMap::new(),
-                strays: Vec::new(),
+                strays: Default::default(),
                 keeper: false,
                 slot: false,
                 spawning: Vec::new(),
@@ -539,7 +539,7 @@ impl Supervisor {
         if let Some(all) = procs::snapshot() {
             for p in procs::descendants(&all, &[link.pid]) {
                 if !s.members.contains_key(&p.pid) {
-                    s.strays.push((p.pid, p.start_time));
+                    s.strays.insert((p.pid, p.start_time));
                 }
             }
         }
@@ -966,9 +966,7 @@ impl Supervisor {
         if let Some(s) = self.sessions.sessions.get_mut(&id) {
             for (pid, start) in targets {
                 if let (Some(t), false) = (start, s.members.contains_key(pid)) {
-                    if !s.strays.contains(&(*pid, *t)) {
-                        s.strays.push((*pid, *t));
-                    }
+                    s.strays.insert((*pid, *t));
                 }
             }
         }
