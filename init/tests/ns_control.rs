@@ -540,3 +540,220 @@ fn queue_file_rename_is_bounded_and_refuses_a_fifo() {
     );
     s.assert_serving();
 }
+
+/// `n` connections as `uid`/`gid` with supplementary `groups` (see [`connect_as_nobody`]:
+/// one scratch thread drops its own credentials and connects them all).
+fn connect_many_as(
+    socket: &std::path::Path,
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    n: usize,
+) -> Vec<UnixStream> {
+    let socket = socket.to_path_buf();
+    let groups = groups.to_vec();
+    std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's own credentials.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        (0..n)
+            .map(|_| {
+                let c = UnixStream::connect(&socket).unwrap();
+                c.set_read_timeout(Some(TIMEOUT)).unwrap();
+                c
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The connections of `conns` that smss refused: they hold a `LimitReached` (then EOF); the
+/// others hold nothing yet.
+fn refusals(conns: &mut [UnixStream]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in conns.iter_mut() {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            c.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() == 1;
+        if ready {
+            let v = read_msg(c).expect("a refusal");
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// One local user holding idle connections must not lock the other readers out: a per-uid
+/// cap refuses its extra connections, and another uid is still served.
+#[test]
+fn one_user_cannot_take_every_reader_slot() {
+    require_unshare!();
+    let s = start("peruid", CONFIG, Opts::default());
+    let mut hog = connect_many_as(&s.socket, 65534, 65534, &[], 64);
+    // Connections are accepted in order: once root's call is answered, all 64 were seen.
+    s.assert_serving();
+    let refused = refusals(&mut hog);
+    assert!(
+        !refused.is_empty(),
+        "64 idle connections of one uid all taken"
+    );
+    for v in &refused {
+        assert_eq!(error_of(v), "io.smss.Manager.LimitReached", "{v}");
+        assert_eq!(v["parameters"]["limit"], "connections-per-uid", "{v}");
+    }
+    let mut other = connect_many_as(&s.socket, 65533, 65533, &[], 1).remove(0);
+    send(&mut other, json!({"method": "io.smss.Manager.GetStatus"}));
+    let v = read_msg(&mut other).expect("a reply to another uid");
+    assert_eq!(v["parameters"]["mode"], "container", "{v}");
+    drop(hog);
+    s.assert_serving();
+}
+
+/// A member of `allowed-group` holding every connection it can get must not lock root out:
+/// root has slots of its own, and `smctl poweroff` works.
+#[test]
+fn the_allowed_group_cannot_lock_root_out() {
+    require_unshare!();
+    let opts = Opts {
+        allowed_group: Some("users"),
+        ..Default::default()
+    };
+    let s = start("reserve", CONFIG, opts);
+    let users = nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("a group named users")
+        .gid
+        .as_raw();
+    let hog = connect_many_as(&s.socket, 65534, 65534, &[users], 256);
+    s.assert_serving();
+    let o = s.smctl(&["status"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{o:?}");
+    drop(hog);
+}
+
+/// A connection that sends half a message, or nothing at all, is closed after a deadline;
+/// a half message sooner than an idle connection.
+#[test]
+fn silent_and_half_sent_connections_are_closed_after_a_deadline() {
+    require_unshare!();
+    let s = start("deadline", CONFIG, Opts::default());
+    let (tx, rx) = channel();
+    let t0 = std::time::Instant::now();
+    for (name, bytes) in [
+        ("partial", &b"{\"method\": \"io.smss.Man"[..]),
+        ("idle", &b""[..]),
+    ] {
+        let mut c = raw(&s);
+        c.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        c.write_all(bytes).unwrap();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let r = c.read_to_end(&mut rest);
+            let _ = tx.send((
+                name,
+                r.map(|_| rest.len()).map_err(|e| e.kind()),
+                t0.elapsed(),
+            ));
+        });
+    }
+    let first = rx.recv_timeout(Duration::from_secs(100)).unwrap();
+    let second = rx.recv_timeout(Duration::from_secs(100)).unwrap();
+    eprintln!("closed: {first:?} then {second:?}");
+    assert_eq!(first.0, "partial", "{first:?}");
+    assert_eq!(second.0, "idle", "{second:?}");
+    for (name, r, _) in [&first, &second] {
+        assert!(r.is_ok(), "{name}: not closed but {r:?}");
+    }
+    s.assert_serving();
+}
+
+/// Denied calls from many connections (one each) are logged a few at a time, then counted:
+/// a local user cannot flood PID 1's log.
+#[test]
+fn denial_logging_is_rate_limited_across_connections() {
+    require_unshare!();
+    let s = start("denylog", CONFIG, Opts::default());
+    let socket = s.socket.clone();
+    let calls = 300;
+    let denied_replies = std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's own credentials.
+        unsafe {
+            let none = std::ptr::null::<libc::gid_t>();
+            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, none), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+        let mut n = 0;
+        for _ in 0..calls {
+            let mut c = UnixStream::connect(&socket).unwrap();
+            c.set_read_timeout(Some(TIMEOUT)).unwrap();
+            send(
+                &mut c,
+                json!({"method": "io.smss.Manager.TerminateSession", "parameters": {"id": 1}}),
+            );
+            let v = read_msg(&mut c).expect("a reply");
+            if error_of(&v) == "io.smss.Manager.PermissionDenied" {
+                n += 1;
+            }
+        }
+        n
+    })
+    .join()
+    .unwrap();
+    assert_eq!(denied_replies, calls);
+    let (mut lines, mut summary) = (0, None);
+    while summary.is_none() {
+        let line = s
+            .ns()
+            .stderr
+            .recv_timeout(TIMEOUT)
+            .expect("no summary of the denied calls not logged");
+        if line.contains("denied to uid 65534") {
+            lines += 1;
+        }
+        if line.contains("not logged") {
+            summary = Some(line);
+        }
+    }
+    eprintln!("{lines} lines, then {summary:?}");
+    assert!(lines <= 20, "{lines} denial lines for {calls} calls");
+    s.assert_serving();
+}
+
+/// When smss refuses a connection, smctl says why (the server's `LimitReached`), not
+/// "Broken pipe".
+#[test]
+fn smctl_reports_the_refusal_not_a_broken_pipe() {
+    require_unshare!();
+    let s = start("refused", CONFIG, Opts::default());
+    let hog: Vec<UnixStream> = (0..256).map(|_| raw(&s)).collect();
+    let o = s.smctl(&["status"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(err.contains("limit reached"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    drop(hog);
+    // The slots come free once smss has seen the hang-ups (no event tells us when: ask
+    // again, bounded).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        match s.call("GetStatus", json!({})) {
+            smss::control::wire::Reply::Ok(v) => break assert_eq!(v["mode"], "container"),
+            other => assert!(std::time::Instant::now() < deadline, "{other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,12 +1,14 @@
 //! `smss-session`: the per-session instance (the copy of smss.exe the master starts for each
 //! session). It reads its parameters from the descriptor PID 1 passed (`--fd N`), creates the
 //! session's runtime directory and cgroup, starts the session subsystems and the login
-//! manager on the seat's terminal, reports their pids on the same descriptor and exits: its
-//! children are reparented to PID 1, which supervises them from then on.
+//! manager on the seat's terminal, reports their pids on the same descriptor (each as soon as
+//! it is started, then the whole report) and exits: its children are reparented to PID 1,
+//! which supervises them from then on. Without a cgroup it stays instead, as the session's
+//! keeper (see `keeper`).
 //!
 //! ```text
 //! smss-session --id ID --fd N [--log LEVEL]        the instance (started by smss only)
-//! smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+//! smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
 //!                                                  join DIR, drop to USER, exec CMD
 //! ```
 #![deny(unsafe_code)]
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smss::control::instance::{
-    self, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
+    self, InstanceMessage, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
 };
 use smss::control::users::{self, User};
 use smss::logging;
@@ -34,9 +36,11 @@ use smss::supervise::notify::NotifySocket;
 use smss::sys::process::{self, Detach, SpawnSpec};
 use smss_config::Environment;
 
+mod keeper;
+
 const USAGE: &str = "\
 usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
-       smss-session exec [--cgroup DIR] [--user USER] -- CMD [ARG..]
+       smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
        smss-session remove DIR                        (an ended session's runtime directory)";
 
 /// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
@@ -126,27 +130,159 @@ fn instance_main(argv: &[String]) -> i32 {
             return 1;
         }
     };
-    let mut link = UnixStream::from(fd);
-    let mut doc = Vec::new();
-    if let Err(e) = (&link)
-        .take(instance::MAX_PARAMS as u64 + 1)
-        .read_to_end(&mut doc)
-    {
-        log::error!("session {id}: failed to read its parameters: {e}");
-        return 1;
-    }
-    let report = match serde_json::from_slice::<SessionParams>(&doc) {
-        Ok(p) if p.id == id => set_up(&p),
+    let link = UnixStream::from(fd);
+    // SIGCHLD and SIGTERM are read from a signalfd by the keeper; blocked before anything is
+    // started (children start with an empty mask: see smss's spawn).
+    let mut mask = nix::sys::signal::SigSet::empty();
+    mask.add(nix::sys::signal::Signal::SIGCHLD);
+    mask.add(nix::sys::signal::Signal::SIGTERM);
+    let signals = mask
+        .thread_block()
+        .map_err(std::io::Error::from)
+        .and_then(|()| {
+            nix::sys::signalfd::SignalFd::with_flags(
+                &mask,
+                nix::sys::signalfd::SfdFlags::SFD_NONBLOCK
+                    | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)
+        });
+    let signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("session {id}: failed to create a signalfd: {e}");
+            return 1;
+        }
+    };
+    let (doc, pending) = match read_line(&link, instance::MAX_PARAMS) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("session {id}: failed to read its parameters: {e}");
+            return 1;
+        }
+    };
+    let mut report = match serde_json::from_slice::<SessionParams>(&doc) {
+        Ok(p) if p.id == id => set_up(&p, &link),
         Ok(p) => failure(id, format!("parameters are for session {}", p.id)),
         Err(e) => failure(id, format!("unreadable parameters: {e}")),
     };
-    let mut line = serde_json::to_vec(&report).unwrap_or_default();
+    if report.keeper && report.error.is_some() {
+        // A failed session without a cgroup: end what was started before reporting, so
+        // nothing is left for PID 1 to find.
+        report.keeper = false;
+        keeper::sweep(&mut keeper::Keeper::new(Vec::new()), &link, &signals);
+    }
+    let members: Vec<i32> = report.members.iter().map(|m| m.pid).collect();
+    let keep = report.keeper;
+    let failed = report.error.is_some();
+    let mut line = serde_json::to_vec(&InstanceMessage::Report(report)).unwrap_or_default();
     line.push(b'\n');
-    if let Err(e) = link.write_all(&line) {
+    if let Err(e) = (&link).write_all(&line) {
         log::error!("session {id}: failed to report to smss: {e}");
+        if keep {
+            keeper::sweep(&mut keeper::Keeper::new(Vec::new()), &link, &signals);
+        }
         return 1;
     }
-    i32::from(report.error.is_some())
+    if keep {
+        return keeper::keep(link, pending, &members, signals);
+    }
+    i32::from(failed)
+}
+
+/// Read one line (at most `max` bytes) from PID 1: the line, and whatever came after it.
+fn read_line(link: &UnixStream, max: usize) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let rest = buf.split_off(i + 1);
+            buf.pop();
+            return Ok((buf, rest));
+        }
+        if buf.len() > max {
+            return Err(std::io::Error::other("the parameters are too long"));
+        }
+        match (&*link).read(&mut chunk) {
+            // EOF ends the document too (an smss that shut its side down).
+            Ok(0) => return Ok((buf, Vec::new())),
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A session process to start.
+pub(crate) struct Held {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub detach: Detach,
+    pub stdio: Option<std::os::fd::RawFd>,
+    pub cwd: Option<PathBuf>,
+    /// Drop to this user before exec.
+    pub user: Option<String>,
+}
+
+/// Start a session process held back until PID 1 knows of it: it starts as `smss-session
+/// exec --hold FD`, which waits for a byte on a pipe before it execs the command; the byte is
+/// written once the `started` line is. An instance killed in between closes the pipe, and the
+/// process exits without having run anything (so nothing can start unknown to PID 1).
+pub(crate) fn spawn_held(
+    h: Held,
+    link: &UnixStream,
+    name: String,
+    critical: bool,
+) -> Result<Member, String> {
+    let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
+    let (hold, go) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("failed to create a pipe: {e}"))?;
+    let mut argv = vec![
+        me.display().to_string(),
+        "exec".into(),
+        "--hold".into(),
+        hold.as_raw_fd().to_string(),
+    ];
+    if let Some(u) = h.user {
+        argv.extend(["--user".into(), u]);
+    }
+    argv.push("--".into());
+    argv.extend(h.argv);
+    let spec = SpawnSpec {
+        program: me,
+        argv,
+        env: h.env,
+        detach: h.detach,
+        stdio: h.stdio,
+        pass_fd: Some(hold.as_raw_fd()),
+        cwd: h.cwd,
+    };
+    let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
+    drop(hold);
+    let member = started(link, pid, name, critical);
+    if let Err(e) = nix::unistd::write(&go, b"g") {
+        log::warn!("failed to release pid {pid}: {e}");
+    }
+    Ok(member)
+}
+
+/// A process was started: into the report, and at once to PID 1 (so that an instance killed
+/// before its report leaves nothing PID 1 does not know of).
+fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member {
+    let member = Member {
+        pid,
+        name,
+        critical,
+        // Our child, not reaped: the pid is still this process's.
+        start_time: smss::supervise::procs::read(pid).map_or(0, |p| p.start_time),
+    };
+    let mut line =
+        serde_json::to_vec(&InstanceMessage::Started(member.clone())).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = (&*link).write_all(&line) {
+        log::warn!("failed to tell smss about pid {pid}: {e}");
+    }
+    member
 }
 
 fn failure(id: u32, error: String) -> Report {
@@ -159,18 +295,18 @@ fn failure(id: u32, error: String) -> Report {
 
 /// Build the session; every failure ends up in the report (with what was started so far,
 /// which PID 1 stops and cleans up).
-fn set_up(p: &SessionParams) -> Report {
+fn set_up(p: &SessionParams, link: &UnixStream) -> Report {
     let mut report = Report {
         id: p.id,
         ..Default::default()
     };
-    if let Err(e) = build(p, &mut report) {
+    if let Err(e) = build(p, link, &mut report) {
         report.error = Some(e);
     }
     report
 }
 
-fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
+fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<(), String> {
     let user = match &p.user {
         Some(name) => Some(users::find_user(name).ok_or(format!("no user {name}"))?),
         None => None,
@@ -178,7 +314,20 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
     let dir = Path::new(&p.runtime_dir);
     let dirfd = make_runtime_dir(dir, user.as_ref())
         .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
-    report.cgroup = set_up_cgroup(p.id, p.pids_max).map(|c| c.display().to_string());
+    let (cgroup, limited) = set_up_cgroup(p.id, p.pids_max);
+    report.cgroup = cgroup.map(|c| c.display().to_string());
+    if report.cgroup.is_none() {
+        // No cgroup to hold the session: this process will, as its keeper. A subreaper
+        // before anything is started, so nothing started can get out from below it.
+        match smss::sys::set_child_subreaper() {
+            Ok(()) => report.keeper = true,
+            Err(e) => log::warn!("session {}: failed to become a subreaper: {e}", p.id),
+        }
+    }
+    if p.pids_max.is_some() && !limited {
+        // Asked for, not enforceable: fail rather than run without the limit.
+        return Err("pids_max: failed to set the session cgroup's pids.max".into());
+    }
     let env = instance::session_environment(std::env::vars().collect(), p, user.as_ref());
     write_file(&dirfd, dir, "environment", &env_file(&env))?;
     write_file(
@@ -199,16 +348,10 @@ fn build(p: &SessionParams, report: &mut Report) -> Result<(), String> {
 
     let mut notify = None;
     for sub in &p.subsystems {
-        start_subsystem(p.id, sub, &env, &mut notify, report)?;
+        start_subsystem(p.id, sub, &env, &mut notify, link, report)?;
     }
-    let leader = start_login_manager(p, &env, user.as_ref())?;
-    report.pids.push(leader);
+    let leader = start_login_manager(p, &env, user.as_ref(), link, report)?;
     report.leader = Some(leader);
-    report.members.push(Member {
-        pid: leader,
-        name: p.command.first().cloned().unwrap_or_default(),
-        critical: false,
-    });
     let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
     write_file(&dirfd, dir, "pids", &pids)?;
     Ok(())
@@ -282,8 +425,15 @@ fn default_pids_max() -> u64 {
 /// `/sys/fs/cgroup/smss/session-ID` with pids.max, joined by this process so everything it
 /// starts (and everything they fork) is inside. None, with a log line, when there is no
 /// cgroup2 hierarchy there (a cgroup v1 or hybrid host): the session is then tracked by the
-/// session ids of its processes.
-fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> Option<PathBuf> {
+/// session ids of its processes. The flag: pids.max was set.
+fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> (Option<PathBuf>, bool) {
+    let mut limited = false;
+    let cg = cgroup_with_limit(id, pids_max, &mut limited);
+    let limited = limited && cg.is_some();
+    (cg, limited)
+}
+
+fn cgroup_with_limit(id: u32, pids_max: Option<u64>, limited: &mut bool) -> Option<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.controllers").exists() {
         log::info!(
@@ -332,8 +482,9 @@ fn set_up_cgroup(id: u32, pids_max: Option<u64>) -> Option<PathBuf> {
     }
     if pids {
         let max = pids_max.unwrap_or_else(default_pids_max);
-        if let Err(e) = fs::write(cg.join("pids.max"), max.to_string()) {
-            log::warn!("session {id}: failed to set pids.max: {e}");
+        match fs::write(cg.join("pids.max"), max.to_string()) {
+            Ok(()) => *limited = true,
+            Err(e) => log::warn!("session {id}: failed to set pids.max: {e}"),
         }
     }
     if let Err(e) = fs::write(cg.join("cgroup.procs"), std::process::id().to_string()) {
@@ -353,6 +504,7 @@ fn start_subsystem(
     sub: &SubsystemSpec,
     env: &Environment,
     notify: &mut Option<NotifySocket>,
+    link: &UnixStream,
     report: &mut Report,
 ) -> Result<(), String> {
     let mut vars = env.vars().to_vec();
@@ -368,26 +520,21 @@ fn start_subsystem(
         }
     }
     let argv = instance::expand_argv(&sub.argv, env)?;
-    let program = resolve(&argv, env)?;
-    let spec = SpawnSpec {
-        program,
+    resolve(&argv, env)?;
+    let held = Held {
         argv,
         env: vars,
         detach: Detach::Session,
         stdio: None,
-        pass_fd: None,
         cwd: None,
+        user: None,
     };
-    let pid = process::spawn(&spec)
-        .map_err(|e| format!("subsystem {}: {e}", sub.name))?
-        .as_raw();
-    log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
+    let member = spawn_held(held, link, sub.name.clone(), sub.critical)
+        .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
+    let pid = member.pid;
     report.pids.push(pid);
-    report.members.push(Member {
-        pid,
-        name: sub.name.clone(),
-        critical: sub.critical,
-    });
+    report.members.push(member);
+    log::info!("session {id}: subsystem {} started (pid {pid})", sub.name);
     if let (true, Some(n)) = (sub.notify, notify.as_ref()) {
         wait_ready(pid, n, Duration::from_millis(sub.ready_timeout_ms))
             .map_err(|e| format!("subsystem {}: {e}", sub.name))?;
@@ -456,31 +603,21 @@ fn start_login_manager(
     p: &SessionParams,
     env: &Environment,
     user: Option<&User>,
+    link: &UnixStream,
+    report: &mut Report,
 ) -> Result<i32, String> {
     let argv = instance::expand_argv(&p.command, env)?;
-    let (program, argv) = match user.filter(|u| u.uid != 0) {
-        // `smss-session exec --user` drops privileges, then execs the command: the pid we
-        // report stays the login manager's.
-        Some(u) => {
-            let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
-            let mut full = vec![
-                me.display().to_string(),
-                "exec".into(),
-                "--user".into(),
-                u.name.clone(),
-                "--".into(),
-            ];
-            full.extend(argv);
-            (me, full)
-        }
-        None => (resolve(&argv, env)?, argv),
-    };
+    // `smss-session exec --user` drops privileges, then execs the command (the pid we
+    // report stays the login manager's); as root the program is looked up here first.
+    let as_user = user.filter(|u| u.uid != 0);
+    if as_user.is_none() {
+        resolve(&argv, env)?;
+    }
     let tty = match &p.tty {
         Some(t) => Some(open_seat_tty(t).map_err(|e| format!("failed to open {t}: {e}"))?),
         None => None,
     };
-    let spec = SpawnSpec {
-        program,
+    let held = Held {
         argv,
         env: env.vars().to_vec(),
         detach: if tty.is_some() {
@@ -489,12 +626,14 @@ fn start_login_manager(
             Detach::Session
         },
         stdio: tty.as_ref().map(|t| t.as_raw_fd()),
-        pass_fd: None,
         cwd: user.map(|u| PathBuf::from(&u.home)).filter(|h| h.is_dir()),
+        user: as_user.map(|u| u.name.clone()),
     };
-    let pid = process::spawn(&spec)
-        .map_err(|e| format!("login manager: {e}"))?
-        .as_raw();
+    let name = p.command.first().cloned().unwrap_or_default();
+    let member = spawn_held(held, link, name, false).map_err(|e| format!("login manager: {e}"))?;
+    let pid = member.pid;
+    report.pids.push(pid);
+    report.members.push(member);
     log::info!(
         "session {}: login manager {} started (pid {pid})",
         p.id,
@@ -518,18 +657,23 @@ fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
     Ok(f)
 }
 
-/// `exec [--cgroup DIR] [--user USER] -- CMD [ARG..]`: join the cgroup, drop to the user,
-/// exec. Used for a login manager running as a user and for subsystems started later inside
+/// `exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a byte on FD
+/// (a session process held until PID 1 knows of it), join the cgroup, drop to the user,
+/// exec. Used for every process an instance starts and for subsystems started later inside
 /// a session (LoadDeferredSubsystem).
 fn exec_main(argv: &[String]) -> i32 {
     logging::init(
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
-    let (mut cgroup, mut user, mut cmd) = (None, None, None);
+    let (mut cgroup, mut user, mut cmd, mut hold) = (None, None, None, None);
     let mut i = 0;
     while let Some(a) = argv.get(i) {
         match a.as_str() {
+            "--hold" => {
+                hold = argv.get(i + 1).cloned();
+                i += 1;
+            }
             "--cgroup" => {
                 cgroup = argv.get(i + 1).cloned();
                 i += 1;
@@ -553,6 +697,26 @@ fn exec_main(argv: &[String]) -> i32 {
         eprintln!("smss-session exec: no command\n{USAGE}");
         return 2;
     };
+    if let Some(fd) = hold {
+        // Held until the instance has told PID 1 about us; its going away first means the
+        // session is being torn down: run nothing.
+        let released = fd
+            .parse::<i32>()
+            .ok()
+            .and_then(|fd| smss::sys::fd::take_inherited(fd).ok())
+            .is_some_and(|fd| {
+                let mut b = [0u8; 1];
+                loop {
+                    match nix::unistd::read(fd.as_raw_fd(), &mut b) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        r => break r == Ok(1),
+                    }
+                }
+            });
+        if !released {
+            return 126;
+        }
+    }
     if let Some(cg) = cgroup {
         let procs = Path::new(&cg).join("cgroup.procs");
         if let Err(e) = fs::write(&procs, std::process::id().to_string()) {

@@ -52,12 +52,22 @@ impl Client {
     /// Call `method` and wait for its reply.
     pub fn call(&mut self, method: &str, parameters: Value) -> Result<Reply, ClientError> {
         let msg = wire::encode_call(method, parameters, false);
-        self.stream
-            .write_all(&msg)
-            .map_err(|source| ClientError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        if let Err(source) = self.stream.write_all(&msg) {
+            // A server that refuses the connection says why, then closes it: its answer
+            // (`LimitReached`) is the reply, not the "Broken pipe" of the write after it.
+            return match self.read_reply() {
+                Ok(reply) => Ok(reply),
+                Err(_) => Err(ClientError::Io {
+                    path: self.path.clone(),
+                    source,
+                }),
+            };
+        }
+        self.read_reply()
+    }
+
+    /// Wait for the next reply.
+    fn read_reply(&mut self) -> Result<Reply, ClientError> {
         let mut buf = [0u8; 16 * 1024];
         loop {
             if let Some(m) = self.framer.next_message() {
@@ -75,5 +85,39 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A server that refuses a connection answers `LimitReached` and closes at once; a call
+    /// written after that fails with EPIPE, and the client must report the server's answer,
+    /// not "Broken pipe".
+    #[test]
+    fn a_refusal_read_before_the_call_is_the_reply() {
+        let dir = std::env::temp_dir().join(format!("smss-client-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut client = Client::connect(&path).unwrap();
+        client.set_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(
+            b"{\"error\":\"io.smss.Manager.LimitReached\",\"parameters\":{\"limit\":\"connections\",\"value\":256}}\0",
+        )
+        .unwrap();
+        drop(conn);
+        match client.call("io.smss.Manager.GetStatus", serde_json::json!({})) {
+            Ok(Reply::Error { error, parameters }) => {
+                assert_eq!(error, "io.smss.Manager.LimitReached");
+                assert_eq!(parameters["limit"], "connections");
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

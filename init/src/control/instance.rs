@@ -1,8 +1,16 @@
 //! The hand-off between PID 1 and a session instance (`smss-session`), the analogue of the
 //! arguments the master smss.exe gives its per-session copy. PID 1 writes [`SessionParams`] as
-//! one JSON document into a socketpair and shuts its side for writing; the instance reads it
-//! to EOF from the inherited descriptor (`--fd N`), sets the session up, writes one
-//! [`Report`] line back on the same descriptor and exits.
+//! one JSON line into a socketpair; the instance reads it from the inherited descriptor
+//! (`--fd N`), sets the session up and writes [`InstanceMessage`] lines back on the same
+//! descriptor: `started` for each process as soon as it is started (so a killed instance
+//! leaves nothing PID 1 does not know of), then the `report`.
+//!
+//! With a session cgroup the instance then exits. Without one (no cgroup2) it stays as the
+//! session's *keeper*: a child subreaper from the start, so every process of the session,
+//! setsid() or double-forked, stays below it; it reaps them, writes `exited` for each member,
+//! and takes [`KeeperCommand`] lines from PID 1: end them, or start a subsystem in the session
+//! (LoadDeferredSubsystem, so that it is below the keeper too). It exits when it has no child
+//! left, which is when the session is gone.
 
 use serde::{Deserialize, Serialize};
 use smss_config::Environment;
@@ -13,8 +21,25 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub const CGROUP_PARENT: &str = "smss";
 /// The largest parameter document PID 1 sends (it must fit the socket buffer at once).
 pub const MAX_PARAMS: usize = 64 * 1024;
-/// The largest report PID 1 reads.
+/// The longest line PID 1 reads from an instance.
 pub const MAX_REPORT: usize = 64 * 1024;
+
+/// One line from PID 1 to a keeper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeeperCommand {
+    /// SIGTERM every process of the session.
+    Term,
+    /// SIGKILL every process of the session, then exit.
+    Kill,
+    /// Start a subsystem in the session: `argv` (expanded) with `env`, as `user` if given.
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
+}
 
 /// A subsystem the instance starts inside the session (`[sessions] session-subsystems`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +78,24 @@ pub struct Member {
     pub pid: i32,
     pub name: String,
     pub critical: bool,
+    /// Its start time (`/proc/PID/stat` field 22): PID 1 acts on the pid only while it
+    /// still names this process.
+    #[serde(default)]
+    pub start_time: u64,
+}
+
+/// One line from an instance to PID 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceMessage {
+    /// A process was started (written before the instance does anything else).
+    Started(Member),
+    /// The session is set up (or failed to be).
+    Report(Report),
+    /// A member exited (from a keeper, which reaps them): `status` as smss logs it.
+    Exited { pid: i32, status: String },
+    /// A keeper failed to start a subsystem PID 1 asked for.
+    SpawnFailed { name: String, error: String },
 }
 
 /// The instance's one line back to PID 1.
@@ -66,6 +109,10 @@ pub struct Report {
     pub members: Vec<Member>,
     /// The session cgroup, when cgroup2 was available.
     pub cgroup: Option<String>,
+    /// The instance stays as the session's keeper (no cgroup): PID 1 ends the session
+    /// through it and learns of its members' exits from it.
+    #[serde(default)]
+    pub keeper: bool,
     /// Set when the session could not be set up; `pids` are what was started before that
     /// (PID 1 stops them and cleans up).
     pub error: Option<String>,
@@ -234,5 +281,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.leader, Some(6));
+        assert!(!r.keeper);
+        let m = InstanceMessage::Exited {
+            pid: 4,
+            status: "exited:0".into(),
+        };
+        let line = serde_json::to_string(&m).unwrap();
+        assert_eq!(line, r#"{"exited":{"pid":4,"status":"exited:0"}}"#);
+        assert_eq!(serde_json::from_str::<InstanceMessage>(&line).unwrap(), m);
+        assert_eq!(
+            serde_json::to_string(&KeeperCommand::Term).unwrap(),
+            r#""term""#
+        );
+        let c = KeeperCommand::Spawn {
+            name: "posix".into(),
+            argv: vec!["sh".into()],
+            env: vec![("A".into(), "1".into())],
+            user: None,
+        };
+        let line = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<KeeperCommand>(&line).unwrap(), c);
     }
 }

@@ -15,9 +15,13 @@
 //! `allowed-group` is root-equivalent: CreateSession runs commands as root. A container
 //! without a configuration file (the minimal, tini-like mode) serves no socket.
 //!
-//! Limits (PID 1 must not be held up by a client): at most 256 connections, of which at most
-//! 64 from unprivileged peers; extra ones get `LimitReached {limit: "connections"}` and are
-//! closed. A message may be 1 MiB; more without a NUL gets an
+//! Limits (PID 1 must not be held up by a client): at most 256 connections, of which 16 only
+//! root may take and at most 64 from unprivileged peers; a uid other than root holds at most
+//! 32 (8 when it may only read). Extra ones get `LimitReached {limit: "connections"}` (or
+//! `"connections-per-uid"`) and are closed. A begun message must be complete, and a reply
+//! read, within 10 s; a connection with no call for 30 s is closed (not while it waits for a
+//! deferred reply). Denied calls are logged 10 per 10 s from all connections together, then
+//! counted. A message may be 1 MiB; more without a NUL gets an
 //! `org.varlink.service.InvalidParameter {parameter: "message"}` reply and the connection is
 //! closed, as for anything that is not a JSON object with a string `method`. Replies waiting
 //! to be read are capped at 2 MiB; a client that does not read is dropped. Reads are
@@ -32,7 +36,9 @@
 //!   `InvalidParameter {parameter: "command"}`. `user` runs the login manager as that user
 //!   (initgroups, setgid, setuid; USER/LOGNAME/HOME/SHELL set; the runtime directory is
 //!   theirs); session subsystems stay root, like csrss. `pids_max` sets the cgroup's
-//!   pids.max (default: a third of kernel.pid_max, logind's per-user default). More than
+//!   pids.max (default: a third of kernel.pid_max, logind's per-user default); without a
+//!   cgroup2 pids controller it is refused (`InvalidParameter {parameter: "pids_max"}`), never
+//!   accepted without the limit. More than
 //!   `max-sessions` sessions (counting queued and terminating ones) is `LimitReached {limit:
 //!   "max-sessions"}`. The reply comes when the instance has reported; a failed set-up is
 //!   `io.smss.Manager.Failed {reason}` (an extension), and what it started is stopped.
@@ -42,7 +48,8 @@
 //! - `LoadDeferredSubsystem(name, session?) -> (pid)`: only names in `[subsystems] optional`
 //!   (case-insensitive); an already running one returns its pid. Replies when it has been
 //!   exec'd (a `notify` subsystem's readiness is not awaited). Inside a session it is started
-//!   through `smss-session exec`, which joins the session's cgroup (and user) before exec.
+//!   through `smss-session exec`, which joins the session's cgroup (and user) before exec;
+//!   without a cgroup the session's keeper starts it, so that it stays below the keeper.
 //! - `QueueFileRename(source, destination?, replace_existing?)`: an empty or absent
 //!   destination deletes. `smctl rename --offline` (or with no smss serving the socket)
 //!   appends to the configured queue file itself, under the same lock.
@@ -67,17 +74,22 @@
 //! /sys/fs/cgroup, `/sys/fs/cgroup/smss/session-ID` (+pids enabled on the way, pids.max set,
 //! joined before anything is started; otherwise a log line and no cgroup). It starts the
 //! session subsystems in order (a `notify` one must say READY=1 within its ready-timeout),
-//! then the login manager with the seat's tty as stdio and controlling terminal, writes one
-//! [`instance::Report`] line (`{id, pids, leader, members, cgroup, error}`) and exits; PID 1
-//! adopts the reported processes.
+//! then the login manager with the seat's tty as stdio and controlling terminal. It writes a
+//! `started` line (pid, start time) for each process as soon as it has started it, then the
+//! [`instance::Report`] (`{id, pids, leader, members, cgroup, keeper, error}`). With a cgroup
+//! it exits and PID 1 adopts the reported processes. Without one it stays as the session's
+//! keeper: a child subreaper since before it started anything, so every process of the
+//! session (setsid, double fork) stays below it; it reaps them and tells PID 1 of its
+//! members' exits.
 //!
 //! A session ends when its login manager exits, a critical session subsystem exits, or
-//! TerminateSession: SIGTERM to every process in its cgroup (double-forked daemons included)
-//! — without a cgroup, to every process in one of its processes' sessions or process groups
-//! (a daemon that called setsid escapes that) —, SIGKILL (`cgroup.kill`) after `[shutdown]
-//! grace-period`. It is gone when its cgroup is unpopulated (cgroup.events, watched with
-//! epoll) or, without a cgroup, when no such process is left (pidfds, watched with epoll);
-//! then the cgroup and the runtime directory are removed.
+//! TerminateSession: SIGTERM to every process in its cgroup (double-forked daemons included),
+//! or, without a cgroup, the keeper sends it to every process below it; SIGKILL
+//! (`cgroup.kill`, or the keeper's sweep of its children until none is left) after
+//! `[shutdown] grace-period`. It is gone when its cgroup is unpopulated (cgroup.events,
+//! watched with epoll) or its keeper has exited; then the cgroup and the runtime directory
+//! are removed. A keeper that dies first hands its members to PID 1, which ends the session
+//! and finds what is left through them (pid and start time, pidfds).
 
 pub mod client;
 pub mod instance;

@@ -7,9 +7,9 @@
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use serde_json::{json, Value};
 
-use super::{stop, Role, Supervisor, Token};
+use super::{stop, Role, Supervisor, Timer, Token};
 use crate::control::manager::{self, Action, Method, MethodError};
-use crate::control::server::{Interest, Server, MAX_DENIED_CALLS};
+use crate::control::server::{Interest, LogLimiter, Server, DENIAL_LOG_INTERVAL, MAX_DENIED_CALLS};
 use crate::control::wire;
 use crate::mode::Mode;
 use crate::sys;
@@ -20,6 +20,8 @@ pub struct Control {
     server: Option<Server>,
     /// Connections whose deferred call was answered: serve their buffered calls.
     resume: Vec<u32>,
+    /// Log lines about refused calls, all connections together.
+    denials: LogLimiter,
 }
 
 /// What a method call produced.
@@ -190,26 +192,36 @@ impl Supervisor {
             Ok(m) if m.privileged() && !privileged => {
                 // Anyone may connect: one line per connection, not per call (oneway calls get
                 // no reply to slow a flood down), and a connection that keeps trying is closed.
+                // Every connection together: the first few per interval, then a count.
                 let denied = conn.denied_call();
-                let level = if denied == 1 {
-                    log::Level::Info
+                let close = denied >= MAX_DENIED_CALLS;
+                if close {
+                    conn.close();
+                }
+                if denied == 1 || close {
+                    let (log_it, summary) = self.control.denials.admit(std::time::Instant::now());
+                    log_unlogged_denials(summary);
+                    if log_it && close {
+                        log::info!(
+                            "control: closing uid {} (pid {})'s connection after {denied} denied calls",
+                            peer.uid,
+                            peer.pid
+                        );
+                    } else if log_it {
+                        log::info!(
+                            "control: {} denied to uid {} (pid {})",
+                            call.method,
+                            peer.uid,
+                            peer.pid
+                        );
+                    }
                 } else {
-                    log::Level::Debug
-                };
-                log::log!(
-                    level,
-                    "control: {} denied to uid {} (pid {})",
-                    call.method,
-                    peer.uid,
-                    peer.pid
-                );
-                if denied >= MAX_DENIED_CALLS {
-                    log::info!(
-                        "control: closing uid {} (pid {})'s connection after {denied} denied calls",
+                    log::debug!(
+                        "control: {} denied to uid {} (pid {})",
+                        call.method,
                         peer.uid,
                         peer.pid
                     );
-                    conn.close();
                 }
                 Err(MethodError::permission_denied(&call.method, peer.uid))
             }
@@ -262,6 +274,45 @@ impl Supervisor {
             }
             self.update_client(id);
         }
+        self.arm_control_timer();
+    }
+
+    /// Keep one timer at the earliest control deadline: a connection's (see
+    /// `control::server::Clock`) or the count of denials not logged.
+    fn arm_control_timer(&mut self) {
+        let conns = self.control.server.as_ref().and_then(Server::next_deadline);
+        let next = [conns, self.control.denials.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let current = self
+            .timers
+            .iter()
+            .find(|(_, t)| *t == Timer::ControlDeadline)
+            .map(|(at, _)| *at);
+        if next != current {
+            self.cancel_timer(&Timer::ControlDeadline);
+            if let Some(at) = next {
+                self.add_timer(at, Timer::ControlDeadline);
+            }
+        }
+    }
+
+    /// A control deadline passed: close the connections that missed theirs, log the count
+    /// of denials not logged.
+    pub(crate) fn on_control_deadline(&mut self) {
+        let now = std::time::Instant::now();
+        log_unlogged_denials(self.control.denials.flush(now));
+        let expired = self
+            .control
+            .server
+            .as_mut()
+            .map(|s| s.expire(now))
+            .unwrap_or_default();
+        for id in expired {
+            self.update_client(id);
+        }
+        self.arm_control_timer();
     }
 
     fn call_method(&mut self, id: u32, method: Method, oneway: bool) -> Outcome {
@@ -315,10 +366,20 @@ impl Supervisor {
                     Ok(()) => Outcome::Now(Ok(json!({"state": "terminating"}))),
                 }
             }
-            Method::LoadDeferredSubsystem { name, session } => Outcome::Now(
-                self.load_deferred_subsystem(&name, session)
-                    .map(|pid| json!({ "pid": pid })),
-            ),
+            Method::LoadDeferredSubsystem { name, session } => {
+                match self.load_deferred_subsystem(&name, session, (!oneway).then_some(id)) {
+                    Ok(Some(pid)) => Outcome::Now(Ok(json!({ "pid": pid }))),
+                    // A session's keeper starts it; the reply comes with its pid.
+                    Ok(None) if oneway => Outcome::Now(Ok(json!({}))),
+                    Ok(None) => {
+                        if let Some(c) = self.conn(id) {
+                            c.busy = true;
+                        }
+                        Outcome::Later
+                    }
+                    Err(e) => Outcome::Now(Err(e)),
+                }
+            }
             Method::QueueFileRename {
                 source,
                 destination,
@@ -459,5 +520,15 @@ impl Supervisor {
             "subsystems": subsystems,
             "sessions": self.sessions_json(),
         })
+    }
+}
+
+/// The count of denied calls not logged in the last interval, if any.
+fn log_unlogged_denials(count: Option<u64>) {
+    if let Some(n) = count.filter(|n| *n > 0) {
+        log::info!(
+            "control: {n} more denied calls not logged in {} s",
+            DENIAL_LOG_INTERVAL.as_secs()
+        );
     }
 }

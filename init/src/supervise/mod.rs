@@ -126,8 +126,8 @@ pub enum Timer {
     SessionStart(u32),
     /// The boot is over and the loop has been quiet for a moment: trim the working set.
     TrimWorkingSet,
-    /// A prune of session numbers was asked for too soon after the last scan.
-    PruneSessionIds,
+    /// A control connection's deadline, or the count of denied calls not logged.
+    ControlDeadline,
 }
 
 /// The engine's whole state. One instance, owned by the loop.
@@ -304,7 +304,7 @@ impl Supervisor {
                 Timer::Stop => self.on_stop_timer(),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
-                Timer::PruneSessionIds => self.prune_session_ids(),
+                Timer::ControlDeadline => self.on_control_deadline(),
                 Timer::TrimWorkingSet => {
                     sys::trim_working_set();
                     log::debug!("working set trimmed");
@@ -423,11 +423,9 @@ impl Supervisor {
 
     /// Reap every exited child; strangers (orphans reparented to us) are expected.
     pub fn reap_zombies(&mut self) {
-        let mut reaped = false;
         loop {
             match sys::reap_one() {
                 Reaped::Child(pid, status) => {
-                    reaped = true;
                     self.on_exit(pid.as_raw(), status);
                 }
                 Reaped::Pending => break,
@@ -438,9 +436,6 @@ impl Supervisor {
                     break;
                 }
             }
-        }
-        if reaped {
-            self.prune_session_ids();
         }
     }
 

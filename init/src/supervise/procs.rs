@@ -13,6 +13,9 @@ pub struct ProcInfo {
     pub pgid: i32,
     pub session: i32,
     pub kernel_thread: bool,
+    /// When it started, in clock ticks after boot (stat field 22): with the pid, names one
+    /// process for good (a pid alone may be reused once its process is reaped).
+    pub start_time: u64,
 }
 
 impl ProcInfo {
@@ -36,12 +39,14 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
     // Everything after the name is the kernel's own ASCII.
     let tail = std::str::from_utf8(line.get(close + 1..)?).ok()?;
     let fields: Vec<&str> = tail.split_whitespace().collect();
-    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags
+    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags, ...
+    // [19] = starttime (field N of proc(5) is fields[N - 3])
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
     let pgid = fields.get(2)?.parse().ok()?;
     let session = fields.get(3)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
+    let start_time: u64 = fields.get(19)?.parse().ok()?;
     const PF_KTHREAD: u64 = 0x0020_0000;
     Some(ProcInfo {
         pid,
@@ -50,6 +55,7 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
         pgid,
         session,
         kernel_thread: flags & PF_KTHREAD != 0,
+        start_time,
     })
 }
 
@@ -75,6 +81,41 @@ pub fn snapshot() -> Option<Vec<ProcInfo>> {
         }
     }
     Some(out)
+}
+
+/// Every process below `roots` (their children, theirs, ...), roots excluded, in one pass
+/// over a snapshot.
+pub fn descendants(all: &[ProcInfo], roots: &[i32]) -> Vec<ProcInfo> {
+    let mut children: std::collections::HashMap<i32, Vec<&ProcInfo>> =
+        std::collections::HashMap::new();
+    for p in all {
+        children.entry(p.ppid).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashSet<i32> = roots.iter().copied().collect();
+    let mut queue: Vec<i32> = roots.to_vec();
+    while let Some(parent) = queue.pop() {
+        for c in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(c.pid) {
+                queue.push(c.pid);
+                out.push(**c);
+            }
+        }
+    }
+    out
+}
+
+/// Send `sig` to the process `pid` that started at `start_time`, and to no other: the pid is
+/// pinned with a pidfd, then its start time checked, so a pid reused since it was looked up
+/// is left alone. False when it is gone (or is another process now).
+pub fn signal_exact(pid: i32, start_time: u64, sig: i32) -> bool {
+    let Ok(fd) = crate::sys::fd::pidfd_open(pid) else {
+        return false;
+    };
+    if read(pid).is_none_or(|p| p.start_time != start_time) {
+        return false;
+    }
+    crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok()
 }
 
 /// The processes a stop must signal: in PID-1 modes everything but us and kernel threads; as
@@ -110,13 +151,14 @@ mod tests {
 
     #[test]
     fn parses_names_with_parens_and_spaces() {
-        let s = b"123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0";
+        let s = b"123 (a (b) c) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 0";
         let p = parse_stat(s).unwrap();
         assert_eq!(
             (p.pid, p.state, p.ppid, p.pgid, p.session, p.kernel_thread),
             (123, 'S', 1, 123, 123, false)
         );
-        let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
+        assert_eq!(p.start_time, 98765);
+        let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
         assert!(parse_stat(b"garbage").is_none());
         assert!(parse_stat(b"1 ) S 0 0 0 0 -1 0 (").is_none());
@@ -127,7 +169,7 @@ mod tests {
     /// (a session member that did would escape its session's teardown).
     #[test]
     fn names_that_are_not_utf8() {
-        let s = b"77 (bad\xff\xfe) R 1 77 77 0 -1 4194560 0 0";
+        let s = b"77 (bad\xff\xfe) R 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 0 0 0 0 5 0";
         assert_eq!(parse_stat(s).unwrap().pid, 77);
     }
 
@@ -170,6 +212,7 @@ mod tests {
             pgid: pid,
             session: pid,
             kernel_thread: false,
+            start_time: 0,
         };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];
         let mut t = stop_targets(&all, 10, false);
@@ -178,5 +221,50 @@ mod tests {
         let mut t = stop_targets(&all, 1, true);
         t.sort();
         assert_eq!(t, vec![5, 10, 20, 30, 40]);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    fn p(pid: i32, ppid: i32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            state: 'S',
+            ppid,
+            pgid: pid,
+            session: pid,
+            kernel_thread: false,
+            start_time: pid as u64,
+        }
+    }
+
+    #[test]
+    fn descendants_in_any_order() {
+        let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1), p(50, 30)];
+        let mut d: Vec<i32> = descendants(&all, &[10]).iter().map(|p| p.pid).collect();
+        d.sort();
+        assert_eq!(d, vec![20, 30, 50]);
+        let mut d: Vec<i32> = descendants(&all, &[20, 5]).iter().map(|p| p.pid).collect();
+        d.sort();
+        assert_eq!(d, vec![30, 40, 50]);
+        assert!(descendants(&all, &[50]).is_empty());
+    }
+
+    /// A pid whose start time is not the one recorded is another process: not signalled.
+    #[test]
+    fn signals_only_the_process_that_was_looked_up() {
+        use std::process::Command;
+        let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+        let pid = child.id() as i32;
+        let st = read(pid).unwrap();
+        // Signal 0 checks without signalling.
+        assert!(signal_exact(pid, st.start_time, 0));
+        assert!(!signal_exact(pid, st.start_time + 1, libc::SIGKILL));
+        assert!(read(pid).unwrap().alive());
+        assert!(signal_exact(pid, st.start_time, libc::SIGKILL));
+        child.wait().unwrap();
+        assert!(!signal_exact(pid, st.start_time, 0));
     }
 }

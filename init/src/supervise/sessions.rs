@@ -5,8 +5,14 @@
 //!
 //! A session is gone when its reported processes have exited and nothing else is left in it:
 //! with cgroup2, its cgroup is unpopulated (watched through `cgroup.events`, so double-forked
-//! daemons count); without, no live process has one of its session or process-group ids
-//! (watched through pidfds).
+//! daemons count); without, its instance stays as the session's keeper (a child subreaper
+//! that holds every process of the session below it, see `smss-session`), and the session is
+//! gone when the keeper exits. PID 1 then never scans /proc for a session while it runs.
+//!
+//! Should a keeper die first (SIGKILLed by someone), what was below it comes to PID 1: the
+//! members it reported (each as it started them, with its start time, so a reused pid is
+//! never taken for one) are adopted, and the teardown also finds their descendants of the
+//! moment in /proc (each signalled through a pidfd, after a start-time check).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
@@ -24,16 +30,13 @@ use smss_config::Ready;
 use super::boot::DEFAULT_READY_TIMEOUT;
 use super::{procs, Child, Role, Supervisor, Timer, Token, KILL_WAIT};
 use crate::control::instance::{
-    self, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT, MAX_PARAMS,
-    MAX_REPORT,
+    self, InstanceMessage, KeeperCommand, Member, Report, SessionParams, SubsystemSpec,
+    CGROUP_PARENT, CGROUP_ROOT, MAX_PARAMS, MAX_REPORT,
 };
 use crate::control::manager::{CreateSession, MethodError};
 use crate::control::users;
 use crate::sys::process::{self, Detach, SpawnSpec};
 use crate::sys::{self, ExitStatus};
-
-/// The least time between two scans of /proc for session numbers nobody holds any more.
-const PRUNE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A seat's boot session that ends sooner than this after it started is not re-created (a
 /// getty that cannot open its tty would otherwise spin).
@@ -111,8 +114,15 @@ pub struct Session {
     pub leader: Option<i32>,
     /// Reported processes still alive (our children once the instance has exited).
     pub members: BTreeMap<i32, Member>,
-    /// Session / process-group ids that mark its processes when there is no cgroup.
-    sids: Vec<i32>,
+    /// Processes found below its members during a teardown without a cgroup or keeper, with
+    /// their start times: looked for again until they are gone, even once orphaned.
+    strays: std::collections::BTreeSet<(i32, u64)>,
+    /// Its instance stays as its keeper (no cgroup) and is alive.
+    keeper: bool,
+    /// Its instance holds a creation slot (until it reports or exits).
+    slot: bool,
+    /// Subsystems its keeper was asked to start, and who waits for each one's pid.
+    spawning: Vec<(String, Option<u32>)>,
     pub cgroup: Option<PathBuf>,
     instance: Option<InstanceLink>,
     watch: Option<Watch>,
@@ -137,13 +147,17 @@ pub struct SessionTable {
     instances: usize,
     /// Runtime directories renamed aside so far (names them uniquely).
     removals: u64,
-    /// When [`Supervisor::prune_session_ids`] last scanned /proc.
-    last_prune: Option<Instant>,
 }
 
 /// Alive: neither a zombie nor being reaped (X).
 fn alive(pid: i32) -> bool {
     procs::read(pid).is_some_and(|p| p.alive())
+}
+
+/// Does the cgroup2 hierarchy sessions use offer the pids controller (`pids_max`)?
+fn pids_controller_available() -> bool {
+    fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"))
 }
 
 /// `populated` of a cgroup's `cgroup.events`; None when unreadable.
@@ -318,6 +332,15 @@ impl Supervisor {
             }
         };
         let environment = parse_environment(&req.environment)?;
+        if req.pids_max.is_some() && !pids_controller_available() {
+            // A limit that would not be enforced is refused, not accepted silently.
+            return Err(MethodError::invalid(
+                "pids_max",
+                format!(
+                    "no cgroup2 pids controller at {CGROUP_ROOT}: the limit cannot be enforced"
+                ),
+            ));
+        }
         let mut subsystems = Vec::new();
         for name in &self.cfg.sessions.session_subsystems {
             let Some((name, spec)) = self.cfg.subsystems.get_entry(name) else {
@@ -375,7 +398,10 @@ impl Supervisor {
                 created: Instant::now(),
                 leader: None,
                 members: BTreeMap::new(),
-                sids: Vec::new(),
+                strays: Default::default(),
+                keeper: false,
+                slot: false,
+                spawning: Vec::new(),
                 cgroup: None,
                 instance: None,
                 watch: None,
@@ -429,10 +455,12 @@ impl Supervisor {
         let io = |e: std::io::Error| format!("failed to create the report socket: {e}");
         let (ours, theirs) = UnixStream::pair().map_err(io)?;
         // Non-blocking before the write: PID 1 must never wait on it (the document fits the
-        // socket buffer, so this takes it whole).
+        // socket buffer, so this takes it whole). One line: the link stays open for the
+        // keeper's commands.
         ours.set_nonblocking(true).map_err(io)?;
+        let mut doc = doc;
+        doc.push(b'\n');
         (&ours).write_all(&doc).map_err(io)?;
-        ours.shutdown(std::net::Shutdown::Write).map_err(io)?;
         let fd = theirs.as_raw_fd();
         let program = self.session_binary.clone();
         let spec = SpawnSpec {
@@ -470,6 +498,7 @@ impl Supervisor {
         let deadline = instance_deadline(&s.params);
         if let Some(s) = self.sessions.sessions.get_mut(&id) {
             s.state = SessionState::Starting;
+            s.slot = true;
             s.instance = Some(InstanceLink {
                 sock: ours,
                 pid,
@@ -478,6 +507,15 @@ impl Supervisor {
         }
         self.add_timer(Instant::now() + deadline, Timer::SessionStart(id));
         Ok(())
+    }
+
+    /// The session's instance no longer needs its creation slot (it reported or exited).
+    fn release_slot(&mut self, id: u32) {
+        if let Some(s) = self.sessions.sessions.get_mut(&id) {
+            if std::mem::take(&mut s.slot) {
+                self.sessions.instances = self.sessions.instances.saturating_sub(1);
+            }
+        }
     }
 
     /// The instance has not reported within its deadline: kill it, then stop what it started.
@@ -494,6 +532,9 @@ impl Supervisor {
     /// Give up on a session's running instance: SIGKILL it (and, without a cgroup, remember
     /// its descendants so the teardown finds them), fail the creation and end the session.
     fn abort_instance(&mut self, id: u32, why: String) {
+        // What it wrote so far first: the processes it started (or its report, which makes
+        // the session active, and TerminateSession then ends it the ordinary way).
+        self.read_instance(id, false);
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
@@ -503,13 +544,16 @@ impl Supervisor {
         let Some(link) = s.instance.take() else {
             return;
         };
-        // What the instance started so far are its children (it has not exited): every one
-        // is a session leader of its own, so its pid marks its processes. Stopped first, so
-        // it starts nothing more between the look and the kill.
+        // Everything the instance started so far is below it (it has not exited, and it is
+        // a subreaper when there is no cgroup): stopped first, so it starts (and reaps)
+        // nothing between the look and the kill, then remembered with start times.
         let _ = sys::kill(link.pid, libc::SIGSTOP);
         if let Some(all) = procs::snapshot() {
-            s.sids
-                .extend(all.iter().filter(|p| p.ppid == link.pid).map(|p| p.pid));
+            for p in procs::descendants(&all, &[link.pid]) {
+                if !s.members.contains_key(&p.pid) {
+                    s.strays.insert((p.pid, p.start_time));
+                }
+            }
         }
         let _ = sys::kill(link.pid, libc::SIGKILL);
         self.unwatch(link.sock.as_fd());
@@ -518,18 +562,31 @@ impl Supervisor {
 
     /// A session instance wrote to (or closed) its report socket.
     pub(crate) fn on_session_report(&mut self, id: u32) {
-        match self.read_report(id, false) {
-            Some(Ok(line)) => self.handle_report(id, &line),
-            Some(Err(why)) => self.instance_failed(id, why),
-            None => {}
+        let closed = self.read_instance(id, false);
+        if closed
+            && self
+                .sessions
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.state == SessionState::Starting)
+        {
+            self.instance_failed(id, "smss-session ended without a report".into());
         }
+        self.start_queued_sessions();
         self.resume_clients();
     }
 
-    /// Read what the instance wrote: `Some(Ok(line))` once its report line is complete,
-    /// `Some(Err)` at EOF without one (or when it exited: `exited`), None to wait for more.
-    fn read_report(&mut self, id: u32, exited: bool) -> Option<Result<Vec<u8>, String>> {
-        let link = self.sessions.sessions.get_mut(&id)?.instance.as_mut()?;
+    /// Read and act on what the instance wrote (`exited`: it is gone, so read what is left
+    /// and close). True once the link is closed.
+    fn read_instance(&mut self, id: u32, exited: bool) -> bool {
+        let Some(link) = self
+            .sessions
+            .sessions
+            .get_mut(&id)
+            .and_then(|s| s.instance.as_mut())
+        else {
+            return true;
+        };
         let mut eof = exited;
         let mut chunk = [0u8; 4096];
         loop {
@@ -541,8 +598,13 @@ impl Supervisor {
                 Ok(n) => {
                     link.buf
                         .extend_from_slice(chunk.get(..n).unwrap_or_default());
-                    if link.buf.len() > MAX_REPORT {
+                    if link.buf.len() > MAX_REPORT && !link.buf.contains(&b'\n') {
                         eof = true;
+                        break;
+                    }
+                    // A keeper writes little; an instance that writes more than this at
+                    // once is read on the next wake-up.
+                    if link.buf.len() > 4 * MAX_REPORT {
                         break;
                     }
                 }
@@ -550,37 +612,88 @@ impl Supervisor {
                 Err(_) => break,
             }
         }
-        let line = link
-            .buf
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| link.buf.get(..i).unwrap_or_default().to_vec());
-        if line.is_none() && !eof {
-            return None;
+        let mut lines = Vec::new();
+        while let Some(i) = link.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = link.buf.drain(..=i).collect();
+            line.pop();
+            lines.push(line);
         }
-        let link = self.sessions.sessions.get_mut(&id)?.instance.take()?;
-        self.unwatch(link.sock.as_fd());
-        Some(line.ok_or_else(|| "smss-session ended without a report".to_string()))
+        if eof {
+            if let Some(link) = self
+                .sessions
+                .sessions
+                .get_mut(&id)
+                .and_then(|s| s.instance.take())
+            {
+                self.unwatch(link.sock.as_fd());
+            }
+        }
+        for line in lines {
+            self.instance_message(id, &line);
+        }
+        eof
     }
 
-    fn handle_report(&mut self, id: u32, line: &[u8]) {
-        self.cancel_timer(&Timer::SessionStart(id));
-        let report: Report = match serde_json::from_slice(line) {
-            Ok(r) => r,
-            Err(e) => return self.instance_failed(id, format!("unreadable report: {e}")),
-        };
+    /// One line from a session's instance or keeper.
+    fn instance_message(&mut self, id: u32, line: &[u8]) {
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
+        match serde_json::from_slice::<InstanceMessage>(line) {
+            Ok(InstanceMessage::Started(m)) => {
+                if s.state == SessionState::Starting {
+                    s.members.insert(m.pid, m);
+                } else if s.keeper && s.state == SessionState::Active {
+                    // A subsystem started on request.
+                    let (pid, name) = (m.pid, m.name.clone());
+                    log::info!("session {id}: subsystem {name} started on request (pid {pid})");
+                    s.members.insert(pid, m);
+                    let waiters = take_spawning(s, &name);
+                    for w in waiters {
+                        self.reply_deferred(w, Ok(json!({ "pid": pid })));
+                    }
+                }
+            }
+            Ok(InstanceMessage::SpawnFailed { name, error }) => {
+                log::warn!("session {id}: failed to start subsystem {name}: {error}");
+                for w in take_spawning(s, &name) {
+                    self.reply_deferred(w, Err(MethodError::failed(error.clone())));
+                }
+            }
+            Ok(InstanceMessage::Report(r)) => self.handle_report(id, r),
+            Ok(InstanceMessage::Exited { pid, status }) => {
+                if let Some(name) = s.members.get(&pid).map(|m| m.name.clone()) {
+                    self.member_exited(id, pid, &name, &status);
+                }
+            }
+            Err(e) if s.state == SessionState::Starting => {
+                self.instance_failed(id, format!("unreadable report: {e}"))
+            }
+            Err(e) => log::warn!("session {id}: unreadable line from its keeper: {e}"),
+        }
+    }
+
+    fn handle_report(&mut self, id: u32, report: Report) {
+        self.cancel_timer(&Timer::SessionStart(id));
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.state != SessionState::Starting {
+            return;
+        }
         s.cgroup = report.cgroup.as_ref().map(PathBuf::from);
         s.leader = report.leader;
         s.state = SessionState::Active;
+        s.keeper = report.keeper && report.error.is_none();
+        let keeper = s.keeper;
         // A process may already be gone (and reaped as an orphan, if its instance exited
-        // first): only live ones become members.
+        // first): only live ones become members. A keeper's members are its children: it
+        // tells us when they exit.
         let mut dead = Vec::new();
         for m in &report.members {
-            s.sids.push(m.pid);
-            if alive(m.pid) {
+            if keeper {
+                s.members.insert(m.pid, m.clone());
+            } else if alive(m.pid) {
                 s.members.insert(m.pid, m.clone());
                 self.children.insert(
                     m.pid,
@@ -594,10 +707,16 @@ impl Supervisor {
                     },
                 );
             } else {
+                s.members.remove(&m.pid);
                 dead.push(m.clone());
             }
         }
-        if let Some(cg) = s.cgroup.clone() {
+        let cgroup = s.cgroup.clone();
+        if keeper {
+            // The keeper lives on: the creation slot is free now.
+            self.release_slot(id);
+        }
+        if let Some(cg) = cgroup {
             self.watch_cgroup(id, &cg);
         }
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
@@ -664,41 +783,205 @@ impl Supervisor {
     pub(crate) fn on_session_process_exit(&mut self, pid: i32, child: &Child, status: ExitStatus) {
         match child.role {
             Role::SessionInstance(id) => {
-                self.sessions.instances = self.sessions.instances.saturating_sub(1);
+                self.release_slot(id);
                 if status == ExitStatus::Exited(0) {
                     log::debug!("session {id}: smss-session (pid {pid}) {status}");
                 } else {
                     log::warn!("session {id}: smss-session (pid {pid}) {status}");
                 }
-                // The report was written before the exit: read it now, whatever the order
-                // in which epoll and the reaper saw the two.
-                match self.read_report(id, true) {
-                    Some(Ok(line)) => self.handle_report(id, &line),
-                    Some(Err(_)) => {
-                        self.instance_failed(id, format!("smss-session {status} without a report"))
-                    }
-                    None => {}
+                // What it wrote before the exit (its report, its members' exits): read it
+                // now, whatever the order in which epoll and the reaper saw the two.
+                self.read_instance(id, true);
+                if self
+                    .sessions
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| s.state == SessionState::Starting)
+                {
+                    self.instance_failed(id, format!("smss-session {status} without a report"));
                 }
+                self.adopt_members(id, status);
                 self.start_queued_sessions();
             }
-            Role::SessionMember { session, leader } => {
-                log::info!("session {session}: {} (pid {pid}) {status}", child.name);
-                let Some(s) = self.sessions.sessions.get_mut(&session) else {
-                    return self.resume_clients();
-                };
-                let member = s.members.remove(&pid);
-                if s.state == SessionState::Active {
-                    if leader {
-                        self.end_session(session, format!("its login manager {status}"));
-                    } else if let Some(m) = member.filter(|m| m.critical) {
-                        self.end_session(session, format!("session subsystem {} {status}", m.name));
-                    }
-                }
-                self.check_session_gone(session);
+            Role::SessionMember { session, .. } => {
+                self.member_exited(session, pid, &child.name, &status.to_string());
             }
             _ => log::info!("{} (pid {pid}) {status}", child.name),
         }
         self.resume_clients();
+    }
+
+    /// A member of session `id` exited (reaped by us, or by its keeper).
+    fn member_exited(&mut self, id: u32, pid: i32, name: &str, status: &str) {
+        log::info!("session {id}: {name} (pid {pid}) {status}");
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        let member = s.members.remove(&pid);
+        if s.state == SessionState::Active {
+            if s.leader == Some(pid) {
+                self.end_session(id, format!("its login manager {status}"));
+            } else if let Some(m) = member.filter(|m| m.critical) {
+                self.end_session(id, format!("session subsystem {} {status}", m.name));
+            }
+        }
+        self.check_session_gone(id);
+    }
+
+    /// The session's instance exited: its children are ours now. Members still alive (the
+    /// same processes: start times are compared) become our children; the others are gone.
+    /// A keeper that exits while its session is active was killed: the session ends.
+    fn adopt_members(&mut self, id: u32, status: ExitStatus) {
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        let was_keeper = std::mem::take(&mut s.keeper);
+        let spawning: Vec<u32> = std::mem::take(&mut s.spawning)
+            .into_iter()
+            .filter_map(|(_, w)| w)
+            .collect();
+        for w in spawning {
+            self.reply_deferred(w, Err(MethodError::failed("the session's keeper exited")));
+        }
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut adopted = Vec::new();
+        for (pid, m) in std::mem::take(&mut s.members) {
+            if self.children.contains_key(&pid) {
+                s.members.insert(pid, m);
+                continue;
+            }
+            let same = m.start_time != 0
+                && procs::read(pid).is_some_and(|p| p.alive() && p.start_time == m.start_time);
+            if same {
+                self.children.insert(
+                    pid,
+                    Child {
+                        name: m.name.clone(),
+                        role: Role::SessionMember {
+                            session: id,
+                            leader: s.leader == Some(pid),
+                        },
+                        critical: false,
+                    },
+                );
+                adopted.push(pid);
+                s.members.insert(pid, m);
+            }
+        }
+        let (state, killed) = (s.state, s.killed);
+        if state == SessionState::Active && was_keeper {
+            log::warn!("session {id}: its keeper smss-session {status}");
+            self.end_session(id, format!("its keeper {status}"));
+        } else if state == SessionState::Terminating {
+            // Signalled through the keeper so far: now directly.
+            let sig = if killed { libc::SIGKILL } else { libc::SIGTERM };
+            for pid in adopted {
+                let _ = sys::kill(pid, sig);
+                let _ = sys::kill(pid, libc::SIGCONT);
+            }
+            self.check_session_gone(id);
+        }
+    }
+
+    /// Write a command to the session's keeper; a keeper that cannot be told is killed (its
+    /// exit then hands what is left to us).
+    fn tell_keeper(&mut self, id: u32, command: &KeeperCommand) {
+        let Some(link) = self
+            .sessions
+            .sessions
+            .get(&id)
+            .filter(|s| s.keeper)
+            .and_then(|s| s.instance.as_ref())
+        else {
+            return;
+        };
+        let mut line = serde_json::to_vec(command).unwrap_or_default();
+        line.push(b'\n');
+        if let Err(e) = (&link.sock).write_all(&line) {
+            log::warn!("session {id}: failed to write to its keeper: {e}; killing it");
+            let _ = sys::kill(link.pid, libc::SIGKILL);
+        }
+    }
+
+    /// Every process of the session PID 1 itself must signal, found now: with a cgroup, its
+    /// members and the cgroup's processes (by pid); without, the members that are our
+    /// children (by pid: unreaped, so theirs), the members of a session whose keeper is gone
+    /// and the strays (by pid and start time), and every process below those.
+    fn session_processes(&self, id: u32) -> Vec<(i32, Option<u64>)> {
+        let Some(s) = self.sessions.sessions.get(&id) else {
+            return Vec::new();
+        };
+        let me = sys::getpid();
+        let ours = |pid: &i32| {
+            self.children.get(pid).is_some_and(
+                |c| matches!(c.role, Role::SessionMember { session, .. } if session == id),
+            )
+        };
+        let mut out: Vec<(i32, Option<u64>)> = Vec::new();
+        if let Some(cg) = &s.cgroup {
+            let mut pids: Vec<i32> = s.members.keys().copied().collect();
+            cgroup_procs(cg, &mut pids, 8);
+            pids.sort_unstable();
+            pids.dedup();
+            out.extend(pids.into_iter().map(|p| (p, None)));
+        } else {
+            let unverified: Vec<(i32, u64)> = s
+                .members
+                .values()
+                .filter(|m| !ours(&m.pid) && !s.keeper && m.start_time != 0)
+                .map(|m| (m.pid, m.start_time))
+                .chain(s.strays.iter().copied())
+                .collect();
+            let mut roots: Vec<i32> = s.members.keys().copied().filter(|p| ours(p)).collect();
+            out.extend(roots.iter().map(|p| (*p, None)));
+            if roots.is_empty() && unverified.is_empty() {
+                return out;
+            }
+            let Some(all) = procs::snapshot() else {
+                return out;
+            };
+            let started: HashMap<i32, u64> = all.iter().map(|p| (p.pid, p.start_time)).collect();
+            for (pid, start) in unverified {
+                if started.get(&pid) == Some(&start) {
+                    roots.push(pid);
+                    out.push((pid, Some(start)));
+                }
+            }
+            out.extend(
+                procs::descendants(&all, &roots)
+                    .iter()
+                    .filter(|p| !p.kernel_thread && p.alive())
+                    .map(|p| (p.pid, Some(p.start_time))),
+            );
+        }
+        out.retain(|(p, _)| *p != me && *p > 0);
+        out
+    }
+
+    /// Signal what [`Supervisor::session_processes`] found, and remember the processes found
+    /// below the members (they are looked for again even once their parents are gone).
+    fn signal_session(&mut self, id: u32, targets: &[(i32, Option<u64>)], sigs: &[i32]) {
+        for (pid, start) in targets {
+            for sig in sigs {
+                match start {
+                    None => {
+                        let _ = sys::kill(*pid, *sig);
+                    }
+                    Some(t) => {
+                        procs::signal_exact(*pid, *t, *sig);
+                    }
+                }
+            }
+        }
+        if let Some(s) = self.sessions.sessions.get_mut(&id) {
+            for (pid, start) in targets {
+                if let (Some(t), false) = (start, s.members.contains_key(pid)) {
+                    s.strays.insert((*pid, *t));
+                }
+            }
+        }
     }
 
     /// TerminateSession. `waiter` (if any) is answered when the session is gone.
@@ -749,10 +1032,9 @@ impl Supervisor {
         log::info!("session {id} ending: {reason}");
         s.state = SessionState::Terminating;
         s.reason = reason;
-        for pid in session_processes(s) {
-            let _ = sys::kill(pid, libc::SIGTERM);
-            let _ = sys::kill(pid, libc::SIGCONT);
-        }
+        let targets = self.session_processes(id);
+        self.signal_session(id, &targets, &[libc::SIGTERM, libc::SIGCONT]);
+        self.tell_keeper(id, &KeeperCommand::Term);
         self.add_timer(Instant::now() + grace, Timer::SessionKill(id));
         self.check_session_gone(id);
     }
@@ -763,7 +1045,8 @@ impl Supervisor {
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
-        if s.state != SessionState::Terminating || !s.members.is_empty() {
+        // A keeper exits once nothing of the session is left: its exit tells.
+        if s.state != SessionState::Terminating || s.keeper || !s.members.is_empty() {
             return;
         }
         if let Some(cg) = &s.cgroup {
@@ -777,7 +1060,7 @@ impl Supervisor {
         if matches!(s.watch, Some(Watch::Pids(..))) {
             return;
         }
-        let left = session_processes(s);
+        let left: Vec<i32> = self.session_processes(id).iter().map(|t| t.0).collect();
         if left.is_empty() {
             return self.finalize_session(id);
         }
@@ -876,22 +1159,29 @@ impl Supervisor {
         }
         if s.killed {
             log::error!("session {id}: processes survived SIGKILL; removing the session anyway");
+            if let (true, Some(link)) = (s.keeper, s.instance.as_ref()) {
+                let _ = sys::kill(link.pid, libc::SIGKILL);
+            }
             self.finalize_session(id);
             return self.resume_clients();
         }
         s.killed = true;
-        let left = session_processes(s);
-        log::warn!(
-            "session {id}: {} process(es) still running after SIGTERM: sending SIGKILL",
-            left.len()
-        );
+        let keeper = s.keeper;
         if let Some(cg) = &s.cgroup {
             // cgroup.kill (Linux 5.14) also catches processes forking right now.
             let _ = fs::write(cg.join("cgroup.kill"), "1");
         }
-        for pid in left {
-            let _ = sys::kill(pid, libc::SIGKILL);
+        let left = self.session_processes(id);
+        if keeper {
+            log::warn!("session {id}: still running after SIGTERM: its keeper sends SIGKILL");
+        } else {
+            log::warn!(
+                "session {id}: {} process(es) still running after SIGTERM: sending SIGKILL",
+                left.len()
+            );
         }
+        self.signal_session(id, &left, &[libc::SIGKILL]);
+        self.tell_keeper(id, &KeeperCommand::Kill);
         self.add_timer(Instant::now() + KILL_WAIT, Timer::SessionKill(id));
         self.check_session_gone(id);
         self.resume_clients();
@@ -1001,47 +1291,14 @@ impl Supervisor {
         }
     }
 
-    /// Forget the session and process-group ids (of sessions without a cgroup) that no
-    /// process holds any more: the kernel may hand such a number to an unrelated process
-    /// next, which a teardown must not mistake for the session's. Called after reaping, so a
-    /// number is dropped soon after its last holder is gone.
-    ///
-    /// A scan reads every process's stat, and anyone can make PID 1 reap (orphans): at most
-    /// one scan per [`PRUNE_INTERVAL`]; a prune asked for sooner runs on a timer instead.
-    pub(crate) fn prune_session_ids(&mut self) {
-        if !self
-            .sessions
-            .sessions
-            .values()
-            .any(|s| s.cgroup.is_none() && !s.sids.is_empty())
-        {
-            return;
-        }
-        let now = Instant::now();
-        if let Some(at) = prune_deferred_until(self.sessions.last_prune, now) {
-            if !self
-                .timers
-                .iter()
-                .any(|(_, t)| *t == Timer::PruneSessionIds)
-            {
-                self.add_timer(at, Timer::PruneSessionIds);
-            }
-            return;
-        }
-        self.sessions.last_prune = Some(now);
-        let Some(held) = held_ids() else {
-            return;
-        };
-        for s in self.sessions.sessions.values_mut() {
-            s.sids.retain(|id| held.contains(id));
-        }
-    }
-
     /// A session left the table: the creator (if still waiting) gets `create`, terminators
     /// learn it is gone.
     fn answer_session_waiters(&mut self, s: Session, create: Result<Value, MethodError>) {
         if let Some(w) = s.create_waiter {
             self.reply_deferred(w, create);
+        }
+        for w in s.spawning.into_iter().filter_map(|(_, w)| w) {
+            self.reply_deferred(w, Err(MethodError::failed("the session ended")));
         }
         for w in s.terminate_waiters {
             self.reply_deferred(w, Ok(json!({"state": "gone"})));
@@ -1049,12 +1306,14 @@ impl Supervisor {
     }
 
     /// SmLoadDeferedSubsystem: an Optional subsystem, in session 0 (our child) or inside an
-    /// interactive session (its cgroup, its environment). The running one's pid if started.
+    /// interactive session (its cgroup, its environment). The running one's pid if started;
+    /// None when a session's keeper starts it: `waiter` then gets the pid.
     pub(crate) fn load_deferred_subsystem(
         &mut self,
         name: &str,
         session: Option<u32>,
-    ) -> Result<i32, MethodError> {
+        waiter: Option<u32>,
+    ) -> Result<Option<i32>, MethodError> {
         let optional = self
             .cfg
             .subsystems
@@ -1077,7 +1336,7 @@ impl Supervisor {
                     _ => None,
                 });
                 if let Some(pid) = running {
-                    return Ok(pid);
+                    return Ok(Some(pid));
                 }
                 // No NOTIFY_SOCKET: the reply does not wait for readiness, and the socket that
                 // exists during boot belongs to the subsystem the boot waits for (a READY=1
@@ -1095,7 +1354,7 @@ impl Supervisor {
                     )
                     .map_err(|e| MethodError::failed(e.to_string()))?;
                 log::info!("subsystem {name} started on request (pid {pid})");
-                Ok(pid)
+                Ok(Some(pid))
             }
             Some(id) => {
                 let s = self
@@ -1109,7 +1368,7 @@ impl Supervisor {
                     .iter()
                     .find(|(_, m)| m.name.eq_ignore_ascii_case(&name))
                 {
-                    return Ok(*pid);
+                    return Ok(Some(*pid));
                 }
                 let user = s.params.user.as_deref().and_then(users::find_user);
                 let env = instance::session_environment(
@@ -1118,6 +1377,27 @@ impl Supervisor {
                     user.as_ref(),
                 );
                 let argv = instance::expand_argv(&spec.argv, &env).map_err(MethodError::failed)?;
+                if s.keeper {
+                    // Without a cgroup: its keeper starts it, so that it (and whatever it
+                    // forks) stays below the keeper like the rest of the session.
+                    let asked = s
+                        .spawning
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case(&name));
+                    let command = KeeperCommand::Spawn {
+                        name: name.clone(),
+                        argv,
+                        env: env.vars().to_vec(),
+                        user: s.params.user.clone(),
+                    };
+                    if let Some(s) = self.sessions.sessions.get_mut(&id) {
+                        s.spawning.push((name, waiter));
+                    }
+                    if !asked {
+                        self.tell_keeper(id, &command);
+                    }
+                    return Ok(None);
+                }
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
                 // session's user) before exec, so nothing it forks escapes the session.
                 let program = self.session_binary.clone();
@@ -1155,17 +1435,18 @@ impl Supervisor {
                     },
                 );
                 if let Some(s) = self.sessions.sessions.get_mut(&id) {
-                    s.sids.push(pid);
                     s.members.insert(
                         pid,
                         Member {
                             pid,
                             name,
                             critical: false,
+                            // Our child, not reaped: the pid is this process's.
+                            start_time: procs::read(pid).map_or(0, |p| p.start_time),
                         },
                     );
                 }
-                Ok(pid)
+                Ok(Some(pid))
             }
         }
     }
@@ -1195,42 +1476,14 @@ impl Supervisor {
     }
 }
 
-/// When a prune asked for at `now` must wait for, or None to scan now.
-fn prune_deferred_until(last: Option<Instant>, now: Instant) -> Option<Instant> {
-    let next = last? + PRUNE_INTERVAL;
-    (now < next).then_some(next)
-}
-
-/// Every number in use as a pid, a process-group id or a session id (zombies included: they
-/// still hold theirs). `None` without /proc.
-fn held_ids() -> Option<std::collections::HashSet<i32>> {
-    Some(
-        procs::snapshot()?
-            .iter()
-            .flat_map(|p| [p.pid, p.pgid, p.session])
-            .collect(),
-    )
-}
-
-/// Every live process of a session: its cgroup's members, else every process in one of its
-/// sessions or process groups; plus its reported members. Never us.
-fn session_processes(s: &Session) -> Vec<i32> {
-    let me = sys::getpid();
-    let mut pids: Vec<i32> = s.members.keys().copied().collect();
-    if let Some(cg) = &s.cgroup {
-        cgroup_procs(cg, &mut pids, 8);
-    } else if let Some(all) = procs::snapshot() {
-        pids.extend(
-            all.iter()
-                .filter(|p| !p.kernel_thread && p.alive())
-                .filter(|p| s.sids.contains(&p.session) || s.sids.contains(&p.pgid))
-                .map(|p| p.pid),
-        );
-    }
-    pids.sort_unstable();
-    pids.dedup();
-    pids.retain(|p| *p != me && *p > 0);
-    pids
+/// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start
+/// answers every request made meanwhile).
+fn take_spawning(s: &mut Session, name: &str) -> Vec<u32> {
+    let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut s.spawning)
+        .into_iter()
+        .partition(|(n, _)| n.eq_ignore_ascii_case(name));
+    s.spawning = rest;
+    done.into_iter().filter_map(|(_, w)| w).collect()
 }
 
 /// Read without blocking (the socket is non-blocking).
@@ -1247,20 +1500,6 @@ impl ReadChunk for &UnixStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// One /proc scan per interval, however often orphans make PID 1 reap; a prune asked for
-    /// in between is put off, not dropped.
-    #[test]
-    fn prunes_are_rate_limited() {
-        let t0 = Instant::now();
-        assert_eq!(prune_deferred_until(None, t0), None);
-        let soon = t0 + PRUNE_INTERVAL / 2;
-        assert_eq!(
-            prune_deferred_until(Some(t0), soon),
-            Some(t0 + PRUNE_INTERVAL)
-        );
-        assert_eq!(prune_deferred_until(Some(t0), t0 + PRUNE_INTERVAL), None);
-    }
 
     #[test]
     fn cgroup_events() {
@@ -1291,10 +1530,6 @@ mod tests {
         // lives outside our pid namespace and the id reads as 0.
         assert_eq!(st.session, nix::unistd::getsid(None).unwrap().as_raw());
         assert_eq!(st.pgid, nix::unistd::getpgrp().as_raw());
-        let held = held_ids().unwrap();
-        assert!(held.contains(&(std::process::id() as i32)));
-        assert!(held.contains(&st.pgid));
-        assert!(held.contains(&st.session));
         assert!(alive(std::process::id() as i32));
         assert!(!alive(i32::MAX));
     }

@@ -18,6 +18,26 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
+/// pidfd_send_signal(2): signal exactly the process `pidfd` refers to (never one that reused
+/// its pid).
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a descriptor we own, a signal number, no siginfo (NULL), no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Take ownership of descriptor `fd`, inherited from our parent, and make it close-on-exec
 /// so our own children do not inherit it. Refuses 0-2 and descriptors that are not open.
 pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {

@@ -1,0 +1,336 @@
+//! The session keeper: what an instance becomes, once it has reported, when the session has
+//! no cgroup. It was made a child subreaper before it started anything, so every process of
+//! the session stays below it whatever it does (setsid, double fork): orphans come back to
+//! the keeper, not to PID 1. It reaps them, tells PID 1 when a member exits, and ends the
+//! session on PID 1's word:
+//!
+//! - `term` (or SIGTERM to the keeper): SIGTERM and SIGCONT to every process below it, each
+//!   one pinned by a pidfd and checked by its start time, so a pid reused meanwhile is left
+//!   alone;
+//! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
+//!   their orphans come back to it, until it has none. Only unreaped children are killed by
+//!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
+//!   hits a stranger;
+//! - `spawn`: start a subsystem in the session (LoadDeferredSubsystem), below the keeper like
+//!   the rest, and report it as `started` (or `spawn_failed`).
+//!
+//! It exits when it has no child left: the session is then empty, with nothing escaped.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signalfd::SignalFd;
+use smss::control::instance::{InstanceMessage, KeeperCommand, MAX_PARAMS};
+use smss::supervise::procs;
+use smss::sys::process::Detach;
+use smss::sys::{self, Reaped};
+
+/// What happens to a keeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A child was reaped (`status` as smss logs it).
+    Exited(i32, String),
+    /// No child is left.
+    NoChildren,
+    /// `term` from PID 1, or SIGTERM.
+    Term,
+    /// `kill` from PID 1.
+    Kill,
+    /// PID 1's end of the link is gone.
+    LinkClosed,
+    /// `spawn` from PID 1.
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
+}
+
+/// What a keeper does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Tell PID 1 that a member exited.
+    Report(i32, String),
+    /// Signal every process below the keeper.
+    Signal(i32),
+    /// SIGKILL everything below, then exit.
+    Sweep,
+    Exit,
+    /// Start a subsystem (then [`Keeper::started`]).
+    Spawn {
+        name: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
+}
+
+/// The keeper's decisions, apart from its I/O.
+#[derive(Debug)]
+pub struct Keeper {
+    members: BTreeSet<i32>,
+}
+
+impl Keeper {
+    pub fn new(members: impl IntoIterator<Item = i32>) -> Keeper {
+        Keeper {
+            members: members.into_iter().collect(),
+        }
+    }
+
+    pub fn on(&mut self, ev: Event) -> Vec<Action> {
+        match ev {
+            Event::Exited(pid, status) => {
+                if self.members.remove(&pid) {
+                    vec![Action::Report(pid, status)]
+                } else {
+                    // An orphan of the session: reaped, nothing to tell.
+                    Vec::new()
+                }
+            }
+            Event::NoChildren => vec![Action::Exit],
+            Event::Term => vec![Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)],
+            Event::Kill | Event::LinkClosed => vec![Action::Sweep],
+            Event::Spawn {
+                name,
+                argv,
+                env,
+                user,
+            } => vec![Action::Spawn {
+                name,
+                argv,
+                env,
+                user,
+            }],
+        }
+    }
+
+    /// A process started on request is a member too.
+    pub fn started(&mut self, pid: i32) {
+        self.members.insert(pid);
+    }
+}
+
+/// A command line from PID 1.
+fn command(line: &[u8]) -> Option<Event> {
+    Some(match serde_json::from_slice::<KeeperCommand>(line).ok()? {
+        KeeperCommand::Term => Event::Term,
+        KeeperCommand::Kill => Event::Kill,
+        KeeperCommand::Spawn {
+            name,
+            argv,
+            env,
+            user,
+        } => Event::Spawn {
+            name,
+            argv,
+            env,
+            user,
+        },
+    })
+}
+
+fn tell(link: &UnixStream, msg: &InstanceMessage) {
+    let mut line = serde_json::to_vec(msg).unwrap_or_default();
+    line.push(b'\n');
+    if let Err(e) = (&*link).write_all(&line) {
+        log::debug!("keeper: failed to write to smss: {e}");
+    }
+}
+
+/// Signal every process below us, each pinned and checked (see the module comment).
+fn signal_tree(sig: i32) {
+    let me = sys::getpid();
+    let Some(all) = procs::snapshot() else {
+        return;
+    };
+    for p in procs::descendants(&all, &[me]) {
+        procs::signal_exact(p.pid, p.start_time, sig);
+    }
+}
+
+/// Our children, running or zombie (none reaped: their pids are ours until we reap them).
+fn children() -> Vec<i32> {
+    let me = sys::getpid();
+    // The keeper has one thread, whose tid is its pid.
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
+        return text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    procs::snapshot()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.ppid == me)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Reap every exited child; false once none is left.
+fn reap(k: &mut Keeper, link: &UnixStream) -> bool {
+    loop {
+        match sys::reap_one() {
+            Reaped::Child(pid, status) => {
+                for a in k.on(Event::Exited(pid.as_raw(), status.to_string())) {
+                    if let Action::Report(pid, status) = a {
+                        tell(link, &InstanceMessage::Exited { pid, status });
+                    }
+                }
+            }
+            Reaped::Pending => return true,
+            Reaped::NoChildren => return false,
+        }
+    }
+}
+
+/// SIGKILL our children until none is left: each round kills the children we have (the
+/// orphans of the last round's victims among them), then reaps.
+pub fn sweep(k: &mut Keeper, link: &UnixStream, signals: &SignalFd) {
+    loop {
+        for pid in children() {
+            let _ = sys::kill(pid, libc::SIGKILL);
+        }
+        if !reap(k, link) {
+            return;
+        }
+        // SIGCHLD wakes us; the timeout only bounds a missed one.
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        while let Ok(Some(_)) = signals.read_signal() {}
+    }
+}
+
+/// Keep the session until it is empty. `pending`: bytes PID 1 sent after the parameters.
+pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: SignalFd) -> i32 {
+    let mut k = Keeper::new(members.iter().copied());
+    let mut events = Vec::new();
+    loop {
+        if !reap(&mut k, &link) {
+            events.push(Event::NoChildren);
+        }
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            events.extend(command(&line));
+        }
+        for ev in events.drain(..) {
+            for a in k.on(ev) {
+                match a {
+                    Action::Report(pid, status) => {
+                        tell(&link, &InstanceMessage::Exited { pid, status })
+                    }
+                    Action::Signal(sig) => signal_tree(sig),
+                    Action::Sweep => {
+                        sweep(&mut k, &link, &signals);
+                        return 0;
+                    }
+                    Action::Exit => return 0,
+                    Action::Spawn {
+                        name,
+                        argv,
+                        env,
+                        user,
+                    } => {
+                        let held = super::Held {
+                            argv,
+                            env,
+                            detach: Detach::Session,
+                            stdio: None,
+                            cwd: None,
+                            user,
+                        };
+                        // `started` is written by spawn_held.
+                        match super::spawn_held(held, &link, name.clone(), false) {
+                            Ok(m) => k.started(m.pid),
+                            Err(error) => {
+                                tell(&link, &InstanceMessage::SpawnFailed { name, error })
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut fds = [
+            PollFd::new(link.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("keeper: poll failed: {e}; ending the session");
+                events.push(Event::Kill);
+                continue;
+            }
+        }
+        let ready = |f: &PollFd| {
+            f.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+        };
+        let (link_ready, signal_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if signal_ready {
+            while let Ok(Some(info)) = signals.read_signal() {
+                if info.ssi_signo == libc::SIGTERM as u32 {
+                    events.push(Event::Term);
+                }
+            }
+        }
+        if link_ready {
+            let mut buf = [0u8; 512];
+            match (&link).read(&mut buf) {
+                Ok(0) | Err(_) => events.push(Event::LinkClosed),
+                Ok(n) => {
+                    pending.extend_from_slice(buf.get(..n).unwrap_or_default());
+                    // PID 1's longest command (a spawn) is bounded like the parameters.
+                    if pending.len() > 2 * MAX_PARAMS {
+                        pending.clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_exits_are_reported_orphans_are_not() {
+        let mut k = Keeper::new([10, 11]);
+        assert_eq!(
+            k.on(Event::Exited(10, "exited:0".into())),
+            vec![Action::Report(10, "exited:0".into())]
+        );
+        assert_eq!(k.on(Event::Exited(10, "exited:0".into())), vec![]);
+        assert_eq!(k.on(Event::Exited(99, "killed:SIGTERM".into())), vec![]);
+        assert_eq!(
+            k.on(Event::Term),
+            vec![Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)]
+        );
+        assert_eq!(k.on(Event::Kill), vec![Action::Sweep]);
+        assert_eq!(k.on(Event::LinkClosed), vec![Action::Sweep]);
+        assert_eq!(k.on(Event::NoChildren), vec![Action::Exit]);
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(command(b"\"term\"\n"), Some(Event::Term));
+        assert_eq!(command(b"\"kill\""), Some(Event::Kill));
+        assert_eq!(command(b"\xff"), None);
+        assert_eq!(command(b"\"other\""), None);
+        assert_eq!(
+            command(br#"{"spawn":{"name":"x","argv":["true"],"env":[],"user":null}}"#),
+            Some(Event::Spawn {
+                name: "x".into(),
+                argv: vec!["true".into()],
+                env: Vec::new(),
+                user: None
+            })
+        );
+    }
+}
