@@ -699,3 +699,215 @@ pub fn render_file(keys: &[Key]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn v5(body: &str) -> Vec<u8> {
+        format!("{HEADER_V5}\r\n\r\n[HKEY_LOCAL_MACHINE\\K]\r\n{body}").into_bytes()
+    }
+
+    fn values(bytes: &[u8]) -> Vec<Value> {
+        let f = parse(bytes).unwrap();
+        f.keys.into_iter().flat_map(|k| k.values).collect()
+    }
+
+    fn errors(bytes: &[u8]) -> Vec<(usize, String)> {
+        parse(bytes)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| (p.line, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn strings_escapes_and_single_backslashes() {
+        let v = values(&v5(
+            "\"a\\\\b\"=\"x\\\\y \\\"q\\\" C:\\z\"\r\n@=\"d\"\r\n\"e\" = \"f\" ; comment\r\n",
+        ));
+        assert_eq!(v[0].name.as_deref(), Some("a\\b"));
+        assert_eq!(v[0].data, Data::String("x\\y \"q\" C:\\z".into()));
+        assert_eq!(v[1].name, None);
+        assert_eq!(v[2].data, Data::String("f".into()));
+        assert_eq!(v[2].line, 6);
+    }
+
+    #[test]
+    fn dword_hex_kinds_and_deletion() {
+        let v = values(&v5(
+            "\"a\"=dword:0000001e\r\n\"b\"=hex:01,FF\r\n\"c\"=hex(7):00,00\r\n\"d\"=hex(b):00,00,00,00,00,00,00,00\r\n\"e\"=-\r\n\"f\"=hex:\r\n",
+        ));
+        assert_eq!(v[0].data, Data::Dword(30));
+        assert_eq!(
+            v[1].data,
+            Data::Hex {
+                kind: REG_BINARY,
+                bytes: vec![1, 255]
+            }
+        );
+        assert_eq!(
+            v[2].data,
+            Data::Hex {
+                kind: 7,
+                bytes: vec![0, 0]
+            }
+        );
+        assert_eq!(
+            v[3].data,
+            Data::Hex {
+                kind: 0xb,
+                bytes: vec![0; 8]
+            }
+        );
+        assert_eq!(v[4].data, Data::Delete);
+        assert_eq!(
+            v[5].data,
+            Data::Hex {
+                kind: REG_BINARY,
+                bytes: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn continuations_with_any_indentation_and_line_numbers() {
+        let v = values(&v5(
+            "\"a\"=hex:01,\\\r\n\t02,\\\r\n        03\r\n\"b\"=dword:1\r\n",
+        ));
+        assert_eq!(
+            v[0].data,
+            Data::Hex {
+                kind: REG_BINARY,
+                bytes: vec![1, 2, 3]
+            }
+        );
+        assert_eq!(v[1].line, 7);
+        // An error in a continuation line is reported on that line.
+        assert_eq!(errors(&v5("\"a\"=hex:01,\\\r\n  0x\r\n"))[0].0, 5);
+    }
+
+    #[test]
+    fn encodings_and_headers() {
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(
+                "Windows Registry Editor Version 5.00  \r\n[HKLM\\K]\r\n\"a\"=\"é\""
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes),
+            )
+            .collect();
+        let f = parse(&utf16).unwrap();
+        assert_eq!((f.version, f.encoding), (Version::V5, Encoding::Utf16Le));
+        assert_eq!(f.keys[0].values[0].data, Data::String("é".into()));
+        let ansi = b"REGEDIT4\n[HKLM\\K]\n\"a\"=\"caf\xe9 \x80\"\n";
+        let f = parse(ansi).unwrap();
+        assert_eq!((f.version, f.encoding), (Version::Regedit4, Encoding::Ansi));
+        assert_eq!(f.keys[0].values[0].data, Data::String("café €".into()));
+        let bom = b"\xEF\xBB\xBFREGEDIT4\r\n";
+        assert_eq!(parse(bom).unwrap().encoding, Encoding::Utf8);
+    }
+
+    #[test]
+    fn not_an_export_and_broken_encodings() {
+        assert!(errors(b"hello\n")[0].1.starts_with("not a registry export"));
+        assert!(errors(b"")[0].1.starts_with("not a registry export"));
+        let no_bom: Vec<u8> = "Windows Registry Editor Version 5.00"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(errors(&no_bom)[0].1.contains("without a byte-order mark"));
+        let e = errors(b"\xFF\xFEW\x00\n\x00x");
+        assert_eq!(e[0].0, 2);
+        assert!(e[0].1.starts_with("odd UTF-16 length"), "{e:?}");
+        let e = errors(b"Windows Registry Editor Version 5.00\n\n\xFF\n");
+        assert_eq!(e[0].0, 3);
+        assert!(e[0].1.starts_with("invalid UTF-8"));
+        // hex(7) in a version 5 file is UTF-16LE: an odd byte count is an error.
+        assert!(errors(&v5("\"a\"=hex(7):61,00,00\r\n"))[0]
+            .1
+            .contains("odd UTF-16 length"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_line() {
+        let e = errors(&v5(
+            "\"a\"=\"open\r\n\"b\"=hex:0\r\n\"c\"=hex:01,\r\n\"d\"=dword:123456789\r\nbogus\r\n[HKLM\\X\r\n\"e\"=hex:01,\\\r\n",
+        ));
+        let lines: Vec<usize> = e.iter().map(|p| p.0).collect();
+        assert_eq!(lines, [4, 5, 6, 7, 8, 9, 10], "{e:?}");
+        assert!(e[1].1.contains("truncated hex data"));
+        assert!(e[2].1.contains("ends with `,`"));
+        assert!(e[6].1.contains("end of the file"));
+    }
+
+    #[test]
+    fn values_before_a_key_and_hash_comments_are_ignored_not_errors() {
+        let f = parse(b"REGEDIT4\n\"x\"=\"y\"\n# wine\n[HKLM\\K]\n").unwrap();
+        assert_eq!(f.ignored.len(), 2);
+        assert_eq!(f.ignored[0].0, 2);
+        assert!(f.keys[0].values.is_empty());
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let big = vec![b' '; MAX_REG_FILE_SIZE + 1];
+        assert!(errors(&big)[0].1.contains("MiB limit"));
+        let mut s = String::from("\"a\"=hex:");
+        s.push_str(&"00,".repeat(MAX_VALUE_SIZE));
+        s.push_str("00\r\n");
+        assert!(errors(&v5(&s))[0].1.contains("more than"));
+        let s = format!("\"a\"=\"{}\"\r\n", "x".repeat(MAX_VALUE_SIZE + 1));
+        assert!(errors(&v5(&s))[0].1.contains("more than"));
+        let many = "bogus\n".repeat(3 * MAX_PROBLEMS);
+        let e = errors(&v5(&many));
+        assert_eq!(e.len(), MAX_PROBLEMS + 1);
+        assert!(e[MAX_PROBLEMS].1.contains("stopping"));
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let text = "[^\n]{0,40}";
+        let data = prop_oneof![
+            text.prop_map(Data::String),
+            any::<u32>().prop_map(Data::Dword),
+            (0u32..16, proptest::collection::vec(any::<u8>(), 0..80))
+                .prop_map(|(kind, bytes)| Data::Hex { kind, bytes }),
+            Just(Data::Delete),
+        ];
+        (proptest::option::of(text), data).prop_map(|(name, data)| Value {
+            name,
+            data,
+            line: 0,
+        })
+    }
+
+    proptest! {
+        /// Rendering a value and parsing it back is the identity.
+        #[test]
+        fn render_then_parse_is_identity(v in arb_value()) {
+            let mut v = v;
+            if let Data::Hex { kind: 1 | 2 | 7, bytes } = &mut v.data {
+                if bytes.len() % 2 == 1 { bytes.pop(); }
+            }
+            let key = Key { path: "HKLM\\K".into(), delete: false, line: 0, values: vec![v.clone()] };
+            let text = render_file(&[key]);
+            let f = parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+            let got = &f.keys[0].values[0];
+            prop_assert_eq!(&got.name, &v.name);
+            prop_assert_eq!(&got.data, &v.data);
+        }
+
+        /// Arbitrary bytes never panic the parser, and every value it accepts renders back.
+        #[test]
+        fn any_bytes(prefix in 0usize..3, body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut b = match prefix {
+                0 => format!("{HEADER_V5}\n[HKLM\\K]\n").into_bytes(),
+                1 => format!("{HEADER_V4}\r\n").into_bytes(),
+                _ => Vec::new(),
+            };
+            b.extend(body);
+            let _ = parse(&b);
+        }
+    }
+}

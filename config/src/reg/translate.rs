@@ -1423,3 +1423,118 @@ impl<'a> Translator<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(drives: &[(char, &str)]) -> Options {
+        let mut o = Options::new("t.reg");
+        for (l, r) in drives {
+            o.map_drive(*l, (*r).to_owned());
+        }
+        o
+    }
+
+    #[test]
+    fn multi_sz_terminators() {
+        assert_eq!(split_multi_sz("\0"), Vec::<String>::new()); // 00,00: the empty list
+        assert_eq!(split_multi_sz(""), Vec::<String>::new());
+        assert_eq!(split_multi_sz("a\0b\0\0"), ["a", "b"]);
+        assert_eq!(split_multi_sz("a\0b\0"), ["a", "b"]); // a single final NUL
+        assert_eq!(split_multi_sz("a\0b"), ["a", "b"]);
+        assert_eq!(split_multi_sz("a\0\0\0"), ["a", ""]); // an empty string inside
+    }
+
+    #[test]
+    fn paths_go_through_the_drive_map() {
+        let o = opts(&[('d', "/srv/d/")]);
+        let p = |s: &str| match o.map_path(s) {
+            Mapped::Path(p) => p,
+            Mapped::Unmapped(l) => format!("unmapped {l}"),
+            Mapped::NotAPath => "not a path".into(),
+        };
+        assert_eq!(p("C:\\x\\y"), "/x/y");
+        assert_eq!(p("c:"), "/");
+        assert_eq!(p("\\??\\C:\\x"), "/x");
+        assert_eq!(p("\\DosDevices\\D:\\x"), "/srv/d/x");
+        assert_eq!(p("\\GLOBAL??\\d:"), "/srv/d/");
+        assert_eq!(p("E:\\x"), "unmapped E");
+        assert_eq!(
+            p("\\SystemRoot\\System32\\x.sys"),
+            "%SystemRoot%/System32/x.sys"
+        );
+        assert_eq!(p("%ProgramFiles%\\App"), "%ProgramFiles%/App");
+        assert_eq!(p("/usr/bin/x"), "/usr/bin/x");
+        assert_eq!(p("\\DosDevices\\COM1"), "not a path");
+        assert_eq!(p("ObjectDirectory=\\Windows"), "not a path");
+        assert_eq!(p("C:x"), "not a path");
+    }
+
+    #[test]
+    fn drive_flags() {
+        assert_eq!(parse_drive_flag("d:=/mnt/d"), Ok(('D', "/mnt/d".into())));
+        for bad in ["D=/x", "D:/x", "1:=/x", "D:=x", "D:=/a b", "D:=/%x%", "D:="] {
+            assert!(parse_drive_flag(bad).is_err(), "{bad}");
+        }
+        let mut o = Options::new("x");
+        o.map_drive('c', "/srv/c".into());
+        assert_eq!(o.drive('C'), Some("/srv/c"));
+    }
+
+    fn cmd(o: &Options, line: &str) -> Result<Option<String>, String> {
+        let file = RegFile {
+            version: Version::V5,
+            encoding: super::super::Encoding::Utf8,
+            keys: Vec::new(),
+            ignored: Vec::new(),
+        };
+        let mut t = Translator {
+            file: &file,
+            opts: o,
+            out: Out::default(),
+        };
+        t.command(line, "X").map_err(|e| e.text())
+    }
+
+    #[test]
+    fn commands_in_smss_grammar() {
+        let o = opts(&[]);
+        assert_eq!(
+            cmd(&o, "autocheck autochk *"),
+            Ok(Some("autocheck fsck -p -A".into()))
+        );
+        assert_eq!(
+            cmd(&o, "AutoCheck AUTOCHK.EXE *"),
+            Ok(Some("autocheck fsck -p -A".into()))
+        );
+        assert_eq!(
+            cmd(&o, "autochk *"),
+            Ok(Some("autocheck fsck -p -A".into()))
+        );
+        assert!(cmd(&o, "autocheck autochk /k:C *").is_err());
+        assert_eq!(
+            cmd(
+                &o,
+                "ASYNC  debug\t\\??\\C:\\bin\\x  C:\\a ObjectDirectory=\\Windows"
+            ),
+            Ok(Some(
+                "async debug /bin/x /a ObjectDirectory=\\Windows".into()
+            ))
+        );
+        assert_eq!(
+            cmd(&o, "autocheck autoconv \\DosDevices\\x: /FS:NTFS"),
+            Err("drive X: is not mapped: add --drive X:=PATH".into())
+        );
+        assert_eq!(cmd(&o, "   "), Ok(None));
+        assert!(cmd(&o, "async").is_err());
+    }
+
+    #[test]
+    fn toml_strings_and_keys() {
+        assert_eq!(toml_str("a\"b\\c\u{1}"), "\"a\\\"b\\\\c\\u0001\"");
+        assert_eq!(toml_key("ComSpec"), "ComSpec");
+        assert_eq!(toml_key("C:"), "\"C:\"");
+        assert_eq!(toml_key(""), "\"\"");
+    }
+}
