@@ -682,9 +682,14 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Renders a whole file (version 5, UTF-8 text): the inverse of [`parse`] for the keys.
-pub fn render_file(keys: &[Key]) -> String {
-    let mut out = format!("{HEADER_V5}\r\n");
+/// Renders a whole file as UTF-8 text with the given version's header: the inverse of
+/// [`parse`] for the keys (hex data stays as bytes, so it means the same under that version).
+pub fn render_file(version: Version, keys: &[Key]) -> String {
+    let header = match version {
+        Version::V5 => HEADER_V5,
+        Version::Regedit4 => HEADER_V4,
+    };
+    let mut out = format!("{header}\r\n");
     for k in keys {
         let _ = write!(
             out,
@@ -891,7 +896,7 @@ mod tests {
                 if bytes.len() % 2 == 1 { bytes.pop(); }
             }
             let key = Key { path: "HKLM\\K".into(), delete: false, line: 0, values: vec![v.clone()] };
-            let text = render_file(&[key]);
+            let text = render_file(Version::V5, &[key]);
             let f = parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
             let got = &f.keys[0].values[0];
             prop_assert_eq!(&got.name, &v.name);

@@ -94,15 +94,18 @@ struct Slot {
     line: usize,
 }
 
+/// The entries of one TOML section: (comment, key, rendered value).
+type Entries = Vec<(String, String, String)>;
+
 #[derive(Default)]
 struct Out {
-    session_manager: Vec<(String, String, String)>,
-    memory: Vec<(String, String, String)>,
-    environment: Vec<(String, String, String)>,
-    dos: Vec<(String, String, String)>,
-    subsystems: Vec<(String, String, String)>,
-    sessions: Vec<(String, String, String)>,
-    crash: Vec<(String, String, String)>,
+    session_manager: Entries,
+    memory: Entries,
+    environment: Entries,
+    dos: Entries,
+    subsystems: Entries,
+    sessions: Entries,
+    crash: Entries,
     not_imported: Vec<String>,
     unset: Vec<String>,
     notes: Vec<String>,
@@ -517,7 +520,7 @@ impl<'a> Translator<'a> {
                 }
                 continue;
             };
-            if !relevant(&rest) && !(key.delete && rest.is_empty()) {
+            if !(relevant(&rest) || (key.delete && rest.is_empty())) {
                 if key.delete {
                     self.out
                         .skip(&format!("[-{shown}]"), "deletes a key smss does not read");
@@ -1206,9 +1209,7 @@ impl<'a> Translator<'a> {
                     self.out.skip(&shown, "not a subsystem name");
                 } else if !listed.insert(lower.clone()) {
                     self.out.skip(&shown, "listed twice");
-                } else if is_required && lower == "debug" {
-                    out.push(n);
-                } else if defined.contains(&lower) {
+                } else if (is_required && lower == "debug") || defined.contains(&lower) {
                     out.push(n);
                 } else if failed.contains(&lower) {
                     self.out.skip(&shown, "its command was not imported");
@@ -1395,7 +1396,7 @@ impl<'a> Translator<'a> {
         for n in &o.notes {
             let _ = writeln!(t, "# note: {n}");
         }
-        let sections: [(&str, &Vec<(String, String, String)>); 7] = [
+        let sections: [(&str, &Entries); 7] = [
             ("session-manager", &o.session_manager),
             ("memory-management", &o.memory),
             ("environment", &o.environment),
