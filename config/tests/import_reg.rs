@@ -267,3 +267,32 @@ fn broken_files_list_every_problem_with_its_line() {
     assert_eq!(e[0].0, 4);
     assert!(e[0].1.starts_with("odd UTF-16 length"));
 }
+
+#[test]
+fn a_key_deletion_unsets_what_came_before_it_only() {
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text = format!(
+        "REGEDIT4\n[{sm}\\Environment]\n\"A\"=\"1\"\n\"B\"=\"2\"\n[-{sm}\\Environment]\n[{sm}\\Environment]\n\"B\"=\"3\"\n[{sm}]\n\"ProtectionMode\"=dword:0\n[-{sm}]\n"
+    );
+    let i = reg::import(text.as_bytes(), &Options::new("x")).unwrap();
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(env(&cfg, "A"), None);
+    assert_eq!(env(&cfg, "B"), None); // the whole Session Manager key is deleted last
+    assert_eq!(cfg.session_manager.protection_mode, 1);
+    assert!(i.toml.contains(&format!("# left unset: everything under {sm}\\Environment (the file deletes the key with [-...] on line 5)")));
+    // A value deletion is noted on its own; a key deletion is not repeated for every value.
+    assert!(
+        !i.toml.contains("deleted by the file on line"),
+        "{}",
+        i.toml
+    );
+
+    let text =
+        format!("REGEDIT4\n[-{sm}\\Environment]\n[{sm}\\Environment]\n\"B\"=\"3\"\n\"C\"=-\n");
+    let i = reg::import(text.as_bytes(), &Options::new("x")).unwrap();
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(env(&cfg, "B"), Some("3"));
+    assert!(i
+        .toml
+        .contains("# left unset: Session Manager\\Environment\\C (deleted by the file on line 5"));
+}

@@ -14,7 +14,8 @@ use std::path::Path;
 
 pub use parse::{
     parse, render_file, render_value, Data, Encoding, Key, Problem, RegFile, Value, Version,
-    HEADER_V4, HEADER_V5, MAX_PROBLEMS, MAX_REG_FILE_SIZE, MAX_VALUE_SIZE, REG_BINARY,
+    HEADER_V4, HEADER_V5, MAX_KEY_PATH_CHARS, MAX_NAME_CHARS, MAX_PROBLEMS, MAX_REG_FILE_SIZE,
+    MAX_VALUE_SIZE, REG_BINARY,
 };
 pub use translate::{parse_drive_flag, split_multi_sz, translate, Imported, Options};
 

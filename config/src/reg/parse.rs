@@ -14,6 +14,10 @@ use std::fmt::Write as _;
 pub const MAX_REG_FILE_SIZE: usize = 16 << 20;
 /// The most data one value may hold, in bytes (decoded: a string's UTF-8, a hex value's bytes).
 pub const MAX_VALUE_SIZE: usize = 1 << 20;
+/// The longest value name, in characters (Windows' own limit).
+pub const MAX_NAME_CHARS: usize = 16_383;
+/// The longest key path, in characters (255 per component on Windows; generous here).
+pub const MAX_KEY_PATH_CHARS: usize = 32_767;
 /// Reporting stops after this many problems.
 pub const MAX_PROBLEMS: usize = 100;
 
@@ -385,6 +389,13 @@ impl Parser {
             self.err(n, "empty key name");
             return;
         }
+        if path.chars().count() > MAX_KEY_PATH_CHARS {
+            self.err(
+                n,
+                format!("key name longer than {MAX_KEY_PATH_CHARS} characters"),
+            );
+            return;
+        }
         self.keys.push(Key {
             path: path.to_owned(),
             delete,
@@ -400,6 +411,13 @@ impl Parser {
             (None, r)
         } else if line.starts_with('"') {
             match quoted(line) {
+                Ok((s, _)) if s.chars().count() > MAX_NAME_CHARS => {
+                    self.err(
+                        n,
+                        format!("value name longer than {MAX_NAME_CHARS} characters"),
+                    );
+                    return None;
+                }
                 Ok((s, r)) => (Some(s), r),
                 Err(m) => {
                     self.err(n, format!("value name: {m}"));
@@ -865,6 +883,10 @@ mod tests {
         assert!(errors(&v5(&s))[0].1.contains("more than"));
         let s = format!("\"a\"=\"{}\"\r\n", "x".repeat(MAX_VALUE_SIZE + 1));
         assert!(errors(&v5(&s))[0].1.contains("more than"));
+        let s = format!("\"{}\"=\"x\"\r\n", "n".repeat(MAX_NAME_CHARS + 1));
+        assert!(errors(&v5(&s))[0].1.contains("value name longer"));
+        let s = format!("[{}]\r\n", "k".repeat(MAX_KEY_PATH_CHARS + 1));
+        assert!(errors(&v5(&s))[0].1.contains("key name longer"));
         let many = "bogus\n".repeat(3 * MAX_PROBLEMS);
         let e = errors(&v5(&many));
         assert_eq!(e.len(), MAX_PROBLEMS + 1);

@@ -92,7 +92,15 @@ struct Slot {
     /// `None`: deleted by `"X"=-`.
     data: Option<Data>,
     line: usize,
+    /// When it was last written, counted in key headers.
+    seq: usize,
+    /// Unset by a later `[-KEY]` (noted once for the key, not per value).
+    key_deleted: bool,
 }
+
+/// Keys nested deeper than this below `Control` are listed, not read (the keys smss reads are
+/// at most two deep; this bounds the work a hostile file can ask for).
+const MAX_DEPTH: usize = 8;
 
 /// The entries of one TOML section: (comment, key, rendered value).
 type Entries = Vec<(String, String, String)>;
@@ -508,6 +516,9 @@ impl<'a> Translator<'a> {
         let mut index: HashMap<(String, Option<String>), usize> = HashMap::new();
         let mut control_set: Option<String> = None;
         let mut listed: HashSet<String> = HashSet::new();
+        // Key lower-case path -> sequence number of its last `[-KEY]`; values carry theirs.
+        let mut deleted: HashMap<String, usize> = HashMap::new();
+        let mut seq = 0usize;
         for key in &self.file.keys {
             let class = classify(&key.path);
             let shown = clean(&key.path);
@@ -542,21 +553,18 @@ impl<'a> Translator<'a> {
                 Some(_) => {}
                 None => control_set = Some(cs),
             }
+            if rest.len() > MAX_DEPTH {
+                if listed.insert(key.path.to_ascii_lowercase()) {
+                    self.out
+                        .skip(&shown, "nested too deep to mean anything to smss");
+                }
+                continue;
+            }
             let rel = rest.join("\\");
             let rel_lower = rel.to_ascii_lowercase();
+            seq += 1;
             if key.delete {
-                let prefix = format!("{rel_lower}\\");
-                let mut any = false;
-                for s in slots.iter_mut() {
-                    if rel_lower.is_empty()
-                        || s.key_lower == rel_lower
-                        || s.key_lower.starts_with(&prefix)
-                    {
-                        any |= s.data.is_some();
-                        s.data = None;
-                    }
-                }
-                let _ = any;
+                deleted.insert(rel_lower, seq);
                 self.out.unset.push(format!(
                     "everything under {shown} (the file deletes the key with [-...] on line {})",
                     key.line
@@ -576,6 +584,7 @@ impl<'a> Translator<'a> {
                     Some(slot) => {
                         slot.data = data;
                         slot.line = v.line;
+                        slot.seq = seq;
                     }
                     None => {
                         index.insert(id, slots.len());
@@ -585,8 +594,33 @@ impl<'a> Translator<'a> {
                             name: v.name.clone(),
                             data,
                             line: v.line,
+                            seq,
+                            key_deleted: false,
                         });
                     }
+                }
+            }
+        }
+        // A `[-KEY]` unsets every value of KEY and its subkeys written before it. Each value
+        // looks up its key's ancestors (at most MAX_DEPTH + 1 of them), once per key.
+        if !deleted.is_empty() {
+            let mut latest: HashMap<String, usize> = HashMap::new();
+            for slot in slots.iter_mut() {
+                let last = *latest.entry(slot.key_lower.clone()).or_insert_with(|| {
+                    let mut best = deleted.get("").copied().unwrap_or(0);
+                    let mut prefix = String::new();
+                    for c in slot.key_lower.split('\\') {
+                        if !prefix.is_empty() {
+                            prefix.push('\\');
+                        }
+                        prefix.push_str(c);
+                        best = best.max(deleted.get(&prefix).copied().unwrap_or(0));
+                    }
+                    best
+                });
+                if last > slot.seq {
+                    slot.data = None;
+                    slot.key_deleted = true;
                 }
             }
         }
@@ -609,6 +643,9 @@ impl<'a> Translator<'a> {
     fn live<'s>(&mut self, s: &'s Slot) -> Option<(&'s str, &'s Data)> {
         let what = Self::what(s);
         let Some(data) = &s.data else {
+            if s.key_deleted {
+                return None;
+            }
             self.out.unset.push(format!(
                 "{what} (deleted by the file on line {}: a deletion means \"not set\")",
                 s.line
