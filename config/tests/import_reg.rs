@@ -296,3 +296,21 @@ fn a_key_deletion_unsets_what_came_before_it_only() {
         .toml
         .contains("# left unset: Session Manager\\Environment\\C (deleted by the file on line 5"));
 }
+
+#[test]
+fn dos_device_names_plain_or_absolute() {
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text = format!(
+        "REGEDIT4\n[{sm}\\DOS Devices]\n\"/dev/cdrom\"=\"\\\\Device\\\\CdRom0\"\n\"a/b\"=\"C:\\\\x\"\n\"/\"=\"C:\\\\x\"\n\"/x/../y\"=\"C:\\\\x\"\n\"..\"=\"C:\\\\x\"\n\"OLD:\"=\"\"\n"
+    );
+    let i = reg::import(text.as_bytes(), &Options::new("x")).unwrap();
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(
+        cfg.dos_devices,
+        [
+            ("/dev/cdrom".to_owned(), "/dev/sr0".to_owned()),
+            ("OLD:".to_owned(), String::new()), // an empty target deletes the link, as on Windows
+        ]
+    );
+    assert_eq!(i.not_imported.len(), 4, "{:?}", i.not_imported);
+}

@@ -1107,13 +1107,13 @@ impl<'a> Translator<'a> {
                     continue;
                 }
             };
-            if name.is_empty()
-                || name.contains('/')
-                || name == "."
-                || name == ".."
-                || name.contains('\0')
-                || target.contains('\0')
-            {
+            // A plain name (`P:`, `NUL`) or, as smss also allows, an absolute path below /.
+            let name_ok = if name.starts_with('/') {
+                !name.trim_end_matches('/').is_empty() && !name.split('/').any(|c| c == "..")
+            } else {
+                !name.is_empty() && !name.contains('/') && name != "." && name != ".."
+            };
+            if !name_ok || name.contains('\0') || target.contains('\0') {
                 self.out.skip(&what, "not a valid device name or target");
                 continue;
             }
