@@ -314,3 +314,26 @@ fn dos_device_names_plain_or_absolute() {
     );
     assert_eq!(i.not_imported.len(), 4, "{:?}", i.not_imported);
 }
+
+#[test]
+fn odd_names_and_equal_paths_never_make_an_invalid_configuration() {
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text = format!(
+        "REGEDIT4\n[{sm}\\SubSystems]\n\"\"=\"/bin/x\"\n[{sm}\\Memory Management]\n\"PagingFiles\"=hex(7):{}\n",
+        "c:\\swap\0c:\\swap\\\0c:\\.\\swap 1\0?:\\s\0?:\\s\\\0\0"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let i = reg::import(text.as_bytes(), &Options::new("x")).unwrap_or_else(|e| panic!("{e:?}"));
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    let pf: Vec<String> = cfg
+        .memory_management
+        .paging_files
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(pf, ["/swap", "?:/s"]);
+    assert!(cfg.subsystems.definitions.is_empty());
+}

@@ -874,7 +874,8 @@ impl<'a> Translator<'a> {
                 }
             };
             let mut files: Vec<String> = Vec::new();
-            let mut seen: HashSet<String> = HashSet::new();
+            // Compared as paths, the way the validator does (`/a/` is `/a`).
+            let mut seen: HashSet<(bool, std::path::PathBuf)> = HashSet::new();
             let mut any_volume = false;
             for e in entries {
                 if e.trim().is_empty() {
@@ -887,7 +888,10 @@ impl<'a> Translator<'a> {
                                 &format!("{what} entry `{}`", clean(&e)),
                                 format!("at most {} paging files", crate::MAX_PAGING_FILES),
                             );
-                        } else if !seen.insert(path.clone()) {
+                        } else if !seen.insert(match path.strip_prefix("?:") {
+                            Some(p) => (true, p.into()),
+                            None => (false, path.as_str().into()),
+                        }) {
                             self.out
                                 .skip(&format!("{what} entry `{}`", clean(&e)), "listed twice");
                         } else {
@@ -1202,10 +1206,10 @@ impl<'a> Translator<'a> {
                             continue;
                         }
                     };
-                    if name.chars().any(|c| c <= ' ') {
+                    if name.is_empty() || name.chars().any(|c| c <= ' ') {
                         failed.insert(lower.clone());
                         self.out
-                            .skip(&what, "a subsystem name cannot contain whitespace");
+                            .skip(&what, "not a subsystem name (empty, or with whitespace)");
                         continue;
                     }
                     match self.command(&line, &what) {
