@@ -337,3 +337,26 @@ fn odd_names_and_equal_paths_never_make_an_invalid_configuration() {
     assert_eq!(pf, ["/swap", "?:/s"]);
     assert!(cfg.subsystems.definitions.is_empty());
 }
+
+#[test]
+fn control_characters_in_names_stay_out_of_the_toml_comments() {
+    // Found by the reg_import fuzz target: a NUL inside a subkey name reached a comment line,
+    // which TOML refuses.
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text =
+        format!("REGEDIT4\n[{sm}\\En\0\u{1}v]\n\"A\"=\"1\"\n[{sm}]\n\"Glob\ralFlag\"=dword:0\n");
+    let i =
+        reg::import(text.as_bytes(), &Options::new("x\u{7f}")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        i.toml
+            .contains("# not imported: Session Manager\\En??v (1 value;"),
+        "{}",
+        i.toml
+    );
+    assert!(
+        i.toml
+            .contains("# not imported: Session Manager\\Glob?alFlag ("),
+        "{}",
+        i.toml
+    );
+}

@@ -1423,19 +1423,19 @@ impl<'a> Translator<'a> {
             let _ = writeln!(t, "#");
         }
         for n in &o.not_imported {
-            let _ = writeln!(t, "# not imported: {n}");
+            let _ = writeln!(t, "# not imported: {}", clean(n));
         }
         if !o.unset.is_empty() {
             let _ = writeln!(t, "#");
         }
         for n in &o.unset {
-            let _ = writeln!(t, "# left unset: {n}");
+            let _ = writeln!(t, "# left unset: {}", clean(n));
         }
         if !o.notes.is_empty() {
             let _ = writeln!(t, "#");
         }
         for n in &o.notes {
-            let _ = writeln!(t, "# note: {n}");
+            let _ = writeln!(t, "# note: {}", clean(n));
         }
         let sections: [(&str, &Entries); 7] = [
             ("session-manager", &o.session_manager),
@@ -1453,7 +1453,7 @@ impl<'a> Translator<'a> {
             let _ = writeln!(t, "\n[{name}]");
             for (comment, key, value) in entries {
                 if !comment.is_empty() {
-                    let _ = writeln!(t, "# {comment}");
+                    let _ = writeln!(t, "# {}", clean(comment));
                 }
                 let _ = writeln!(t, "{} = {value}", toml_key(key));
             }
