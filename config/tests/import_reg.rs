@@ -113,6 +113,8 @@ fn regedit_export_utf16le() {
         "# not imported: Session Manager\\PendingFileRenameOperations (",
         "# not imported: Session Manager\\Memory Management\\SessionPoolSize (",
         "# not imported: Session Manager\\KnownDLLs (2 values;",
+        // REG_BINARY (hex:) where Windows keeps binary data: parsed, listed.
+        "# not imported: Session Manager\\AppCompatCache (1 value; Windows application compatibility data)",
         "# not imported: Session Manager\\DOS Devices\\Z: (drive D: is not mapped: add --drive D:=PATH)",
         "# not imported: Session Manager\\DOS Devices\\MAILSLOT (",
         "# not imported: Session Manager\\SubSystems\\Kmode `\\SystemRoot\\System32\\win32k.sys` (",
