@@ -85,6 +85,7 @@ mod duration;
 mod expand;
 mod parse;
 pub mod plan;
+pub mod reg;
 
 use std::path::PathBuf;
 use std::time::Duration;

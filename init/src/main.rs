@@ -21,6 +21,8 @@ usage: smss [--config PATH] [--forward-to-group]       run as init
        smss [--config PATH] [--forward-to-group] -- CMD [ARG..]
                                                         run CMD as the initial command
        smss check [PATH]                                validate a configuration, print the boot plan
+       smss import-reg [--drive X:=PATH]... [-o FILE] FILE.reg|-
+                                                        translate a Session Manager .reg export to TOML
        smss --version | --help
 
 Kernel command line: smss.config=PATH, smss.log=LEVEL. Environment: SMSS_LOG=LEVEL.
@@ -138,6 +140,9 @@ fn smss_main(argv: Vec<String>) {
     // As the machine's init every word comes from the kernel command line: nothing there may
     // make PID 1 print help and exit (a kernel panic). Only --config is honoured.
     let machine_init = sys::getpid() == 1 && std::env::var_os("container").is_none();
+    if !machine_init && argv.first().map(String::as_str) == Some("import-reg") {
+        std::process::exit(smss::import_reg::main(argv.get(1..).unwrap_or_default()));
+    }
     let action = parse_args(&argv);
     let action = match action {
         Action::Run(a) => Action::Run(a),

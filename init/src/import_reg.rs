@@ -1,0 +1,253 @@
+//! `smss import-reg [--drive X:=PATH]... [-o FILE] FILE.reg|-`: a Windows registry export of
+//! the Session Manager key -> smss TOML (interface.md section 8).
+//!
+//! The work is done by the pure [`smss_config::reg`]; this is only the edge: arguments, reading
+//! the input (bounded), and writing the output. Exit codes: 0 converted, 1 not a readable
+//! registry export (`FILE:LINE: message` per problem, nothing written to `-o`), 2 usage.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use smss_config::reg::{self, Options, MAX_REG_FILE_SIZE};
+
+pub const USAGE: &str = "\
+usage: smss import-reg [--drive X:=PATH]... [-o FILE] FILE.reg|-
+  Translates a .reg export of HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager
+  (regedit's Export, `reg export`, or a tweak file; `-` reads standard input) into smss TOML,
+  written to standard output or to FILE. Values with no Linux meaning are listed in a comment
+  block at the top.
+  --drive X:=PATH   map drive X: to the absolute PATH (default: only C: -> /); repeatable
+  -o, --output FILE write FILE (replaced atomically, only on success)
+Exit status: 0 converted, 1 not a readable registry export (FILE:LINE: message per problem),
+2 usage.";
+
+/// The parsed command line of `import-reg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub drives: Vec<(char, String)>,
+    pub output: Option<PathBuf>,
+    /// `-` = standard input.
+    pub input: String,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Import(Args),
+    Help,
+}
+
+/// Parses the arguments after `import-reg`.
+pub fn parse_args(argv: &[String]) -> Result<Cmd, String> {
+    let mut drives: Vec<(char, String)> = Vec::new();
+    let mut output: Option<PathBuf> = None;
+    let mut input: Option<String> = None;
+    let mut only_files = false;
+    let mut i = 0;
+    while let Some(a) = argv.get(i) {
+        let a = a.as_str();
+        let mut value = |name: &str| -> Result<String, String> {
+            i += 1;
+            argv.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        if !only_files && a.starts_with('-') && a != "-" {
+            match a {
+                "--" => only_files = true,
+                "-h" | "--help" => return Ok(Cmd::Help),
+                "--drive" => drives.push(reg::parse_drive_flag(&value("--drive")?)?),
+                "-o" | "--output" => {
+                    let v = value(a)?;
+                    if output.replace(PathBuf::from(v)).is_some() {
+                        return Err("-o given twice".into());
+                    }
+                }
+                _ => {
+                    if let Some(d) = a.strip_prefix("--drive=") {
+                        drives.push(reg::parse_drive_flag(d)?);
+                    } else if let Some(o) = a.strip_prefix("--output=") {
+                        if output.replace(PathBuf::from(o)).is_some() {
+                            return Err("-o given twice".into());
+                        }
+                    } else {
+                        return Err(format!("unknown option {a}"));
+                    }
+                }
+            }
+        } else if input.replace(a.to_owned()).is_some() {
+            return Err("import-reg takes one FILE.reg (or - for standard input)".into());
+        }
+        i += 1;
+    }
+    let Some(input) = input else {
+        return Err("import-reg needs a FILE.reg (or - for standard input)".into());
+    };
+    if output.as_deref() == Some(Path::new("")) {
+        return Err("-o needs a file name".into());
+    }
+    Ok(Cmd::Import(Args {
+        drives,
+        output,
+        input,
+    }))
+}
+
+/// Reads at most `MAX_REG_FILE_SIZE + 1` bytes (one more tells "too large" apart).
+fn read_bounded(r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(MAX_REG_FILE_SIZE as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename, so a
+/// failure never leaves a half-written file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "smss.toml".into());
+    let tmp = path.with_file_name(format!(".{name}.import-reg-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `smss import-reg ARGS`: returns the exit status.
+pub fn main(argv: &[String]) -> i32 {
+    let args = match parse_args(argv) {
+        Ok(Cmd::Import(a)) => a,
+        Ok(Cmd::Help) => {
+            println!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("smss import-reg: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    let shown = if args.input == "-" {
+        "<stdin>".to_owned()
+    } else {
+        args.input.clone()
+    };
+    let bytes = if args.input == "-" {
+        read_bounded(std::io::stdin().lock())
+    } else {
+        std::fs::File::open(&args.input).and_then(read_bounded)
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{shown}:1: cannot read it: {e}");
+            return 1;
+        }
+    };
+    let mut opts = Options::new(shown.clone());
+    for (letter, root) in args.drives {
+        opts.map_drive(letter, root);
+    }
+    let imported = match reg::import(&bytes, &opts) {
+        Ok(i) => i,
+        Err(problems) => {
+            for p in &problems {
+                if p.line == 0 {
+                    eprintln!("{shown}: {}", p.message);
+                } else {
+                    eprintln!("{shown}:{}: {}", p.line, p.message);
+                }
+            }
+            eprintln!("{} problem(s) in {shown}; nothing written", problems.len());
+            return 1;
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = write_atomically(path, &imported.toml) {
+                eprintln!("smss import-reg: cannot write {}: {e}", path.display());
+                return 1;
+            }
+            eprintln!(
+                "smss import-reg: {} entr{} written to {}; {} not imported (listed at its top)",
+                imported.entries,
+                if imported.entries == 1 { "y" } else { "ies" },
+                path.display(),
+                imported.not_imported.len()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(imported.toml.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_drives_output_and_input() {
+        let Ok(Cmd::Import(a)) = parse_args(&v(&[
+            "--drive",
+            "d:=/srv/d",
+            "--drive=E:=/mnt/e",
+            "-o",
+            "out.toml",
+            "sm.reg",
+        ])) else {
+            panic!("not an import");
+        };
+        assert_eq!(
+            a.drives,
+            vec![('D', "/srv/d".to_owned()), ('E', "/mnt/e".to_owned())]
+        );
+        assert_eq!(a.output, Some(PathBuf::from("out.toml")));
+        assert_eq!(a.input, "sm.reg");
+        let Ok(Cmd::Import(a)) = parse_args(&v(&["-"])) else {
+            panic!("stdin");
+        };
+        assert_eq!(a.input, "-");
+        let Ok(Cmd::Import(a)) = parse_args(&v(&["--", "-o"])) else {
+            panic!("after --");
+        };
+        assert_eq!(a.input, "-o");
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &[][..],
+            &["a.reg", "b.reg"][..],
+            &["--drive"][..],
+            &["--drive", "D:/x", "a.reg"][..],
+            &["--drive", "D:=relative", "a.reg"][..],
+            &["--drive", "D:=/with space", "a.reg"][..],
+            &["--drive", "1:=/x", "a.reg"][..],
+            &["-o"][..],
+            &["-o", "a", "-o", "b", "x.reg"][..],
+            &["--bogus", "a.reg"][..],
+        ] {
+            assert!(parse_args(&v(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_args(&v(&["--help"])), Ok(Cmd::Help));
+    }
+}
