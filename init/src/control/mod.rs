@@ -79,6 +79,7 @@
 //! epoll) or, without a cgroup, when no such process is left (pidfds, watched with epoll);
 //! then the cgroup and the runtime directory are removed.
 
+pub mod analyze;
 pub mod client;
 pub mod instance;
 pub mod manager;

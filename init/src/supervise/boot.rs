@@ -316,14 +316,24 @@ impl Supervisor {
         while let Some(cmd) = commands.get(self.boot.step) {
             self.boot.step += 1;
             let line = cmd.display_line();
-            match self.spawn_command(
+            let spawned = self.spawn_command(
                 cmd,
                 &line,
                 Role::Command(phase),
                 false,
                 Detach::Session,
                 &[],
-            ) {
+            );
+            let now = self.uptime_us();
+            let (pid, result) = match &spawned {
+                Ok(pid) => (Some(*pid), "running".to_string()),
+                Err(e) if cmd.autocheck && e.exit_code() == 127 => {
+                    (None, "skipped: program not found".to_string())
+                }
+                Err(e) => (None, format!("failed: {e}")),
+            };
+            self.timeline.command(phase, &line, pid, now, &result);
+            match spawned {
                 Ok(pid) if cmd.async_ => log::info!("{phase}: started {line} (pid {pid}, async)"),
                 Ok(pid) => {
                     return Step::Wait(Wait::Exit {
@@ -371,14 +381,33 @@ impl Supervisor {
                     }
                 }
             }
-            match self.spawn_command(
+            let spawned = self.spawn_command(
                 spec,
                 name,
                 Role::Subsystem(name.clone()),
                 critical,
                 Detach::Session,
                 &extra,
-            ) {
+            );
+            let notify = spec.ready == Ready::Notify;
+            let now = self.uptime_us();
+            match &spawned {
+                Ok(pid) if notify => {
+                    self.timeline
+                        .subsystem_started(name, Some(*pid), true, now, "waiting")
+                }
+                Ok(pid) => self
+                    .timeline
+                    .subsystem_started(name, Some(*pid), false, now, "running"),
+                Err(e) => self.timeline.subsystem_started(
+                    name,
+                    None,
+                    notify,
+                    now,
+                    &format!("failed: {e}"),
+                ),
+            }
+            match spawned {
                 Ok(pid) => {
                     log::info!("subsystem {name} started (pid {pid})");
                     if spec.ready == Ready::Notify {
@@ -506,6 +535,8 @@ impl Supervisor {
         }
         self.cancel_timer(&Timer::Readiness { pid });
         self.close_notify_socket();
+        let now = self.uptime_us();
+        self.timeline.subsystem_ready(pid, now);
         log::info!("subsystem {name} is ready");
         self.boot.wait = Wait::Nothing;
         self.boot_continue();
@@ -519,6 +550,8 @@ impl Supervisor {
             return;
         }
         self.close_notify_socket();
+        let now = self.uptime_us();
+        self.timeline.subsystem_not_ready(pid, now);
         let critical = self.children.get(&pid).is_some_and(|c| c.critical);
         let msg = format!("subsystem {name} did not become ready in time");
         if critical {

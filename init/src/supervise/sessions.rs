@@ -377,6 +377,13 @@ impl Supervisor {
             },
         );
         self.sessions.queue.push_back(id);
+        let now = self.uptime_us();
+        let seat = self
+            .sessions
+            .sessions
+            .get(&id)
+            .and_then(|s| s.params.seat.clone());
+        self.timeline.session_created(id, seat.as_deref(), now);
         Ok(id)
     }
 
@@ -395,6 +402,9 @@ impl Supervisor {
                 Ok(()) => self.sessions.instances += 1,
                 Err(why) => {
                     log::error!("session {id}: {why}");
+                    let now = self.uptime_us();
+                    self.timeline
+                        .session_done(id, now, &format!("failed: {why}"));
                     if let Some(s) = self.sessions.sessions.remove(&id) {
                         self.answer_session_waiters(s, Err(MethodError::failed(why)));
                     }
@@ -552,6 +562,7 @@ impl Supervisor {
     }
 
     fn handle_report(&mut self, id: u32, line: &[u8]) {
+        let now = self.uptime_us();
         self.cancel_timer(&Timer::SessionStart(id));
         let report: Report = match serde_json::from_slice(line) {
             Ok(r) => r,
@@ -592,6 +603,11 @@ impl Supervisor {
             return;
         };
         let waiter = s.create_waiter.take();
+        let result = match &report.error {
+            Some(err) => format!("failed: {err}"),
+            None => "ok".to_string(),
+        };
+        self.timeline.session_done(id, now, &result);
         if let Some(err) = report.error {
             log::error!("session {id}: {err}");
             if let Some(w) = waiter {
@@ -624,6 +640,7 @@ impl Supervisor {
     /// The instance ended without a usable report: stop whatever it started (its cgroup, if
     /// it made one, holds it) and fail the request.
     fn instance_failed(&mut self, id: u32, why: String) {
+        let now = self.uptime_us();
         self.cancel_timer(&Timer::SessionStart(id));
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
@@ -632,6 +649,8 @@ impl Supervisor {
             return;
         }
         log::error!("session {id}: {why}");
+        self.timeline
+            .session_done(id, now, &format!("failed: {why}"));
         let cg = Path::new(CGROUP_ROOT)
             .join(CGROUP_PARENT)
             .join(format!("session-{id}"));
@@ -910,6 +929,10 @@ impl Supervisor {
         self.remove_runtime_dir(id, Path::new(&s.params.runtime_dir));
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({})", s.reason);
+        // A creation that never reported ends here (instance failed, killed, terminated).
+        let now = self.uptime_us();
+        self.timeline
+            .session_done(id, now, &format!("failed: {}", s.reason));
         let respawn = s.respawn && !s.by_request && self.stop.is_none();
         let lived = s.created.elapsed();
         let seat = s.params.seat.clone();
@@ -1083,6 +1106,9 @@ impl Supervisor {
                     )
                     .map_err(|e| MethodError::failed(e.to_string()))?;
                 log::info!("subsystem {name} started on request (pid {pid})");
+                let now = self.uptime_us();
+                self.timeline
+                    .subsystem_started(&name, Some(pid), false, now, "running");
                 Ok(pid)
             }
             Some(id) => {
