@@ -541,7 +541,7 @@ font-size=\"11\">\n\
             lx + 18,
             escape(label)
         );
-        lx += 24 + 7 * label.chars().count() as i64;
+        lx += 32 + 7 * label.chars().count() as i64;
     }
     let _ = writeln!(s, "</g>");
 
@@ -551,8 +551,9 @@ font-size=\"11\">\n\
     let _ = writeln!(s, "<g class=\"axis\" font-size=\"10\" fill=\"#444\">");
     let _ = writeln!(
         s,
-        "<text x=\"{LABEL_W}\" y=\"{}\">time since smss started</text>",
-        TOP - 28
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">time since smss started</text>",
+        LABEL_W - 40,
+        TOP - 10
     );
     let mut t = first;
     while t <= t1 {

@@ -377,13 +377,10 @@ impl Supervisor {
             },
         );
         self.sessions.queue.push_back(id);
-        let now = self.uptime_us();
-        let seat = self
-            .sessions
-            .sessions
-            .get(&id)
-            .and_then(|s| s.params.seat.clone());
-        self.timeline.session_created(id, seat.as_deref(), now);
+        if let Some(s) = self.sessions.sessions.get(&id) {
+            self.timeline
+                .session_created(id, s.params.seat.as_deref(), s.created_us);
+        }
         Ok(id)
     }
 
