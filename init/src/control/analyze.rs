@@ -293,7 +293,7 @@ pub fn analyze(status: &Value) -> Result<Analysis, String> {
 /// `smctl analyze blame`: longest first (ties in status order).
 pub fn blame(a: &Analysis) -> Vec<Row> {
     let mut rows = a.rows.clone();
-    rows.sort_by(|x, y| y.duration_us.cmp(&x.duration_us));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.duration_us));
     rows
 }
 

@@ -316,6 +316,8 @@ impl Supervisor {
         while let Some(cmd) = commands.get(self.boot.step) {
             self.boot.step += 1;
             let line = cmd.display_line();
+            // Taken before the spawn: the parent may run again well after the child started.
+            let now = self.uptime_us();
             let spawned = self.spawn_command(
                 cmd,
                 &line,
@@ -324,7 +326,6 @@ impl Supervisor {
                 Detach::Session,
                 &[],
             );
-            let now = self.uptime_us();
             let (pid, result) = match &spawned {
                 Ok(pid) => (Some(*pid), "running".to_string()),
                 Err(e) if cmd.autocheck && e.exit_code() == 127 => {
@@ -381,6 +382,7 @@ impl Supervisor {
                     }
                 }
             }
+            let now = self.uptime_us();
             let spawned = self.spawn_command(
                 spec,
                 name,
@@ -390,7 +392,6 @@ impl Supervisor {
                 &extra,
             );
             let notify = spec.ready == Ready::Notify;
-            let now = self.uptime_us();
             match &spawned {
                 Ok(pid) if notify => {
                     self.timeline

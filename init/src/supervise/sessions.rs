@@ -1092,6 +1092,7 @@ impl Supervisor {
                 // from this one, running as root, would count as that one's).
                 let extra = Vec::new();
                 let critical = spec.is_critical(false);
+                let now = self.uptime_us();
                 let pid = self
                     .spawn_command(
                         &spec,
@@ -1103,7 +1104,6 @@ impl Supervisor {
                     )
                     .map_err(|e| MethodError::failed(e.to_string()))?;
                 log::info!("subsystem {name} started on request (pid {pid})");
-                let now = self.uptime_us();
                 self.timeline
                     .subsystem_started(&name, Some(pid), false, now, "running");
                 Ok(pid)
