@@ -410,6 +410,44 @@ fn fill_of(r: &Row) -> &'static str {
     }
 }
 
+/// Where a time goes on the chart. When the kernel's time before smss is more than a third of
+/// smss's own, it is compressed into the first sixth of the chart (an axis break), so a fast
+/// smss boot after a slow kernel is not squeezed into a sliver.
+struct Scale {
+    t0: i64,
+    t1: i64,
+    broken: bool,
+}
+
+/// The kernel's part of a broken axis, in pixels, and the gap at the break.
+const KERNEL_W: f64 = CHART_W as f64 / 6.0;
+const BREAK_GAP: f64 = 8.0;
+
+impl Scale {
+    fn new(t0: i64, t1: i64) -> Scale {
+        let t1 = t1.max(t0.saturating_add(1));
+        let broken = t0 < 0 && t1 > 0 && -t0 > t1 / 3;
+        Scale { t0, t1, broken }
+    }
+
+    fn x_break(&self) -> f64 {
+        LABEL_W as f64 + KERNEL_W - BREAK_GAP / 2.0
+    }
+
+    fn x(&self, t: i64) -> f64 {
+        let t = t.clamp(self.t0, self.t1);
+        let left = LABEL_W as f64;
+        if !self.broken {
+            return left + (t - self.t0) as f64 * CHART_W as f64 / (self.t1 - self.t0) as f64;
+        }
+        if t < 0 {
+            left + (t - self.t0) as f64 * (KERNEL_W - BREAK_GAP) / (-self.t0) as f64
+        } else {
+            left + KERNEL_W + t as f64 * (CHART_W as f64 - KERNEL_W) / self.t1 as f64
+        }
+    }
+}
+
 /// A tick step of 1, 2 or 5 times a power of ten giving at most about `n` ticks.
 fn tick_step(span_us: i64, n: i64) -> i64 {
     let raw = (span_us / n.max(1)).max(1);
@@ -465,11 +503,8 @@ pub fn plot(a: &Analysis) -> String {
         // Something runs on: leave room to show it does.
         t1 = t1.saturating_add(((t1 - t0) / 20).max(1_000));
     }
-    let span = (t1 - t0).max(1);
-    let x_of = |t: i64| -> f64 {
-        let t = t.clamp(t0, t1);
-        LABEL_W as f64 + (t - t0) as f64 * CHART_W as f64 / span as f64
-    };
+    let scale = Scale::new(t0, t1);
+    let x_of = |t: i64| scale.x(t);
 
     // Rows grouped by kind, a heading before each group.
     let mut groups: Vec<(Kind, Vec<&Row>)> = Vec::new();
@@ -545,10 +580,46 @@ font-size=\"11\">\n\
     }
     let _ = writeln!(s, "</g>");
 
-    // Time axis: grid lines, labels top and bottom, times since smss started.
-    let step = tick_step(span, 12);
-    let first = t0.div_euclid(step) * step;
+    // Time axis: grid lines, labels top and bottom, times since smss started. With the
+    // kernel's time compressed, ticks count from smss's start, and the kernel's start has one.
+    let from = if scale.broken { 0 } else { t0 };
+    let step = tick_step((t1 - from).max(1), 12);
+    let first = from.div_euclid(step) * step;
     let _ = writeln!(s, "<g class=\"axis\" font-size=\"10\" fill=\"#444\">");
+    let tick = |s: &mut String, t: i64, label: &str| {
+        let x = x_of(t);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#e3e3e3\"/>\
+<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\
+<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            TOP - 6,
+            TOP + chart_h,
+            TOP - 10,
+            TOP + chart_h + 14,
+        );
+    };
+    if scale.broken {
+        tick(&mut s, t0, &format!("{:.2} s", t0 as f64 / 1e6));
+        // The break: the kernel's part is not to scale with the rest.
+        let xb = scale.x_break();
+        for yb in [TOP - 2, TOP + chart_h + 2] {
+            let _ = writeln!(
+                s,
+                "<path class=\"axis-break\" d=\"M{:.1},{} l4,-8 M{:.1},{} l4,-8\" stroke=\"#444\" fill=\"none\"/>",
+                xb - 4.0,
+                yb + 4,
+                xb,
+                yb + 4
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" font-style=\"italic\">kernel: not to scale</text>",
+            (LABEL_W as f64 + xb) / 2.0,
+            TOP + chart_h + 28
+        );
+    }
     let _ = writeln!(
         s,
         "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">time since smss started</text>",
@@ -557,20 +628,8 @@ font-size=\"11\">\n\
     );
     let mut t = first;
     while t <= t1 {
-        if t >= t0 {
-            let x = x_of(t);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#e3e3e3\"/>\
-<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
-<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                TOP - 6,
-                TOP + chart_h,
-                TOP - 10,
-                tick_label(t, step),
-                TOP + chart_h + 14,
-                tick_label(t, step)
-            );
+        if t >= from {
+            tick(&mut s, t, &tick_label(t, step));
         }
         t = t.saturating_add(step);
         if step <= 0 {
@@ -675,7 +734,12 @@ fn draw_row(s: &mut String, r: &Row, y: i64, x_of: &dyn Fn(i64) -> f64, t1: i64)
         escape(&cut(&r.name, LABEL_CHARS))
     );
     let xa = x_of(r.start_us);
-    let xb = x_of(r.end_us()).max(xa + 1.5);
+    // The kernel ends where smss starts; 1 us before keeps it left of an axis break.
+    let end = match r.kind {
+        Kind::Kernel => r.end_us().saturating_sub(1),
+        _ => r.end_us(),
+    };
+    let xb = x_of(end).max(xa + 1.5);
     // A subsystem's life after it became ready: a thin band behind, to its end or the edge.
     if let Some((ready, end)) = r.after_ready {
         let xr = x_of(ready);
@@ -973,6 +1037,10 @@ mod tests {
     fn readable_at_17_phases_and_tens_of_subsystems_and_sessions() {
         let a = analyze(&sample_status(17, 12, 40, 40, Some(3))).unwrap();
         let svg = plot(&a);
+        // To look at it: SMSS_SAMPLE_SVG=/tmp/sample.svg cargo test -p smss --lib readable
+        if let Some(out) = std::env::var_os("SMSS_SAMPLE_SVG") {
+            std::fs::write(out, &svg).unwrap();
+        }
         let doc = parse(&svg);
         let all: Vec<_> = doc
             .descendants()
@@ -1052,6 +1120,38 @@ mod tests {
             assert!(blame_text(&a).is_empty());
         }
         assert!(analyze(&json!({"phases": 3})).is_err());
+    }
+
+    #[test]
+    fn a_long_kernel_time_is_compressed_behind_an_axis_break() {
+        // 2.5 s of kernel, 0.4 s of smss: smss still gets most of the width.
+        let st = sample_status(17, 0, 0, 0, None);
+        let svg = plot(&analyze(&st).unwrap());
+        let doc = parse(&svg);
+        assert!(doc
+            .descendants()
+            .any(|n| n.attribute("class") == Some("axis-break")));
+        let bar_x = |r: roxmltree::Node| -> (f64, f64) {
+            let b = r
+                .children()
+                .find(|n| n.attribute("class") == Some("bar"))
+                .unwrap();
+            let x: f64 = b.attribute("x").unwrap().parse().unwrap();
+            let w: f64 = b.attribute("width").unwrap().parse().unwrap();
+            (x, x + w)
+        };
+        let phases = rows(&doc, "phase");
+        let (first, _) = bar_x(phases[0]);
+        let (_, last) = bar_x(*phases.last().unwrap());
+        assert!(last - first > CHART_W as f64 * 0.6, "{first}..{last}");
+        let (k0, k1) = bar_x(rows(&doc, "kernel")[0]);
+        assert!(k1 - k0 <= KERNEL_W, "{k0}..{k1}");
+        assert!(k1 <= first);
+        // A short kernel time stays to scale, without a break.
+        let mut st = st;
+        st["kernel_us"] = json!(100_000);
+        let svg = plot(&analyze(&st).unwrap());
+        assert!(!svg.contains("axis-break"));
     }
 
     #[test]
