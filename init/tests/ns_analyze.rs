@@ -216,8 +216,18 @@ grace-period = "2s"
         .clone();
     assert_eq!(mute["result"], "failed: not ready in time", "{mute}");
     assert_eq!(mute["ready_us"], Value::Null);
-    let waited = u(&mute["end_us"]) - u(&mute["start_us"]);
-    assert!(waited >= 300_000, "{waited}");
+    // Not critical: the boot went on without it, and it runs on.
+    assert_eq!(mute["end_us"], Value::Null, "{mute}");
+    assert_eq!(mute["state"], "running", "{mute}");
+    let boot_end = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| u(&p["start_us"]) + u(&p["duration_us"]))
+        .max()
+        .unwrap();
+    let waited = boot_end - u(&mute["start_us"]);
+    assert!(waited >= 300_000, "the boot waited {waited} us");
     let o = s.smctl(&["analyze", "plot"]);
     assert!(o.status.success(), "{o:?}");
     let svg = String::from_utf8(o.stdout).unwrap();

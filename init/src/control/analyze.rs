@@ -84,10 +84,11 @@ impl Row {
     }
 
     pub fn outcome(&self) -> Outcome {
-        if self.open {
-            Outcome::Open
-        } else {
-            outcome_of(&self.result)
+        match outcome_of(&self.result) {
+            // A subsystem that missed its readiness and runs on is still a failure.
+            Outcome::Failed => Outcome::Failed,
+            _ if self.open => Outcome::Open,
+            o => o,
         }
     }
 }

@@ -552,8 +552,9 @@ impl Supervisor {
         }
         self.close_notify_socket();
         let now = self.uptime_us();
-        self.timeline.subsystem_not_ready(pid, now);
         let critical = self.children.get(&pid).is_some_and(|c| c.critical);
+        // A critical one is killed now; any other runs on, unready.
+        self.timeline.subsystem_not_ready(pid, now, critical);
         let msg = format!("subsystem {name} did not become ready in time");
         if critical {
             self.boot.problems.push(msg.clone());

@@ -52,6 +52,9 @@ fn boottime() -> Option<Duration> {
         .map(Duration::from)
 }
 
+/// The result of a subsystem that did not say READY=1 within its ready-timeout.
+pub const NOT_READY: &str = "failed: not ready in time";
+
 /// One BootExecute, SetupExecute or Execute command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -184,11 +187,14 @@ impl Timeline {
         }
     }
 
-    /// The subsystem `pid` did not become ready in time (it is killed).
-    pub fn subsystem_not_ready(&mut self, pid: i32, now_us: u64) {
+    /// The subsystem `pid` did not become ready in time: `killed` (a critical one), or left
+    /// running (the boot goes on without it).
+    pub fn subsystem_not_ready(&mut self, pid: i32, now_us: u64, killed: bool) {
         if let Some(s) = self.live_subsystem(pid) {
-            s.end_us = Some(now_us);
-            s.result = "failed: not ready in time".to_string();
+            if killed {
+                s.end_us = Some(now_us);
+            }
+            s.result = NOT_READY.to_string();
         }
     }
 
@@ -203,7 +209,10 @@ impl Timeline {
             c.result = status_result(status);
         } else if let Some(s) = self.live_subsystem(pid) {
             s.end_us = Some(now_us);
-            s.result = status.to_string();
+            // Not ready in time stays the reason; otherwise how it ended.
+            if s.result != NOT_READY {
+                s.result = status.to_string();
+            }
         }
     }
 
@@ -368,14 +377,21 @@ mod tests {
     fn a_readiness_timeout_ends_the_subsystem_as_failed() {
         let mut t = Timeline::default();
         t.subsystem_started("slow", Some(5), true, 10, "waiting");
-        t.subsystem_not_ready(5, 60_000_010);
+        t.subsystem_not_ready(5, 60_000_010, true);
         let s = t.subsystem("slow").unwrap();
         assert_eq!(s.ready_us, None);
         assert_eq!(s.end_us, Some(60_000_010));
-        assert!(s.result.starts_with("failed"));
+        assert_eq!(s.result, NOT_READY);
         // Its later reaping does not overwrite the reason.
         t.process_exited(5, ExitStatus::Killed(9), 60_000_100);
-        assert!(t.subsystem("slow").unwrap().result.starts_with("failed"));
+        assert_eq!(t.subsystem("slow").unwrap().result, NOT_READY);
+        // A non-critical one runs on: no end until it exits, the reason kept.
+        t.subsystem_started("lazy", Some(6), true, 20, "waiting");
+        t.subsystem_not_ready(6, 1_000, false);
+        assert_eq!(t.subsystem("lazy").unwrap().end_us, None);
+        t.process_exited(6, ExitStatus::Exited(0), 5_000);
+        let s = t.subsystem("lazy").unwrap();
+        assert_eq!((s.end_us, s.result.as_str()), (Some(5_000), NOT_READY));
     }
 
     #[test]
