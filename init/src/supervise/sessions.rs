@@ -721,6 +721,9 @@ impl Supervisor {
         match s.state {
             SessionState::Queued => {
                 self.sessions.queue.retain(|q| *q != id);
+                let now = self.uptime_us();
+                self.timeline
+                    .session_done(id, now, "failed: terminated before it started");
                 if let Some(s) = self.sessions.sessions.remove(&id) {
                     log::info!("session {id}: terminated before it started");
                     self.answer_session_waiters(
