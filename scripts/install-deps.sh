@@ -5,8 +5,9 @@
 #
 #   scripts/install-deps.sh demo   QEMU, busybox, the kernel (extracted into target/kernel)
 #   scripts/install-deps.sh test   the above, plus podman, runc, the peers the bench compares
-#                                  with, and a virtualenv with the python varlink client
-#                                  (target/venv), used by the control-socket tests
+#                                  with, chromium (renders the boot plot in the QEMU tier), and
+#                                  a virtualenv with the python varlink client (target/venv),
+#                                  used by the control-socket tests
 #
 # Idempotent: packages already present are skipped, so a warm machine pays nothing. Installing
 # needs root; the kernel extraction and the virtualenv do not.
@@ -18,7 +19,8 @@ case "$what" in demo|test) ;; *) echo "usage: install-deps.sh [demo|test]" >&2; 
 "$root/scripts/check-rust.sh"
 
 pkgs=(qemu-system-x86 busybox-static cpio e2fsprogs util-linux kmod)
-[ "$what" = test ] && pkgs+=(podman runc tini dumb-init catatonit python3-venv)
+# chromium: the QEMU tier renders `smctl analyze plot`'s SVG to PNG with it (headless).
+[ "$what" = test ] && pkgs+=(podman runc tini dumb-init catatonit python3-venv chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -202,6 +202,8 @@ fn check(path: Option<&Path>) -> i32 {
 }
 
 fn run(args: Args) -> i32 {
+    // The clock of GetStatus's times starts here, with the kernel's uptime read beside it.
+    smss::supervise::timeline::mark_start();
     // First thing: signals arrive only through the signalfd from here on.
     if let Err(e) = sys::block_all_signals() {
         eprintln!("smss: failed to block signals: {e}");
@@ -252,7 +254,7 @@ fn run(args: Args) -> i32 {
             log::info!("phase early-mounts done in {us} us");
             early.push(PhaseRecord {
                 name: "early-mounts".into(),
-                start_us: 0,
+                start_us: smss::supervise::timeline::since_start_us(t),
                 duration_us: us,
                 result,
             });

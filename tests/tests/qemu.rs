@@ -279,3 +279,230 @@ fn required_subsystem_death_bugchecks_and_reboots() {
         "/var/lib/smss/bugcheck.log lacks the STOP record:\n{log}"
     );
 }
+
+/// The size `smctl analyze plot` gave its picture (the root element's width and height).
+fn svg_size(svg: &str) -> (u32, u32) {
+    let root = svg
+        .split("<svg")
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .unwrap_or_else(|| panic!("no <svg> element:\n{}", vm::tail(svg, 2000)));
+    let attr = |name: &str| -> u32 {
+        root.split(&format!(" {name}=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("<svg> has no numeric {name}: {root}"))
+    };
+    (attr("width"), attr("height"))
+}
+
+/// Renders `svg` to a PNG of `size` with headless Chromium (Debian's `chromium`), as root in
+/// this container: no sandbox, no GPU, nothing fetched from the network, a fresh profile.
+fn render_png(svg: &std::path::Path, png: &std::path::Path, size: (u32, u32), scratch: &Scratch) {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("no chromium to render the plot: scripts/install-deps.sh test installs it")
+        });
+    let profile = scratch.path.join("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let out = vm::run_with_timeout(
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("--window-size={},{}", size.0, size.1))
+            .arg(format!("file://{}", svg.display())),
+        Duration::from_secs(120),
+    );
+    let out = must(out);
+    assert!(
+        png.exists(),
+        "chromium wrote no {}: {}\n{}",
+        png.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Decodes a PNG: (width, height, RGBA pixels).
+fn decode_png(path: &std::path::Path) -> (u32, u32, Vec<[u8; 4]>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let buf = &buf[..info.buffer_size()];
+    let px: Vec<[u8; 4]> = match info.color_type {
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+        png::ColorType::Rgb => buf
+            .chunks_exact(3)
+            .map(|c| [c[0], c[1], c[2], 255])
+            .collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    (info.width, info.height, px)
+}
+
+fn hex_rgb(c: &str) -> [u8; 3] {
+    let v = u32::from_str_radix(c.trim_start_matches('#'), 16).unwrap();
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+}
+
+/// `smctl analyze plot` of the demo's real boot, rendered by headless Chromium: the PNG has
+/// the picture's size and shows bars in the phase and subsystem colours. `SMSS_BOOT_SVG=FILE`
+/// also keeps the SVG (scripts/boot-svg makes docs/boot.svg so).
+#[test]
+fn demo_boot_plot_renders_in_chromium() {
+    if vm::skip_requested("SMSS_SKIP_QEMU", "the QEMU boot-plot test") {
+        return;
+    }
+    let image = must(vm::initramfs_image());
+    let _one_vm_at_a_time = vm::exclusive();
+    let scratch = must(Scratch::new("qemu-plot"));
+    let mut m = must(Vm::boot(&image, &Boot::default(), &scratch, "qemu-plot"));
+    must(m.console.expect("PROBE OK", BOOT_DEADLINE));
+    must(m.console.wait_anywhere("login: ", BOOT_DEADLINE));
+    must(m.console.send("root\n"));
+    must(m.console.expect("smss-demo:", CMD_DEADLINE));
+    must(m.console.expect("# ", CMD_DEADLINE));
+    // Onto the /var disk (read back with debugfs after the power-off): the serial console
+    // also carries kernel and smss log lines, which could land inside the picture.
+    for (cmd, file) in [
+        ("analyze plot", "boot.svg"),
+        ("analyze blame --json", "blame.json"),
+        ("call io.smss.Manager.GetStatus", "status.json"),
+    ] {
+        let (rc, out) = must(m.shell(&format!("smctl {cmd} > /var/lib/smss/{file}"), CMD_DEADLINE));
+        assert_eq!(rc, 0, "smctl {cmd} failed in the guest:\n{out}");
+    }
+    let (rc, blame) = must(m.shell("smctl analyze blame", CMD_DEADLINE));
+    assert_eq!(rc, 0, "{blame}");
+    eprintln!("smctl analyze blame in the guest:\n{blame}");
+    must(m.console.send("smctl poweroff\n"));
+    let status = must(m.console.wait_exit(EXIT_DEADLINE));
+    assert!(status.success(), "QEMU exited with {status}");
+
+    let svg = must(vm::debugfs_cat(&m.disk, "/lib/smss/boot.svg"));
+    let status: serde_json::Value =
+        serde_json::from_str(&must(vm::debugfs_cat(&m.disk, "/lib/smss/status.json"))).unwrap();
+    let blame: serde_json::Value =
+        serde_json::from_str(&must(vm::debugfs_cat(&m.disk, "/lib/smss/blame.json"))).unwrap();
+
+    // GetStatus of a machine: the kernel's time before smss, the demo's commands and its
+    // notify subsystem with its readiness wait.
+    let kernel = status["kernel_us"]
+        .as_u64()
+        .expect("kernel_us on a machine");
+    assert!(kernel > 0, "{status}");
+    let phases = status["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), PHASES.len(), "{status}");
+    assert!(
+        !status["commands"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+    let demo = status["subsystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "demo")
+        .unwrap_or_else(|| panic!("no demo subsystem: {status}"));
+    // The demo's subsystem says READY=1 (initramfs/libexec/subsystemd): a readiness wait.
+    assert_eq!(demo["ready"], "notify", "{demo}");
+    assert!(
+        demo["ready_us"].as_u64() >= demo["start_us"].as_u64(),
+        "{demo}"
+    );
+    assert!(
+        svg.contains("to READY=1"),
+        "the plot does not show the readiness wait"
+    );
+
+    // blame --json: GetStatus's own numbers, longest first, the kernel among them.
+    let rows = blame.as_array().unwrap();
+    for p in phases {
+        assert!(
+            rows.iter().any(|r| r["kind"] == "phase"
+                && r["name"] == p["name"]
+                && r["start_us"] == p["start_us"]
+                && r["duration_us"] == p["duration_us"]),
+            "no blame row matching {p}"
+        );
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r["kind"] == "kernel" && r["duration_us"] == kernel));
+    let d: Vec<u64> = rows
+        .iter()
+        .map(|r| r["duration_us"].as_u64().unwrap())
+        .collect();
+    assert!(d.windows(2).all(|w| w[0] >= w[1]), "{d:?}");
+
+    // One row per phase in the picture.
+    let rows_of = |kind: &str| svg.matches(&format!("<g class=\"row {kind} ")).count();
+    assert_eq!(rows_of("phase"), PHASES.len());
+    assert_eq!(rows_of("kernel"), 1);
+
+    let svg_path = scratch.path.join("boot.svg");
+    std::fs::write(&svg_path, &svg).unwrap();
+    if let Some(keep) = std::env::var_os("SMSS_BOOT_SVG") {
+        std::fs::write(&keep, &svg).unwrap();
+    }
+    let size = svg_size(&svg);
+    let png_path = scratch.path.join("boot.png");
+    render_png(&svg_path, &png_path, size, &scratch);
+    if let Some(keep) = std::env::var_os("SMSS_BOOT_PNG") {
+        std::fs::copy(&png_path, &keep).unwrap();
+    }
+    let (w, h, px) = decode_png(&png_path);
+    assert_eq!((w, h), size, "the PNG is not the picture's size");
+    // Non-blank: a good share of non-white pixels, and the bars' own colours are there.
+    let ink = px
+        .iter()
+        .filter(|p| p[0] < 240 || p[1] < 240 || p[2] < 240)
+        .count();
+    assert!(
+        ink * 100 >= px.len(),
+        "only {ink} of {} pixels are not white: a blank picture?",
+        px.len()
+    );
+    let has = |hex: &str| {
+        let c = hex_rgb(hex);
+        px.iter()
+            .filter(|p| (0..3).all(|i| p[i].abs_diff(c[i]) <= 6))
+            .count()
+    };
+    // Each legend swatch is 14x12 pixels: the bars must add more than that.
+    for (what, hex, min) in [("kernel", "#9d9d9d", 2000), ("phase", "#4c78a8", 300)] {
+        let n = has(hex);
+        assert!(
+            n >= min,
+            "only {n} pixels of the {what} colour {hex} in the rendered PNG"
+        );
+    }
+    eprintln!(
+        "boot plot: {}x{} PNG, {ink} of {} pixels inked",
+        w,
+        h,
+        px.len()
+    );
+}

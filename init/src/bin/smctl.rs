@@ -27,6 +27,8 @@ usage: smctl [--socket PATH] COMMAND
                                         file that PATH (default /etc/smss/smss.toml) names,
                                         and refuses when that file is invalid
   reboot | poweroff | halt
+  analyze blame [--json]                phases, commands, subsystems, sessions, longest first
+  analyze plot                          SVG timeline of the boot on stdout
   notify [KEY=VALUE..]                  send READY=1 (or the given fields) to $NOTIFY_SOCKET
   call METHOD [JSON]                    call any varlink method, print the raw reply
 
@@ -124,6 +126,10 @@ fn run(argv: Vec<String>) -> Outcome {
             )?;
             Ok(())
         }
+        ["analyze", "blame", rest @ ..] => analyze_blame(&socket, json_flag(rest)?),
+        ["analyze", "plot"] => analyze_plot(&socket),
+        ["analyze", "plot", other, ..] => Err(usage(format!("unexpected argument {other}"))),
+        ["analyze", ..] => Err(usage("analyze needs blame or plot")),
         ["notify", rest @ ..] => notify(rest),
         ["call", method] => raw_call(&socket, method, "{}"),
         ["call", method, params] => raw_call(&socket, method, params),
@@ -451,6 +457,28 @@ fn offline_queue(config: Option<&Path>) -> Result<PathBuf, Failure> {
     }
 }
 
+/// GetStatus, read for `analyze`.
+fn analysis(socket: &Path) -> Result<smss::control::analyze::Analysis, Failure> {
+    let v = call(socket, "io.smss.Manager.GetStatus", json!({}))?;
+    smss::control::analyze::analyze(&v).map_err(Failure::Error)
+}
+
+fn analyze_blame(socket: &Path, as_json: bool) -> Outcome {
+    let a = analysis(socket)?;
+    if as_json {
+        print_json(&smss::control::analyze::blame_json(&a));
+    } else {
+        print!("{}", smss::control::analyze::blame_text(&a));
+    }
+    Ok(())
+}
+
+fn analyze_plot(socket: &Path) -> Outcome {
+    let a = analysis(socket)?;
+    print!("{}", smss::control::analyze::plot(&a));
+    Ok(())
+}
+
 /// sd_notify(3) from a shell: one datagram to $NOTIFY_SOCKET (`@name` = abstract), with
 /// MAINPID=<our parent> so smss accepts it for the shell that runs us.
 fn notify(rest: &[&str]) -> Outcome {
@@ -542,6 +570,10 @@ mod tests {
             v(&["notify", "READY"]),
             v(&["session", "create", "--seat"]),
             v(&["session", "create", "--"]),
+            v(&["analyze"]),
+            v(&["analyze", "bogus"]),
+            v(&["analyze", "blame", "--yaml"]),
+            v(&["analyze", "plot", "x"]),
         ] {
             let mut a = v(&["--socket", "/nonexistent/socket"]);
             a.extend(args.clone());

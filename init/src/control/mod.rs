@@ -57,6 +57,9 @@
 //! - `GetStatus.subsystems`: `{name, session, kind: required|optional|session, pid?,
 //!   state: running|stopped|deferred}`; `ListSessions` entries also carry `pids`,
 //!   `runtime_dir` and `cgroup`.
+//! - `GetStatus` also reports times for `smctl analyze` (`supervise::timeline`, on the phases'
+//!   clock): `kernel_us` (system mode), `commands`, session-0 subsystems' `ready`,
+//!   `start_us`, `ready_us`, `end_us`, `result`, `session_creations` and `bugcheck`.
 //!
 //! # Sessions (SmStartCsr / SmStopCsr)
 //! Ids count from 1 and are not reused while smss runs. At most `parallel-session-creation`
@@ -91,6 +94,7 @@
 //! are removed. A keeper that dies first hands its members to PID 1, which ends the session
 //! and finds what is left through them (pid and start time, pidfds).
 
+pub mod analyze;
 pub mod client;
 pub mod instance;
 pub mod manager;

@@ -499,9 +499,16 @@ impl Supervisor {
                 (None, "optional") => "deferred",
                 (None, _) => "stopped",
             };
-            subsystems.push(json!({
+            let mut entry = json!({
                 "name": name, "session": 0, "kind": kind, "pid": pid, "state": state,
-            }));
+            });
+            // Extension: when it started, became ready and ended (`supervise::timeline`).
+            if let (Some(obj), Some(Value::Object(times))) =
+                (entry.as_object_mut(), self.timeline.subsystem_fields(name))
+            {
+                obj.extend(times);
+            }
+            subsystems.push(entry);
         }
         for s in self.sessions.sessions.values() {
             for (pid, m) in &s.members {
@@ -519,6 +526,13 @@ impl Supervisor {
             "phases": phases,
             "subsystems": subsystems,
             "sessions": self.sessions_json(),
+            // Extensions for `smctl analyze`, on the phases' clock.
+            "kernel_us": (self.mode == Mode::System)
+                .then(super::timeline::kernel_us)
+                .flatten(),
+            "commands": self.timeline.commands_json(),
+            "session_creations": self.timeline.sessions_json(),
+            "bugcheck": self.timeline.bugcheck_json(),
         })
     }
 }

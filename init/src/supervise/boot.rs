@@ -327,14 +327,25 @@ impl Supervisor {
         while let Some(cmd) = commands.get(self.boot.step) {
             self.boot.step += 1;
             let line = cmd.display_line();
-            match self.spawn_command(
+            // Taken before the spawn: the parent may run again well after the child started.
+            let now = self.uptime_us();
+            let spawned = self.spawn_command(
                 cmd,
                 &line,
                 Role::Command(phase),
                 false,
                 Detach::Session,
                 &[],
-            ) {
+            );
+            let (pid, result) = match &spawned {
+                Ok(pid) => (Some(*pid), "running".to_string()),
+                Err(e) if cmd.autocheck && e.exit_code() == 127 => {
+                    (None, "skipped: program not found".to_string())
+                }
+                Err(e) => (None, format!("failed: {e}")),
+            };
+            self.timeline.command(phase, &line, pid, now, &result);
+            match spawned {
                 Ok(pid) if cmd.async_ => log::info!("{phase}: started {line} (pid {pid}, async)"),
                 Ok(pid) => {
                     return Step::Wait(Wait::Exit {
@@ -382,14 +393,33 @@ impl Supervisor {
                     }
                 }
             }
-            match self.spawn_command(
+            let now = self.uptime_us();
+            let spawned = self.spawn_command(
                 spec,
                 name,
                 Role::Subsystem(name.clone()),
                 critical,
                 Detach::Session,
                 &extra,
-            ) {
+            );
+            let notify = spec.ready == Ready::Notify;
+            match &spawned {
+                Ok(pid) if notify => {
+                    self.timeline
+                        .subsystem_started(name, Some(*pid), true, now, "waiting")
+                }
+                Ok(pid) => self
+                    .timeline
+                    .subsystem_started(name, Some(*pid), false, now, "running"),
+                Err(e) => self.timeline.subsystem_started(
+                    name,
+                    None,
+                    notify,
+                    now,
+                    &format!("failed: {e}"),
+                ),
+            }
+            match spawned {
                 Ok(pid) => {
                     log::info!("subsystem {name} started (pid {pid})");
                     if spec.ready == Ready::Notify {
@@ -517,6 +547,8 @@ impl Supervisor {
         }
         self.cancel_timer(&Timer::Readiness { pid });
         self.close_notify_socket();
+        let now = self.uptime_us();
+        self.timeline.subsystem_ready(pid, now);
         log::info!("subsystem {name} is ready");
         self.boot.wait = Wait::Nothing;
         self.boot_continue();
@@ -530,7 +562,10 @@ impl Supervisor {
             return;
         }
         self.close_notify_socket();
+        let now = self.uptime_us();
         let critical = self.children.get(&pid).is_some_and(|c| c.critical);
+        // A critical one is killed now; any other runs on, unready.
+        self.timeline.subsystem_not_ready(pid, now, critical);
         let msg = format!("subsystem {name} did not become ready in time");
         if critical {
             self.boot.problems.push(msg.clone());

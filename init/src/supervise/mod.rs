@@ -10,6 +10,7 @@ pub mod notify;
 pub mod procs;
 pub mod sessions;
 pub mod stop;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -164,6 +165,8 @@ pub struct Supervisor {
     control: api::Control,
     /// Interactive sessions (`sessions`).
     sessions: sessions::SessionTable,
+    /// When commands, subsystems and session creations started and ended (`GetStatus`).
+    pub timeline: timeline::Timeline,
 }
 
 impl Supervisor {
@@ -191,7 +194,8 @@ impl Supervisor {
             cfg: opts.config,
             children: HashMap::new(),
             phases: opts.early_phases,
-            started: Instant::now(),
+            // The phases' clock starts with the process (`main` marks it), not here.
+            started: timeline::start_instant(),
             session_binary: opts.session_binary,
             minimal: opts.mode != Mode::System && !opts.config_from_file,
             epoll,
@@ -208,6 +212,7 @@ impl Supervisor {
             finished: None,
             control: api::Control::default(),
             sessions: sessions::SessionTable::default(),
+            timeline: timeline::Timeline::default(),
         };
         supervisor.open_control();
         Ok(supervisor)
@@ -441,6 +446,8 @@ impl Supervisor {
 
     fn on_exit(&mut self, pid: i32, status: ExitStatus) {
         let child = self.children.remove(&pid);
+        let now = self.uptime_us();
+        self.timeline.process_exited(pid, status, now);
         let critical = child.as_ref().is_some_and(|c| c.critical);
         if self.boot_on_exit(pid, status, critical) {
             return;
@@ -524,6 +531,8 @@ impl Supervisor {
 
     /// A critical process died (or a fatal boot step failed): interface.md section 3.
     pub fn bugcheck(&mut self, name: &str, pid: i32, status: ExitStatus) {
+        let now = self.uptime_us();
+        self.timeline.bugcheck(name, pid, status, now);
         crate::bugcheck::report(name, pid, status);
         match self.mode {
             Mode::System => {

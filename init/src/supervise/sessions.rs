@@ -415,6 +415,10 @@ impl Supervisor {
             },
         );
         self.sessions.queue.push_back(id);
+        if let Some(s) = self.sessions.sessions.get(&id) {
+            self.timeline
+                .session_created(id, s.params.seat.as_deref(), s.created_us);
+        }
         Ok(id)
     }
 
@@ -433,6 +437,9 @@ impl Supervisor {
                 Ok(()) => self.sessions.instances += 1,
                 Err(why) => {
                     log::error!("session {id}: {why}");
+                    let now = self.uptime_us();
+                    self.timeline
+                        .session_done(id, now, &format!("failed: {why}"));
                     if let Some(s) = self.sessions.sessions.remove(&id) {
                         self.answer_session_waiters(s, Err(MethodError::failed(why)));
                     }
@@ -674,6 +681,7 @@ impl Supervisor {
     }
 
     fn handle_report(&mut self, id: u32, report: Report) {
+        let now = self.uptime_us();
         self.cancel_timer(&Timer::SessionStart(id));
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
@@ -723,6 +731,11 @@ impl Supervisor {
             return;
         };
         let waiter = s.create_waiter.take();
+        let result = match &report.error {
+            Some(err) => format!("failed: {err}"),
+            None => "ok".to_string(),
+        };
+        self.timeline.session_done(id, now, &result);
         if let Some(err) = report.error {
             log::error!("session {id}: {err}");
             if let Some(w) = waiter {
@@ -755,6 +768,7 @@ impl Supervisor {
     /// The instance ended without a usable report: stop whatever it started (its cgroup, if
     /// it made one, holds it) and fail the request.
     fn instance_failed(&mut self, id: u32, why: String) {
+        let now = self.uptime_us();
         self.cancel_timer(&Timer::SessionStart(id));
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
@@ -763,6 +777,8 @@ impl Supervisor {
             return;
         }
         log::error!("session {id}: {why}");
+        self.timeline
+            .session_done(id, now, &format!("failed: {why}"));
         let cg = Path::new(CGROUP_ROOT)
             .join(CGROUP_PARENT)
             .join(format!("session-{id}"));
@@ -1000,6 +1016,9 @@ impl Supervisor {
         match s.state {
             SessionState::Queued => {
                 self.sessions.queue.retain(|q| *q != id);
+                let now = self.uptime_us();
+                self.timeline
+                    .session_done(id, now, "failed: terminated before it started");
                 if let Some(s) = self.sessions.sessions.remove(&id) {
                     log::info!("session {id}: terminated before it started");
                     self.answer_session_waiters(
@@ -1212,6 +1231,10 @@ impl Supervisor {
         self.remove_runtime_dir(id, Path::new(&s.params.runtime_dir));
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({})", s.reason);
+        // A creation that never reported ends here (instance failed, killed, terminated).
+        let now = self.uptime_us();
+        self.timeline
+            .session_done(id, now, &format!("failed: {}", s.reason));
         let respawn = s.respawn && !s.by_request && self.stop.is_none();
         let lived = s.created.elapsed();
         let seat = s.params.seat.clone();
@@ -1343,6 +1366,7 @@ impl Supervisor {
                 // from this one, running as root, would count as that one's).
                 let extra = Vec::new();
                 let critical = spec.is_critical(false);
+                let now = self.uptime_us();
                 let pid = self
                     .spawn_command(
                         &spec,
@@ -1354,6 +1378,8 @@ impl Supervisor {
                     )
                     .map_err(|e| MethodError::failed(e.to_string()))?;
                 log::info!("subsystem {name} started on request (pid {pid})");
+                self.timeline
+                    .subsystem_started(&name, Some(pid), false, now, "running");
                 Ok(Some(pid))
             }
             Some(id) => {
