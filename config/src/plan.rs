@@ -180,7 +180,14 @@ impl Phase {
             | Phase::SessionsDirectory { .. }
             | Phase::PendingRenames { .. }
             | Phase::GeneratedEnvironment { .. } => Vec::new(),
-            Phase::BootDrivers { modules, .. } | Phase::Kmode { modules } => modules.clone(),
+            Phase::BootDrivers { modules, coldplug } => {
+                let mut items = modules.clone();
+                if *coldplug {
+                    items.push("coldplug: the modules of the devices present".into());
+                }
+                items
+            }
+            Phase::Kmode { modules } => modules.clone(),
             Phase::Volumes { volumes } => volumes
                 .iter()
                 .map(|v| {

@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let unique: BTreeSet<&String> = order.iter().collect();
     assert_eq!(unique.len(), order.len());
     for g in &p.groups {
-        assert_eq!(g.load.last().map(|(n, _)| n), Some(&g.root));
+        assert_eq!(g.load.last().map(|l| &l.name), Some(&g.root));
     }
     if let Some((p, t)) = text.split_once('\n') {
         let _ = glob_match(p, t);

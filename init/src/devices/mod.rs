@@ -129,11 +129,18 @@ impl Loader {
         }
         let mut compressed_skipped = Vec::new();
         for g in &plan.groups {
-            for (module, rel) in &g.load {
-                if self.done.contains(module) {
+            // Soft subtrees of this group that failed: the rest of each is skipped.
+            let mut dead: BTreeSet<usize> = BTreeSet::new();
+            for l in &g.load {
+                let module = &l.name;
+                if self.done.contains(module) || l.soft.is_some_and(|id| dead.contains(&id)) {
                     continue;
                 }
                 if let Some(cause) = self.failed.get(module) {
+                    if let Some(id) = l.soft {
+                        dead.insert(id);
+                        continue;
+                    }
                     if *module != g.root {
                         out.errors.push(PhaseError::ModuleDependency {
                             name: g.root.clone(),
@@ -142,14 +149,18 @@ impl Loader {
                     }
                     break;
                 }
-                let path = if Path::new(rel).is_absolute() {
-                    std::path::PathBuf::from(rel)
+                let path = if Path::new(&l.path).is_absolute() {
+                    std::path::PathBuf::from(&l.path)
                 } else {
-                    dir.join(rel)
+                    dir.join(&l.path)
                 };
                 if self.compressed_refused && is_compressed(&path) {
                     compressed_skipped.push(module.clone());
                     self.failed.insert(module.clone(), module.clone());
+                    if let Some(id) = l.soft {
+                        dead.insert(id);
+                        continue;
+                    }
                     break;
                 }
                 // Parameters belong to the named module only, never to its dependencies.
@@ -165,13 +176,22 @@ impl Loader {
                     }
                     Err(e) => {
                         self.failed.insert(module.clone(), module.clone());
-                        let declined = g.origin == Origin::Matched
-                            && matches!(&e, PhaseError::LoadModule { source, .. }
+                        let declined = matches!(&e, PhaseError::LoadModule { source, .. }
                                 if matches!(errno(source), libc::ENODEV | libc::ENXIO));
                         if matches!(e, PhaseError::CompressedModule { .. }) {
                             self.compressed_refused = true;
                         }
-                        if declined {
+                        if let Some(id) = l.soft {
+                            // A soft pre-dependency is best effort, as in modprobe.
+                            dead.insert(id);
+                            if declined {
+                                out.declined.push(module.clone());
+                            } else {
+                                log::warn!("{e} (a soft dependency of {})", g.root);
+                            }
+                            continue;
+                        }
+                        if declined && g.origin == Origin::Matched {
                             out.declined.push(module.clone());
                         } else {
                             out.errors.push(e);
@@ -463,6 +483,81 @@ malformed\n",
     }
 
     #[test]
+    fn volume_file_systems_load_through_their_fs_alias() {
+        let s = machine();
+        s.add_file(
+            format!("{DIR}/modules.alias"),
+            b"alias fs-ext4 ext4\nalias crypto-crc32c crc32c_generic\nalias virtio:d00000002v* virtio_blk\n",
+        );
+        let dir = Path::new(DIR);
+        let mut boot = DeviceBoot {
+            dir: dir.to_path_buf(),
+            db: read_module_db(&s, dir),
+            ..DeviceBoot::default()
+        };
+        boot.load_filesystems(&s, &["ext4".to_string(), "tmpfs".to_string()]);
+        assert_eq!(loaded(&s), ["crc32c_generic.ko.zst", "jbd2.ko", "ext4.ko"]);
+        // Without coldplug a uevent loads nothing.
+        let ev = uevent::parse(b"add@/devices/v\0MODALIAS=virtio:d00000002v1\0").unwrap();
+        boot.on_driver_event(&s, &ev);
+        assert_eq!(loaded(&s).len(), 3);
+        boot.coldplug = true;
+        boot.on_driver_event(&s, &ev);
+        assert_eq!(loaded(&s)[3..], ["virtio.ko", "virtio_blk.ko"]);
+    }
+
+    /// Found in QEMU: `crypto-crc32c` names crc32c_intel too, which declines a CPU without
+    /// SSE 4.2 (ENODEV); ext4 must load anyway, and say nothing about it.
+    #[test]
+    fn a_failing_soft_dependency_never_stops_its_module() {
+        let s = machine();
+        s.add_file(
+            format!("{DIR}/modules.dep"),
+            b"kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\n\
+kernel/fs/jbd2/jbd2.ko:\n\
+kernel/crypto/crc32c_generic.ko:\n\
+kernel/arch/x86/crypto/crc32c-intel.ko: kernel/lib/helper.ko\n\
+kernel/lib/helper.ko:\n",
+        );
+        s.add_file(
+            format!("{DIR}/modules.alias"),
+            b"alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n",
+        );
+        s.add_file(
+            format!("{DIR}/modules.softdep"),
+            b"softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n",
+        );
+        s.fail(
+            "finit_module",
+            format!("{DIR}/kernel/lib/helper.ko"),
+            libc::EIO,
+        );
+        s.fail(
+            "finit_module",
+            format!("{DIR}/kernel/crypto/crc32c_generic.ko"),
+            libc::ENODEV,
+        );
+        let dir = Path::new(DIR);
+        let db = read_module_db(&s, dir).unwrap();
+        let mut loader = Loader::default();
+        let p = plan::plan(
+            &db,
+            &["ext4".to_string(), "jbd2".to_string()],
+            &[],
+            &BTreeSet::new(),
+        );
+        let out = loader.run(&s, dir, &p);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.loaded, ["jbd2", "ext4"]);
+        assert_eq!(out.declined, ["crc32c_generic"]);
+        // crc32c_intel is never tried once its own dependency failed; nothing is tried twice.
+        assert_eq!(
+            loaded(&s),
+            ["helper.ko", "crc32c_generic.ko", "jbd2.ko", "ext4.ko"]
+        );
+    }
+
+    #[test]
     fn no_sysfs_is_zero_devices() {
         let s = FakeSys::new();
         s.add_file(format!("{DIR}/modules.dep"), b"");
@@ -487,8 +582,10 @@ malformed\n",
 #[derive(Debug, Default)]
 pub struct DeviceBoot {
     pub dir: std::path::PathBuf,
-    /// None when coldplug is off (then uevents load nothing) or modules.dep is unreadable.
+    /// None when modules.dep is unreadable.
     pub db: Option<ModuleDb>,
+    /// Uevents announcing a device load its modules.
+    pub coldplug: bool,
     pub loader: Loader,
     /// Modaliases handled so far.
     pub seen: BTreeSet<String>,
@@ -515,11 +612,9 @@ pub fn boot_drivers(
     let mut boot = DeviceBoot {
         dir: dir.clone(),
         socket,
+        coldplug: coldplug_on,
         ..DeviceBoot::default()
     };
-    if modules.is_empty() && !coldplug_on {
-        return (boot, Vec::new());
-    }
     let Some(db) = read_module_db(sys, &dir) else {
         // Same report as without coldplug: each configured name is unloadable.
         return (
@@ -533,15 +628,15 @@ pub fn boot_drivers(
         let (report, more) = coldplug(sys, &dir, &db, &mut boot.loader, &mut boot.seen);
         log::info!("{report}");
         errors.extend(more);
-        boot.db = Some(db);
     }
+    boot.db = Some(db);
     (boot, errors)
 }
 
 impl DeviceBoot {
     /// A device announced by a uevent: load its modules (once each) if coldplug is on.
     pub fn on_driver_event(&mut self, sys: &dyn Sys, ev: &uevent::Uevent) {
-        let Some(db) = &self.db else {
+        let (Some(db), true) = (&self.db, self.coldplug) else {
             return;
         };
         if !self.seen.insert(ev.modalias.clone()) {
@@ -556,6 +651,33 @@ impl DeviceBoot {
         let out = self.loader.run(sys, &self.dir, &p);
         if !out.loaded.is_empty() {
             log::info!("{}: loaded {}", ev.devpath, out.loaded.join(" "));
+        }
+        for e in out.errors {
+            log::warn!("{e}");
+        }
+    }
+}
+
+impl DeviceBoot {
+    /// Load the modules of the volumes' file systems (`fs-ext4` in modules.alias), so mounting
+    /// does not depend on the kernel calling a modprobe the image may not have. A file system
+    /// that is built in or unknown is left to mount(2) to judge.
+    pub fn load_filesystems(&mut self, sys: &dyn Sys, fstypes: &[String]) {
+        let Some(db) = &self.db else {
+            return;
+        };
+        let names: Vec<String> = fstypes.iter().map(|t| format!("fs-{t}")).collect();
+        let p = plan::plan(db, &names, &[], &BTreeSet::new());
+        for pr in &p.problems {
+            log::debug!("file system module: {pr:?}");
+        }
+        let p = Plan {
+            problems: Vec::new(),
+            ..p
+        };
+        let out = self.loader.run(sys, &self.dir, &p);
+        if !out.loaded.is_empty() {
+            log::info!("file systems: loaded {}", out.loaded.join(" "));
         }
         for e in out.errors {
             log::warn!("{e}");

@@ -35,8 +35,20 @@ pub struct Group {
     /// Parameters for `root` only (`"loop max_loop=8"`).
     pub params: String,
     /// Modules in load order: soft pre-dependencies and modules.dep dependencies first
-    /// (deepest first), `root` last. Each is (name, path relative to the modules directory).
-    pub load: Vec<(String, String)>,
+    /// (deepest first), `root` last.
+    pub load: Vec<Load>,
+}
+
+/// One module of a [`Group`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    pub name: String,
+    /// Path relative to the modules directory (as in modules.dep).
+    pub path: String,
+    /// Set for a soft pre-dependency and what it needs: the number of that soft subtree in the
+    /// group. Its failure skips the rest of the subtree, never the module that wanted it
+    /// (`crypto-crc32c` names crc32c_intel too, which declines a CPU without SSE 4.2).
+    pub soft: Option<usize>,
 }
 
 /// Something that cannot be planned; the executor turns it into a warning (or, for Kmode, a
@@ -63,9 +75,9 @@ impl Plan {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for g in &self.groups {
-            for (m, _) in &g.load {
-                if seen.insert(m.clone()) {
-                    out.push(m.clone());
+            for l in &g.load {
+                if seen.insert(l.name.clone()) {
+                    out.push(l.name.clone());
                 }
             }
         }
@@ -144,7 +156,8 @@ fn add_group(
     rooted.insert(root.clone());
     let mut load = Vec::new();
     let mut visiting = BTreeSet::new();
-    match visit(db, &root, &mut load, &mut visiting, true) {
+    let mut soft_ids = 0;
+    match visit(db, &root, &mut load, &mut visiting, None, &mut soft_ids) {
         Ok(()) => out.groups.push(Group {
             root,
             origin,
@@ -167,34 +180,40 @@ fn add_group(
 fn visit(
     db: &ModuleDb,
     name: &str,
-    load: &mut Vec<(String, String)>,
+    load: &mut Vec<Load>,
     visiting: &mut BTreeSet<String>,
-    hard: bool,
+    soft: Option<usize>,
+    soft_ids: &mut usize,
 ) -> Result<(), String> {
-    if load.iter().any(|(n, _)| n == name) || !visiting.insert(name.to_string()) {
+    if load.iter().any(|l| l.name == name) || !visiting.insert(name.to_string()) {
         // Done already, or a cycle (depmod refuses those; never loop on a corrupt file).
         return Ok(());
     }
     let Some((path, deps)) = db.deps.entries.get(name) else {
-        return if db.builtin.contains(name) || !hard {
+        return if db.builtin.contains(name) {
             Ok(())
         } else {
             Err(name.to_string())
         };
     };
     if let Some(pre) = db.softdeps.pre.get(name) {
-        for soft in pre {
-            let n = normalize_name(soft);
+        for wanted in pre {
+            let n = normalize_name(wanted);
             let targets = if db.deps.entries.contains_key(&n) || db.builtin.contains(&n) {
                 vec![n]
             } else {
-                db.aliases.lookup(soft)
+                db.aliases.lookup(wanted)
             };
             for t in targets {
                 let mut sub = visiting.clone();
                 let mut tmp = load.clone();
+                // Inside a soft subtree everything stays in it; otherwise a new one starts.
+                let id = soft.unwrap_or_else(|| {
+                    *soft_ids += 1;
+                    *soft_ids
+                });
                 // A soft dependency that cannot be planned is dropped, never the module.
-                if visit(db, &t, &mut tmp, &mut sub, true).is_ok() {
+                if visit(db, &t, &mut tmp, &mut sub, Some(id), soft_ids).is_ok() {
                     *load = tmp;
                     *visiting = sub;
                 }
@@ -203,9 +222,13 @@ fn visit(
     }
     // depmod lists a module's dependencies so that modprobe loads them last to first.
     for dep in deps.iter().rev() {
-        visit(db, &normalize_name(dep), load, visiting, true)?;
+        visit(db, &normalize_name(dep), load, visiting, soft, soft_ids)?;
     }
-    load.push((name.to_string(), path.clone()));
+    load.push(Load {
+        name: name.to_string(),
+        path: path.clone(),
+        soft,
+    });
     Ok(())
 }
 
@@ -311,11 +334,13 @@ alias pci:v00008086d00002922sv*sd*bc*sc*i* broken
         );
         assert_eq!(
             p.groups[0].load[0],
-            (
-                "crc32c_generic".into(),
-                "kernel/crypto/crc32c_generic.ko".into()
-            )
+            Load {
+                name: "crc32c_generic".into(),
+                path: "kernel/crypto/crc32c_generic.ko".into(),
+                soft: Some(1)
+            }
         );
+        assert!(p.groups[0].load[1..].iter().all(|l| l.soft.is_none()));
         assert_eq!(p.unmatched, 1);
     }
 
@@ -389,7 +414,8 @@ alias pci:v00008086d00002922sv*sd*bc*sc*i* broken
             let first_matched = p.groups.iter().position(|g| g.origin == Origin::Matched).unwrap_or(p.groups.len());
             prop_assert!(p.groups[first_matched..].iter().all(|g| g.origin == Origin::Matched));
             for g in &p.groups {
-                prop_assert_eq!(&g.load.last().unwrap().0, &g.root);
+                prop_assert_eq!(&g.load.last().unwrap().name, &g.root);
+                prop_assert_eq!(g.load.last().unwrap().soft, None);
             }
         }
     }

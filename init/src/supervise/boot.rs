@@ -314,6 +314,8 @@ impl Supervisor {
         let sys = RealSys;
         let mut devices = self.boot.devices.take().unwrap_or_default();
         let found = crate::devices::wait_for_volumes(&sys, &mut devices, volumes);
+        let fstypes: Vec<String> = volumes.iter().map(|v| v.fstype.clone()).collect();
+        devices.load_filesystems(&sys, &fstypes);
         // The module tables are large and only the boot needs them.
         devices.db = None;
         let mut ready = Vec::new();
