@@ -93,7 +93,7 @@ pub fn read_module_db(sys: &dyn Sys, dir: &Path) -> Option<ModuleDb> {
 pub struct Outcome {
     /// Failures to report (for Kmode: fatal).
     pub errors: Vec<PhaseError>,
-    /// Modules newly loaded, in order.
+    /// Modules newly loaded (not those already loaded: EEXIST), in order.
     pub loaded: Vec<String>,
     /// Matched drivers that declined their device (ENODEV/ENXIO): normal, logged at debug.
     pub declined: Vec<String>,
@@ -170,9 +170,12 @@ impl Loader {
                     ""
                 };
                 match load_one(sys, module, &path, params) {
-                    Ok(()) => {
+                    Ok(fresh) => {
                         self.done.insert(module.clone());
-                        out.loaded.push(module.clone());
+                        // Already loaded (EEXIST) counts as success, not as news.
+                        if fresh {
+                            out.loaded.push(module.clone());
+                        }
                     }
                     Err(e) => {
                         self.failed.insert(module.clone(), module.clone());
@@ -425,6 +428,19 @@ malformed\n",
         assert!(report.to_string().starts_with(
             "coldplug: 6 devices, 4 modules loaded (virtio virtio_pci virtio_blk virtio_net) in "
         ));
+        // Already loaded (EEXIST) is success but not news.
+        for m in ["virtio/virtio.ko", "block/virtio_blk.ko"] {
+            s.fail(
+                "finit_module",
+                format!("{DIR}/kernel/drivers/{m}"),
+                libc::EEXIST,
+            );
+        }
+        let mut fresh = Loader::default();
+        let again = plan::plan(&db, &["virtio_blk".to_string()], &[], &BTreeSet::new());
+        let out = fresh.run(&s, dir, &again);
+        assert!(out.errors.is_empty() && out.loaded.is_empty(), "{out:?}");
+        assert!(fresh.done().contains("virtio_blk"));
         // A second pass finds nothing new and loads nothing.
         let before = s.calls_of("finit_module").len();
         let (again, _) = coldplug(&s, dir, &db, &mut loader, &mut seen);

@@ -146,16 +146,16 @@ pub(crate) fn load_one(
     name: &str,
     path: &Path,
     params: &str,
-) -> Result<(), PhaseError> {
+) -> Result<bool, PhaseError> {
     let compressed = is_compressed(path);
     match sys.finit_module(path, params, compressed) {
         Ok(()) => {
             log::info!("loaded kernel module {name}");
-            Ok(())
+            Ok(true)
         }
         Err(e) if errno(&e) == libc::EEXIST => {
             log::debug!("kernel module {name} was already loaded");
-            Ok(())
+            Ok(false)
         }
         // Kernels before 6.3 reject the unknown flag with EINVAL; without
         // CONFIG_MODULE_DECOMPRESS (or for an algorithm it was not built with) the answer is

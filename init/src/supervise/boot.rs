@@ -316,8 +316,12 @@ impl Supervisor {
         let found = crate::devices::wait_for_volumes(&sys, &mut devices, volumes);
         let fstypes: Vec<String> = volumes.iter().map(|v| v.fstype.clone()).collect();
         devices.load_filesystems(&sys, &fstypes);
-        // The module tables are large and only the boot needs them.
+        // The module tables are large and only the boot needs them; hotplug helpers read their
+        // own. The socket stays for hotplug when coldplug is on.
         devices.db = None;
+        if let (true, Some(socket)) = (devices.coldplug, devices.socket.take()) {
+            self.watch_uevents(socket, std::mem::take(&mut devices.seen));
+        }
         let mut ready = Vec::new();
         let mut fatal = false;
         for (v, dev) in volumes.iter().zip(found) {

@@ -2,7 +2,7 @@
 //! listen to). Kernel messages only (sender port 0), group 1.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -37,10 +37,6 @@ impl UeventSocket {
         Ok(UeventSocket { fd })
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     /// One pending message, without waiting: Ok(None) when there is none. Messages not from
     /// the kernel are dropped.
     pub fn try_recv(&self) -> io::Result<Option<Vec<u8>>> {
@@ -60,6 +56,12 @@ impl UeventSocket {
     }
 }
 
+impl AsFd for UeventSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl UeventSource for UeventSocket {
     fn next(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
         if let Some(m) = self.try_recv()? {
@@ -74,5 +76,34 @@ impl UeventSource for UeventSocket {
             Err(nix::errno::Errno::EINTR) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Run `work` in a forked helper process and return its pid at once: work that may block (a
+/// driver's init function runs inside finit_module) must not stall PID 1's loop. The helper
+/// has a normal signal mask, runs `work` and `_exit`s with its result; the reaper collects it
+/// as any stranger.
+pub fn run_in_helper(work: impl FnOnce() -> i32) -> io::Result<i32> {
+    // SAFETY: smss is single-threaded, so the child is a consistent copy; it runs only `work`
+    // and then _exit, never returning into the caller's stack frames.
+    #[allow(unsafe_code)]
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    let code = work();
+    // SAFETY: _exit ends the helper without running the parent's atexit handlers or
+    // destructors of state it shares with PID 1 by copy.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(code)
     }
 }
