@@ -461,3 +461,44 @@ fn device_added_while_running_gets_its_driver() {
     );
     power_off(&mut m);
 }
+
+/// `required = true`: a volume whose device never appears stops the boot with a bugcheck after
+/// its device-timeout, before any login prompt, and the machine powers off.
+#[test]
+fn required_volume_that_never_appears_bugchecks() {
+    if vm::skip_requested("SMSS_SKIP_QEMU", "the QEMU required-volume test") {
+        return;
+    }
+    let image = must(vm::initramfs_image());
+    let _one_vm_at_a_time = vm::exclusive();
+    let scratch = must(Scratch::new("qemu-required-volume"));
+    let boot = Boot {
+        config: Some("/etc/smss/required-volume.toml".into()),
+        ..Boot::default()
+    };
+    let mut m = must(Vm::boot(&image, &boot, &scratch, "qemu-required-volume"));
+    let which = must(
+        m.console
+            .expect_any(&["*** STOP", "login: "], BOOT_DEADLINE),
+    );
+    let status = must(m.console.wait_exit(EXIT_DEADLINE));
+    let t = m.console.transcript();
+    assert_eq!(
+        which,
+        0,
+        "booted to a login prompt:\n{}",
+        vm::tail(&t, 6000)
+    );
+    assert!(
+        t.contains("volume /mnt/required: device PARTLABEL=nosuchpartition did not appear within 2s (required)"),
+        "no required-volume message:\n{}",
+        vm::tail(&t, 6000)
+    );
+    assert!(
+        t.lines()
+            .any(|l| l.contains("*** STOP") && l.contains("process=smss:volumes")),
+        "STOP line does not name smss:volumes:\n{}",
+        vm::tail(&t, 6000)
+    );
+    assert!(status.success(), "QEMU exited with {status}");
+}
