@@ -71,6 +71,8 @@ impl Supervisor {
 
 /// In the helper: plan and load the modules for `(devpath, modalias)` pairs.
 fn load_for(wanted: &[(String, String)]) -> i32 {
+    // Its lines carry its own pid, not PID 1's.
+    crate::logging::refresh_pid();
     let sys = RealSys;
     let dir = crate::phases::modules::modules_dir(&sys);
     let Some(db) = devices::read_module_db(&sys, &dir) else {
