@@ -287,6 +287,9 @@ impl Waiter {
     }
 }
 
+/// Consecutive socket errors after which the wait gives up (each is followed by a rescan).
+const MAX_ERRORS_IN_A_ROW: u32 = 8;
+
 /// Where uevents come from: the netlink socket, or a script in tests.
 pub trait UeventSource {
     /// The next message within `timeout`; Ok(None) when the time is up. An error (ENOBUFS:
@@ -326,13 +329,18 @@ pub fn wait_for_devices(
         waiter.expire(never);
         return;
     };
+    let mut errors_in_a_row = 0;
     while let Some(deadline) = waiter.next_deadline() {
         let elapsed = start.elapsed();
         if elapsed >= deadline {
             waiter.expire(elapsed);
             continue;
         }
-        match events.next(deadline - elapsed) {
+        let next = events.next(deadline - elapsed);
+        if next.is_ok() {
+            errors_in_a_row = 0;
+        }
+        match next {
             Ok(Some(msg)) => {
                 let Some(ev) = uevent::parse(&msg) else {
                     continue;
@@ -353,10 +361,13 @@ pub fn wait_for_devices(
                 waiter.expire(start.elapsed().max(deadline));
             }
             Err(e) => {
+                // ENOBUFS: announcements were lost; what they announced is in sysfs now.
                 log::debug!("uevent socket: {e}; rescanning block devices");
                 scan(sys, waiter);
-                // A persistent error must not spin: wait out the nearest deadline instead.
-                if events.next(Duration::ZERO).is_err() {
+                errors_in_a_row += 1;
+                // A socket that keeps failing must not make PID 1 spin: give up waiting.
+                if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
+                    log::warn!("uevent socket keeps failing ({e}); no more waiting for devices");
                     waiter.expire(Duration::MAX);
                 }
             }
@@ -555,6 +566,37 @@ mod tests {
         assert_eq!(w.items[1].found, Some(PathBuf::from("/dev/sdb")));
         // The script ran dry: the source said "time is up" and the last one expired.
         assert!(w.items[2].expired && w.items[2].found.is_none());
+    }
+
+    /// A source that only fails (a broken socket): the wait rescans a few times, finds what
+    /// is there, and gives up on the rest instead of spinning until the deadline.
+    #[test]
+    fn a_failing_socket_is_rescanned_then_abandoned() {
+        struct Broken(u32);
+        impl UeventSource for Broken {
+            fn next(&mut self, _timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
+                self.0 += 1;
+                Err(std::io::Error::from_raw_os_error(libc::ENOBUFS))
+            }
+        }
+        let s = FakeSys::new();
+        s.add_dir("/sys/class/block");
+        let mut w = Waiter::new(vec![(
+            DeviceSpec::parse("LABEL=x").unwrap(),
+            Duration::from_secs(3600),
+        )]);
+        let mut src = Broken(0);
+        let start = Instant::now();
+        wait_for_devices(&s, &mut w, Some(&mut src), &mut |_| {});
+        assert!(start.elapsed() < Duration::from_secs(60));
+        assert!(w.items[0].expired);
+        assert_eq!(src.0, MAX_ERRORS_IN_A_ROW);
+        let scans = s
+            .calls_of("list")
+            .iter()
+            .filter(|c| *c == "list /sys/class/block")
+            .count();
+        assert_eq!(scans, 1 + MAX_ERRORS_IN_A_ROW as usize);
     }
 
     proptest! {
