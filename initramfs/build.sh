@@ -14,7 +14,10 @@
 #   CONFIG=PATH        config embedded as /etc/smss/smss.toml (default: initramfs/smss.toml)
 #   SMSS_BIN_DIR=DIR   take smss, smctl, smss-session from DIR instead of running build-static.sh
 #   MODULES="a b"      extra kernel modules to include (the configs' boot-drivers and kmode lists
-#                      are always included, with their modules.dep dependencies)
+#                      and their volumes' file systems are always included, with their
+#                      modules.dep dependencies and modules.softdep pre: modules)
+#   COLDPLUG_MODULES="a b"  disk drivers coldplug may need (default: virtio, virtio-scsi + sd_mod,
+#                      NVMe, AHCI, usb-storage/uas and the USB host controllers); "" for none
 #   INIT=PATH          debugging only: make /init this file instead of smss (plumbing checks)
 #   OUT=DIR            output directory
 #
@@ -112,11 +115,15 @@ cp -a "$here/etc/." "$stage/etc/"
 ln -s /proc/self/mounts "$stage/etc/mtab"   # e2fsck and mount(8) look here
 
 # --- kernel modules -----------------------------------------------------------------------------
-# The configs' [boot-drivers] modules and [subsystems] kmode, plus MODULES, plus what modules.dep
-# says they need. modules.dep is trimmed to those lines so smss's resolver sees a consistent file.
-wanted=$(python3 - "$CONFIG" "$here"/configs/*.toml <<'PY'
+# What smss may load: the configs' [boot-drivers] modules and [subsystems] kmode (a missing one is
+# an error), the file systems of their [[volumes]], MODULES, and the drivers coldplug may need for
+# a disk (COLDPLUG_MODULES, skipped when the kernel lacks them), each with what modules.dep says
+# it needs and its modules.softdep "pre:" modules (ext4 -> crypto-crc32c). modules.dep and
+# modules.alias are trimmed to the included modules so smss sees consistent files.
+COLDPLUG_MODULES=${COLDPLUG_MODULES-virtio_pci virtio_blk virtio_scsi sd_mod nvme ahci usb_storage uas xhci_pci ehci_pci uhci_hcd ohci_pci}
+read -r wanted fstypes < <(python3 - "$CONFIG" "$here"/configs/*.toml <<'PY'
 import sys, tomllib
-names = []
+names, fs = [], []
 for path in sys.argv[1:]:
     try:
         with open(path, "rb") as f:
@@ -125,22 +132,46 @@ for path in sys.argv[1:]:
         continue
     names += cfg.get("boot-drivers", {}).get("modules", [])
     names += cfg.get("subsystems", {}).get("kmode", [])
-print(" ".join(dict.fromkeys(names)))
+    fs += [v.get("fstype", "") for v in cfg.get("volumes", []) if v.get("fstype")]
+print(",".join(dict.fromkeys(names)) or "-", ",".join(dict.fromkeys(fs)) or "-")
 PY
 )
-wanted="$wanted ${MODULES:-}"
+[ "$wanted" = - ] && wanted=""
+[ "$fstypes" = - ] && fstypes=""
+wanted="${wanted//,/ } ${MODULES:-}"
+optional="${fstypes//,/ } $COLDPLUG_MODULES"
 norm() { basename "$1" | sed -E 's/\.ko(\.(xz|zst|gz))?$//; s/-/_/g'; }
 declare -A paths=()
-for name in $wanted; do
+# add NAME REQUIRED: the module (by name, else by exact alias such as fs-ext4 or crypto-crc32c)
+# with its dependencies and soft pre-dependencies.
+add() {
+  local name=$1 required=$2 n line p pre a
   n=$(echo "$name" | tr - _)
   line=$(awk -F: -v n="$n" '{ b=$1; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b);
            gsub(/-/, "_", b); if (b == n) { print; exit } }' "$MODDIR/modules.dep")
   if [ -z "$line" ]; then
-    if grep -Eq "/${n//_/[-_]}\.ko" "$MODDIR/modules.builtin"; then continue; fi
-    die "module $name not found in $MODDIR/modules.dep"
+    if grep -Eq "/${n//_/[-_]}\.ko" "$MODDIR/modules.builtin"; then return 0; fi
+    for a in $(awk -v a="$name" '$1 == "alias" && $2 == a { print $3 }' "$MODDIR/modules.alias"); do
+      add "$a" 0
+    done
+    [ -n "$a" ] && return 0
+    [ "$required" = 1 ] && die "module $name not found in $MODDIR/modules.dep"
+    echo "initramfs/build.sh: note: no module $name in $KVER, not included" >&2
+    return 0
   fi
-  for p in ${line%%:*} ${line#*:}; do paths[$p]=1; done
-done
+  [ -n "${paths[${line%%:*}]:-}" ] && return 0
+  for p in ${line%%:*} ${line#*:}; do
+    paths[$p]=1
+    [ -f "$MODDIR/modules.softdep" ] || continue
+    for pre in $(awk -v m="$(norm "$p")" '$1 == "softdep" { x=$2; gsub(/-/, "_", x); if (x != m) next;
+                   on=0; for (i = 3; i <= NF; i++) { if ($i == "pre:") on=1; else if ($i == "post:") on=0;
+                   else if (on) print $i } }' "$MODDIR/modules.softdep"); do
+      add "$pre" 0
+    done
+  done
+}
+for name in $wanted; do add "$name" 1; done
+for name in $optional; do add "$name" 0; done
 mdst=$stage/lib/modules/$KVER
 mkdir -p "$mdst"
 : > "$mdst/modules.dep"
@@ -153,7 +184,8 @@ sort -o "$mdst/modules.dep" "$mdst/modules.dep"
 for f in modules.builtin modules.softdep modules.order; do
   [ -f "$MODDIR/$f" ] && cp "$MODDIR/$f" "$mdst/$f"
 done
-# aliases of the included modules only (lets busybox modprobe answer the kernel's request_module)
+# aliases of the included modules only: what coldplug matches devices against (and what lets
+# busybox modprobe answer the kernel's request_module)
 included=" $(for p in "${!paths[@]}"; do norm "$p"; done | tr '\n' ' ') "
 awk -v inc="$included" '$1 == "alias" { m=$3; gsub(/-/, "_", m); if (index(inc, " " m " ")) print }' \
   "$MODDIR/modules.alias" > "$mdst/modules.alias"

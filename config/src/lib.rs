@@ -25,7 +25,8 @@
 //! | `session-manager.boot-execute`, `setup-execute`, `execute` | `[]` |
 //! | `session-manager.dos-devices-directory` (extension) | `/run/smss/dosdevices` |
 //! | `boot-drivers.modules` | `[]` |
-//! | `[[volumes]]` | none (`device`, `mountpoint`, `fstype` required; `options` defaults to `""`) |
+//! | `boot-drivers.coldplug` | `true` (system mode only, like the whole phase) |
+//! | `[[volumes]]` | none (`device`, `mountpoint`, `fstype` required; `options` defaults to `""`, `device-timeout` to `"10s"`, `required` to `false`) |
 //! | `memory-management.paging-files` | `[]` (no swap) |
 //! | `memory-management.paging-file-volumes` | `["/"]` |
 //! | `[environment]` | `PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"` |
@@ -176,21 +177,40 @@ impl Default for SessionManager {
 }
 
 /// `[boot-drivers]`
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootDrivers {
     /// Kernel module names, loaded in order.
     pub modules: Vec<String>,
+    /// `coldplug`: after `modules`, load the modules that modules.alias names for the devices
+    /// present (their sysfs `modalias`). Machine-only, like the whole phase.
+    pub coldplug: bool,
 }
+
+impl Default for BootDrivers {
+    fn default() -> Self {
+        BootDrivers {
+            modules: Vec::new(),
+            coldplug: true,
+        }
+    }
+}
+
+/// How long a `[[volumes]]` entry waits for its device by default.
+pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `[[volumes]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
-    /// A device path, `LABEL=...` or `UUID=...`.
+    /// A device path, `LABEL=...`, `UUID=...`, `PARTUUID=...` or `PARTLABEL=...`.
     pub device: String,
     pub mountpoint: PathBuf,
     pub fstype: String,
     /// mount(8)-style comma-separated options; `""` when absent.
     pub options: String,
+    /// `device-timeout`: how long to wait for the device to appear.
+    pub device_timeout: Duration,
+    /// `required`: a device that never appears is a bugcheck instead of a warning.
+    pub required: bool,
 }
 
 impl Volume {

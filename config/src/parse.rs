@@ -822,7 +822,12 @@ impl<'s> Ctx<'s> {
                         .filter_map(|(s, p)| self.name(s, p, &kp, "module name"))
                         .collect();
                 }
-                _ => self.unknown_key(sec, &e, &["modules"]),
+                "coldplug" => {
+                    if let Some(b) = self.boolean(e.node, &kp) {
+                        cfg.boot_drivers.coldplug = b;
+                    }
+                }
+                _ => self.unknown_key(sec, &e, &["modules", "coldplug"]),
             }
         }
     }
@@ -873,7 +878,14 @@ impl<'s> Ctx<'s> {
     }
 
     fn volumes(&mut self, e: &Entry) -> Vec<Volume> {
-        const KNOWN: &[&str] = &["device", "mountpoint", "fstype", "options"];
+        const KNOWN: &[&str] = &[
+            "device",
+            "mountpoint",
+            "fstype",
+            "options",
+            "device-timeout",
+            "required",
+        ];
         let mut out = Vec::new();
         let mut seen: HashMap<PathBuf, Pos> = HashMap::new();
         for sec in self.table_list(e) {
@@ -881,6 +893,8 @@ impl<'s> Ctx<'s> {
             let mut mountpoint = None;
             let mut fstype = None;
             let mut options = Some(String::new());
+            let mut device_timeout = crate::DEFAULT_DEVICE_TIMEOUT;
+            let mut required = false;
             let mut ok = true;
             for e in sec.entries() {
                 let kp = sec.key_path(e.key);
@@ -920,6 +934,14 @@ impl<'s> Ctx<'s> {
                             .and_then(|s| self.no_nul(s, e.pos(), &kp).then(|| s.to_owned()));
                         ok &= options.is_some();
                     }
+                    "device-timeout" => match self.duration(e.node, &kp) {
+                        Some(d) => device_timeout = d,
+                        None => ok = false,
+                    },
+                    "required" => match self.boolean(e.node, &kp) {
+                        Some(b) => required = b,
+                        None => ok = false,
+                    },
                     _ => {
                         self.unknown_key(&sec, &e, KNOWN);
                         ok = false;
@@ -947,6 +969,8 @@ impl<'s> Ctx<'s> {
                     mountpoint,
                     fstype,
                     options,
+                    device_timeout,
+                    required,
                 });
             }
         }

@@ -30,6 +30,8 @@ pub enum Phase {
     EarlyMounts,
     BootDrivers {
         modules: Vec<String>,
+        /// Also load the modules for the devices present (modules.alias).
+        coldplug: bool,
     },
     /// Every volume, mounted read-only.
     Volumes {
@@ -119,8 +121,13 @@ impl Phase {
             Phase::EarlyMounts => {
                 "mount /proc, /sys, /dev, /run and cgroup2 (system mode only)".into()
             }
+            Phase::BootDrivers { coldplug: true, .. } => {
+                "load kernel modules in order, then those of the devices present (coldplug; failures logged)".into()
+            }
             Phase::BootDrivers { .. } => "load kernel modules in order (failures logged)".into(),
-            Phase::Volumes { .. } => "mount volumes read-only".into(),
+            Phase::Volumes { .. } => {
+                "wait for each volume's device (device-timeout), mount read-only".into()
+            }
             Phase::ObjectDirectories {
                 protection_mode, ..
             } => format!(
@@ -173,7 +180,14 @@ impl Phase {
             | Phase::SessionsDirectory { .. }
             | Phase::PendingRenames { .. }
             | Phase::GeneratedEnvironment { .. } => Vec::new(),
-            Phase::BootDrivers { modules } | Phase::Kmode { modules } => modules.clone(),
+            Phase::BootDrivers { modules, coldplug } => {
+                let mut items = modules.clone();
+                if *coldplug {
+                    items.push("coldplug: the modules of the devices present".into());
+                }
+                items
+            }
+            Phase::Kmode { modules } => modules.clone(),
             Phase::Volumes { volumes } => volumes
                 .iter()
                 .map(|v| {
@@ -185,6 +199,13 @@ impl Phase {
                     );
                     if !v.options.is_empty() {
                         line.push_str(&format!(" ({})", v.options));
+                    }
+                    line.push_str(&format!(
+                        ", wait {}",
+                        crate::duration::format_duration(v.device_timeout)
+                    ));
+                    if v.required {
+                        line.push_str(", required");
                     }
                     line
                 })
@@ -278,6 +299,7 @@ pub fn plan(cfg: &Config) -> BootPlan {
         Phase::EarlyMounts,
         Phase::BootDrivers {
             modules: cfg.boot_drivers.modules.clone(),
+            coldplug: cfg.boot_drivers.coldplug,
         },
         Phase::Volumes {
             volumes: cfg.volumes.clone(),

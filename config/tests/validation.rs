@@ -804,3 +804,26 @@ fn absurd_durations_and_unusable_absolute_dos_names_are_rejected() {
     assert!(text.contains("\"/\" must name a file below /"), "{text}");
     assert!(text.contains("\"/a/../b\""), "{text}");
 }
+
+/// Issue 11: `[boot-drivers] coldplug` and `[[volumes]] device-timeout` / `required`
+/// (interface.md section 8).
+#[test]
+fn coldplug_and_volume_waits() {
+    let c = ok("[boot-drivers]\nmodules = []\n[[volumes]]\ndevice = \"LABEL=x\"\nmountpoint = \"/var\"\nfstype = \"ext4\"\n");
+    assert!(c.boot_drivers.coldplug, "coldplug defaults to true");
+    assert_eq!(c.volumes[0].device_timeout, Duration::from_secs(10));
+    assert!(!c.volumes[0].required);
+    assert!(Config::default().boot_drivers.coldplug);
+    let c = ok("[boot-drivers]\ncoldplug = false\n[[volumes]]\ndevice = \"PARTLABEL=data\"\nmountpoint = \"/var\"\nfstype = \"ext4\"\ndevice-timeout = \"1m30s\"\nrequired = true\n");
+    assert!(!c.boot_drivers.coldplug);
+    assert_eq!(c.volumes[0].device_timeout, Duration::from_secs(90));
+    assert!(c.volumes[0].required);
+    check(
+        "[boot-drivers]\ncoldplug = \"yes\"\n[[volumes]]\ndevice = \"/dev/vda\"\nmountpoint = \"/var\"\nfstype = \"ext4\"\ndevice-timeout = \"soon\"\nrequired = 1\n",
+        &[
+            "2:12: `boot-drivers.coldplug`: expected a boolean (true or false), found a string",
+            "7:18: `volumes.device-timeout`: invalid duration \"soon\": expected a number followed by a unit (ms, s, m, h)",
+            "8:12: `volumes.required`: expected a boolean (true or false), found an integer",
+        ],
+    );
+}

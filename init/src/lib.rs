@@ -11,6 +11,7 @@
 
 pub mod bugcheck;
 pub mod control;
+pub mod devices;
 pub mod import_reg;
 pub mod logging;
 pub mod mode;

@@ -458,6 +458,8 @@ pub struct Boot {
     pub append: Option<String>,
     /// Where ttyS1 goes (QEMU -serial syntax).
     pub serial2: Option<String>,
+    /// The disk's bus (run-qemu.sh -b): None = virtio; "scsi", "usb", "nvme".
+    pub disk_bus: Option<String>,
 }
 
 /// A booted QEMU guest on its own copy of the /var disk.
@@ -493,6 +495,9 @@ impl Vm {
         }
         if let Some(s) = &boot.serial2 {
             cmd.arg("-s").arg(s);
+        }
+        if let Some(b) = &boot.disk_bus {
+            cmd.arg("-b").arg(b);
         }
         let console = Spawned::spawn(name, &mut cmd, Some(scratch.path.join("console.log")))?;
         Ok(Vm { console, disk })

@@ -58,6 +58,11 @@ pub enum PhaseError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "skipped compressed kernel modules {names}: the kernel refused \
+         MODULE_INIT_COMPRESSED_FILE (see above)"
+    )]
+    CompressedSkipped { names: String },
     #[error("failed to load kernel module {name}: its dependency {dependency} did not load")]
     ModuleDependency { name: String, dependency: String },
     #[error("failed to read {path}: {source}")]

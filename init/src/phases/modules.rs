@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::{errno, PhaseError};
+use crate::devices::modindex::{self, Warnings};
 use crate::sys::Sys;
 
 /// `/lib/modules/<uname -r>`.
@@ -47,21 +48,42 @@ pub struct DepTable {
 impl DepTable {
     /// Parse modules.dep (`path: dep dep ...` per line, as written by depmod(8)).
     pub fn parse(text: &str) -> Self {
+        Self::parse_checked(text).0
+    }
+
+    /// Parse modules.dep, tolerantly: a malformed or over-long line is one warning and is
+    /// skipped; at most [`modindex::MAX_ENTRIES`] modules are kept.
+    pub fn parse_checked(text: &str) -> (Self, Warnings) {
+        let mut warnings = Warnings::default();
         let mut entries = BTreeMap::new();
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.len() > modindex::MAX_LINE {
+                warnings.add("modules.dep", n, "line too long, ignored");
+                continue;
+            }
             let Some((path, deps)) = line.split_once(':') else {
+                warnings.add("modules.dep", n, "expected `PATH: DEPENDENCY...`, ignored");
                 continue;
             };
             let path = path.trim();
-            if path.is_empty() {
+            if path.is_empty() || path.contains(char::is_whitespace) {
+                warnings.add("modules.dep", n, "expected `PATH: DEPENDENCY...`, ignored");
                 continue;
+            }
+            if entries.len() >= modindex::MAX_ENTRIES {
+                warnings.add("modules.dep", n, "too many modules, the rest ignored");
+                break;
             }
             let deps = deps.split_whitespace().map(str::to_string).collect();
             entries
                 .entry(normalize_name(path))
                 .or_insert_with(|| (path.to_string(), deps));
         }
-        DepTable { entries }
+        (DepTable { entries }, warnings)
     }
 
     /// Module names in load order for `name`: dependencies first (deepest first), `name` last.
@@ -97,121 +119,43 @@ impl DepTable {
 /// once; one already loaded (EEXIST) or built into the kernel (modules.builtin) counts as
 /// success. Returns the failures; the caller decides whether they are fatal.
 pub fn load_modules(sys: &dyn Sys, dir: &Path, names: &[String]) -> Vec<PhaseError> {
-    let mut errors = Vec::new();
     if names.is_empty() {
-        return errors;
+        return Vec::new();
     }
-    let dep_path = dir.join("modules.dep");
-    let deps = match sys.read_file(&dep_path) {
-        Ok(b) => Some(DepTable::parse(&String::from_utf8_lossy(&b))),
-        Err(e) => {
-            log::warn!("failed to read {}: {e}", dep_path.display());
-            None
-        }
-    };
-    let builtin: BTreeSet<String> = sys
-        .read_file(&dir.join("modules.builtin"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .lines()
-                .map(normalize_name)
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-
-    // Modules loaded (or built in) so far, and those that failed, across the whole list.
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
-    for entry in names {
-        let mut words = entry.split_whitespace();
-        let Some(raw_name) = words.next() else {
-            continue;
-        };
-        let params = words.collect::<Vec<_>>().join(" ");
-        let name = normalize_name(raw_name);
-        if builtin.contains(&name) {
-            log::debug!("module {name} is built into the kernel");
-            continue;
-        }
-        let Some(table) = &deps else {
-            errors.push(PhaseError::ModuleNotFound {
+    let Some(db) = crate::devices::read_module_db(sys, dir) else {
+        let builtin = crate::devices::read_builtin(sys, dir);
+        return names
+            .iter()
+            .filter_map(|e| e.split_whitespace().next())
+            .map(normalize_name)
+            .filter(|n| !builtin.contains(n))
+            .map(|name| PhaseError::ModuleNotFound {
                 name,
                 dir: dir.to_path_buf(),
                 reason: "modules.dep is unreadable".to_string(),
-            });
-            continue;
-        };
-        let order = match table.load_order(&name) {
-            Ok(o) => o,
-            Err(missing) => {
-                let reason = if missing == name {
-                    "not in modules.dep".to_string()
-                } else {
-                    format!("its dependency {missing} is not in modules.dep")
-                };
-                errors.push(PhaseError::ModuleNotFound {
-                    name,
-                    dir: dir.to_path_buf(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        for module in order {
-            if done.contains(&module) || builtin.contains(&module) {
-                continue;
-            }
-            if failed.contains(&module) {
-                if module != name {
-                    errors.push(PhaseError::ModuleDependency {
-                        name: name.clone(),
-                        dependency: module,
-                    });
-                }
-                break;
-            }
-            let Some((rel, _)) = table.entries.get(&module) else {
-                break;
-            };
-            let path = if Path::new(rel).is_absolute() {
-                PathBuf::from(rel)
-            } else {
-                dir.join(rel)
-            };
-            // Parameters belong to the named module only, never to its dependencies.
-            let p = if module == name { params.as_str() } else { "" };
-            match load_one(sys, &module, &path, p) {
-                Ok(()) => {
-                    done.insert(module);
-                }
-                Err(e) => {
-                    errors.push(e);
-                    failed.insert(module.clone());
-                    if module != name {
-                        errors.push(PhaseError::ModuleDependency {
-                            name: name.clone(),
-                            dependency: module,
-                        });
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    errors
+            })
+            .collect();
+    };
+    let plan = crate::devices::plan::plan(&db, names, &[], &BTreeSet::new());
+    let mut loader = crate::devices::Loader::default();
+    loader.run(sys, dir, &plan).errors
 }
 
-fn load_one(sys: &dyn Sys, name: &str, path: &Path, params: &str) -> Result<(), PhaseError> {
+pub(crate) fn load_one(
+    sys: &dyn Sys,
+    name: &str,
+    path: &Path,
+    params: &str,
+) -> Result<bool, PhaseError> {
     let compressed = is_compressed(path);
     match sys.finit_module(path, params, compressed) {
         Ok(()) => {
             log::info!("loaded kernel module {name}");
-            Ok(())
+            Ok(true)
         }
         Err(e) if errno(&e) == libc::EEXIST => {
             log::debug!("kernel module {name} was already loaded");
-            Ok(())
+            Ok(false)
         }
         // Kernels before 6.3 reject the unknown flag with EINVAL; without
         // CONFIG_MODULE_DECOMPRESS (or for an algorithm it was not built with) the answer is

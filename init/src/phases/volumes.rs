@@ -1,10 +1,11 @@
 //! `[[volumes]]`: what the NT mount manager has done before smss runs. Devices named by
 //! `LABEL=` or `UUID=` are found by reading superblocks (no blkid/udev on the image); volumes
-//! are mounted read-only before boot-execute and remounted read-write after it.
+//! are mounted read-only before boot-execute and remounted read-write after it. Waiting for a
+//! device that is not there yet, and `PARTUUID=`/`PARTLABEL=`, are in
+//! [`crate::devices::wait`]; [`resolve_device`] answers from what is present now.
 //!
 //! Recognised superblocks: ext2/3/4, xfs, btrfs, vfat (FAT12/16/32) and Linux swap. UUIDs
 //! compare case-insensitively in the form blkid prints (`xxxxxxxx-xxxx-...`, vfat `XXXX-XXXX`).
-//! `PARTUUID=`/`PARTLABEL=` (partition tables) are not supported.
 
 use std::path::{Path, PathBuf};
 

@@ -46,6 +46,10 @@ pub struct BootState {
     /// Non-fatal problems of the current phase, for its summary line.
     problems: Vec<String>,
     pub done: bool,
+    /// From boot-drivers to volumes: module tables, what is loaded, the uevent socket.
+    devices: Option<crate::devices::DeviceBoot>,
+    /// Mount points of volumes whose device never appeared: not remounted read-write.
+    missing_volumes: Vec<std::path::PathBuf>,
 }
 
 impl BootState {
@@ -58,6 +62,8 @@ impl BootState {
             phase_start: Instant::now(),
             problems: Vec::new(),
             done: false,
+            devices: None,
+            missing_volumes: Vec::new(),
         }
     }
 }
@@ -187,19 +193,15 @@ impl Supervisor {
         match phase {
             // Done, logged and recorded by `main` before the configuration could be read.
             Phase::EarlyMounts => Step::AlreadyDone,
-            Phase::BootDrivers { modules } => {
-                let dir = phases::modules::modules_dir(&sys);
-                for e in phases::modules::load_modules(&sys, &dir, modules) {
+            Phase::BootDrivers { modules, coldplug } => {
+                let (devices, errors) = crate::devices::boot_drivers(&sys, modules, *coldplug);
+                for e in errors {
                     self.problem(e);
                 }
+                self.boot.devices = Some(devices);
                 Step::Done
             }
-            Phase::Volumes { volumes } => {
-                for e in phases::volumes::mount_read_only(&sys, &volume_tuples(volumes)) {
-                    self.problem(e);
-                }
-                Step::Done
-            }
+            Phase::Volumes { volumes } => self.mount_volumes(volumes),
             Phase::ObjectDirectories {
                 dirs,
                 protection_mode,
@@ -240,7 +242,12 @@ impl Supervisor {
             },
             Phase::BootExecute { commands } => self.run_commands("boot-execute", commands),
             Phase::VolumesReadWrite { volumes } => {
-                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(volumes)) {
+                let volumes: Vec<_> = volumes
+                    .iter()
+                    .filter(|v| !self.boot.missing_volumes.contains(&v.mountpoint))
+                    .cloned()
+                    .collect();
+                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(&volumes)) {
                     self.problem(e);
                 }
                 Step::Done
@@ -308,6 +315,68 @@ impl Supervisor {
             Phase::InitialCommand { command } => self.start_initial(command.as_ref()),
             Phase::Execute { commands } => self.run_commands("execute", commands),
         }
+    }
+
+    /// `[[volumes]]`: wait for every device (each up to its device-timeout), then mount the
+    /// ones found read-only, in file order. A missing device is a warning, or a bugcheck for a
+    /// `required` volume (Windows: INACCESSIBLE_BOOT_DEVICE).
+    fn mount_volumes(&mut self, volumes: &[smss_config::Volume]) -> Step {
+        use crate::devices::VolumeDevice;
+        let sys = RealSys;
+        let mut devices = self.boot.devices.take().unwrap_or_default();
+        let found = crate::devices::wait_for_volumes(&sys, &mut devices, volumes);
+        let fstypes: Vec<String> = volumes.iter().map(|v| v.fstype.clone()).collect();
+        devices.load_filesystems(&sys, &fstypes);
+        // The module tables are large and only the boot needs them; hotplug helpers read their
+        // own. The socket stays for hotplug when coldplug is on.
+        devices.db = None;
+        if let (true, Some(socket)) = (devices.coldplug, devices.socket.take()) {
+            self.watch_uevents(socket, std::mem::take(&mut devices.seen));
+        }
+        let mut ready = Vec::new();
+        let mut fatal = false;
+        for (v, dev) in volumes.iter().zip(found) {
+            match dev {
+                VolumeDevice::Found(path) => {
+                    log::info!(
+                        "volume {}: {} is {}",
+                        v.mountpoint.display(),
+                        v.device,
+                        path.display()
+                    );
+                    let mut v = v.clone();
+                    v.device = path.to_string_lossy().into_owned();
+                    ready.push(v);
+                }
+                VolumeDevice::Invalid(why) => {
+                    self.boot.missing_volumes.push(v.mountpoint.clone());
+                    self.problem(format!("failed to resolve device {}: {why}", v.device));
+                }
+                VolumeDevice::Missing => {
+                    self.boot.missing_volumes.push(v.mountpoint.clone());
+                    let msg = format!(
+                        "volume {}: device {} did not appear within {}",
+                        v.mountpoint.display(),
+                        v.device,
+                        smss_config::format_duration(v.device_timeout)
+                    );
+                    if v.required {
+                        log::error!("{msg} (required)");
+                        self.boot.problems.push(format!("{msg} (required)"));
+                        fatal = true;
+                    } else {
+                        self.problem(msg);
+                    }
+                }
+            }
+        }
+        if fatal {
+            return Step::Fatal("smss:volumes".to_string());
+        }
+        for e in phases::volumes::mount_read_only(&sys, &volume_tuples(&ready)) {
+            self.problem(e);
+        }
+        Step::Done
     }
 
     /// A failure Windows treats as fatal: a bugcheck on the machine, a logged problem in a

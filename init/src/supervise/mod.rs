@@ -11,6 +11,7 @@ pub mod procs;
 pub mod sessions;
 pub mod stop;
 pub mod timeline;
+mod uevents;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -88,6 +89,8 @@ pub enum Token {
     SessionReport(u32),
     /// A session's cgroup.events (cgroup2) or its pidfds (no cgroup2) while it is watched.
     SessionWatch(u32),
+    /// The kernel's uevent socket (hotplug).
+    Uevent,
 }
 
 impl Token {
@@ -96,6 +99,7 @@ impl Token {
             Token::Signal => 0,
             Token::Notify => 1,
             Token::ControlListener => 2,
+            Token::Uevent => 3,
             Token::ControlClient(n) => (1 << 32) | (n & 0xffff_ffff),
             Token::SessionReport(n) => (2 << 32) | n as u64,
             Token::SessionWatch(n) => (3 << 32) | n as u64,
@@ -106,6 +110,7 @@ impl Token {
         match (v >> 32, v & 0xffff_ffff) {
             (0, 0) => Token::Signal,
             (0, 1) => Token::Notify,
+            (0, 3) => Token::Uevent,
             (0, _) => Token::ControlListener,
             (1, n) => Token::ControlClient(n),
             (2, n) => Token::SessionReport(n as u32),
@@ -167,6 +172,11 @@ pub struct Supervisor {
     sessions: sessions::SessionTable,
     /// When commands, subsystems and session creations started and ended (`GetStatus`).
     pub timeline: timeline::Timeline,
+    /// Hotplug (`uevents`): the uevent socket and the modaliases already handled.
+    uevents: Option<(
+        sys::uevent::UeventSocket,
+        std::collections::BTreeSet<String>,
+    )>,
 }
 
 impl Supervisor {
@@ -213,6 +223,7 @@ impl Supervisor {
             control: api::Control::default(),
             sessions: sessions::SessionTable::default(),
             timeline: timeline::Timeline::default(),
+            uevents: None,
         };
         supervisor.open_control();
         Ok(supervisor)
@@ -253,6 +264,7 @@ impl Supervisor {
             Token::ControlListener | Token::ControlClient(_) => self.on_control_event(token),
             Token::SessionReport(id) => self.on_session_report(id),
             Token::SessionWatch(id) => self.on_session_watch(id),
+            Token::Uevent => self.on_uevents(),
         }
     }
 

@@ -16,6 +16,9 @@ pub enum Node {
     Symlink(PathBuf),
 }
 
+/// (operation, path, files that appear once it succeeds).
+pub type Appearing = (String, PathBuf, Vec<(PathBuf, Vec<u8>)>);
+
 /// Records every call as a line ("rename /a /b") and keeps a path -> node map.
 #[derive(Debug, Default)]
 pub struct FakeSys {
@@ -32,6 +35,8 @@ pub struct FakeSys {
     pub release: String,
     pub arch: String,
     pub cpus: usize,
+    /// (operation, path) -> files that appear once it succeeds (a driver's devices in sysfs).
+    pub appear: RefCell<Vec<Appearing>>,
 }
 
 impl FakeSys {
@@ -53,6 +58,19 @@ impl FakeSys {
         self.errors
             .borrow_mut()
             .push((op.to_string(), path.as_ref().to_path_buf(), errno));
+    }
+
+    /// Once `op` on `path` succeeds, `files` exist (e.g. loading a bus driver makes its
+    /// devices appear under /sys).
+    pub fn appear_after(&self, op: &str, path: impl AsRef<Path>, files: &[(&str, &[u8])]) {
+        self.appear.borrow_mut().push((
+            op.to_string(),
+            path.as_ref().to_path_buf(),
+            files
+                .iter()
+                .map(|(p, d)| (PathBuf::from(p), d.to_vec()))
+                .collect(),
+        ));
     }
 
     /// Add a file (and any missing parent directories), without recording a call.
@@ -120,6 +138,16 @@ impl FakeSys {
             if eop == op && paths.first().is_some_and(|p| *p == epath) {
                 return Err(io::Error::from_raw_os_error(*errno));
             }
+        }
+        let appearing: Vec<(PathBuf, Vec<u8>)> = self
+            .appear
+            .borrow()
+            .iter()
+            .filter(|(aop, apath, _)| aop == op && paths.first().is_some_and(|p| *p == apath))
+            .flat_map(|(_, _, files)| files.clone())
+            .collect();
+        for (path, data) in appearing {
+            self.add_file(path, &data);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod fd;
 pub mod kernel;
 pub mod peercred;
 pub mod process;
+pub mod uevent;
 
 pub use kernel::*;
 
