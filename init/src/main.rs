@@ -131,17 +131,11 @@ fn smss_main(argv: Vec<String>) {
     // Lossy, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
     // As the machine's init every word comes from the kernel command line: nothing there may
     // make PID 1 print help and exit (a kernel panic). Only --config is honoured.
-    let machine_init = sys::getpid() == 1 && std::env::var_os("container").is_none();
-    let action = parse_args(&argv);
-    let action = match action {
-        Action::Run(a) => Action::Run(a),
-        _ if machine_init => Action::Run(Args {
-            config: machine_config_arg(&argv),
-            unknown: argv.clone(),
-            ..Args::default()
-        }),
-        other => other,
-    };
+    let action = decide(
+        &argv,
+        sys::getpid(),
+        std::env::var_os("container").is_some(),
+    );
     let args = match action {
         Action::Run(a) => a,
         Action::Check(path) => std::process::exit(check(path.as_deref())),
@@ -155,6 +149,25 @@ fn smss_main(argv: Vec<String>) {
         }
     };
     std::process::exit(run(args))
+}
+
+/// What to do with `argv`. As the machine's init every word comes from the kernel command
+/// line: nothing there may make PID 1 print help and exit (a kernel panic), so a word we do
+/// not understand is ignored and only --config is honoured. But `--` never comes from the
+/// kernel (it keeps `--` to itself and passes on what follows): it says "a container command
+/// follows", so with it every usage error stands, also as PID 1 without `container=` (docker
+/// does not set it).
+fn decide(argv: &[String], pid: i32, container_env: bool) -> Action {
+    let machine_init = pid == 1 && !container_env && !argv.iter().any(|a| a == "--");
+    match parse_args(argv) {
+        Action::Run(a) => Action::Run(a),
+        _ if machine_init => Action::Run(Args {
+            config: machine_config_arg(argv),
+            unknown: argv.to_vec(),
+            ..Args::default()
+        }),
+        other => other,
+    }
 }
 
 /// `smss check`: 0 valid, 1 invalid (every problem listed), 2 usage.
@@ -403,6 +416,30 @@ mod tests {
             Action::Usage(_)
         ));
         assert!(matches!(parse_args(&v(&["check"])), Action::Check(None)));
+    }
+
+    /// `--` with nothing after it is a usage error in every mode, PID 1 without `container=`
+    /// included; without `--`, PID 1 of a machine never stops on a usage error.
+    #[test]
+    fn empty_double_dash_is_a_usage_error_in_every_mode() {
+        for argv in [v(&["--"]), v(&["-g", "--"]), v(&["--config", "/x", "--"])] {
+            for (pid, container) in [(1, false), (1, true), (42, false)] {
+                assert!(
+                    matches!(decide(&argv, pid, container), Action::Usage(_)),
+                    "{argv:?} pid {pid} container {container}"
+                );
+            }
+        }
+        assert!(matches!(
+            decide(&v(&["--config"]), 1, false),
+            Action::Run(_)
+        ));
+        assert!(matches!(decide(&v(&["--help"]), 1, false), Action::Run(_)));
+        assert!(matches!(decide(&v(&["--help"]), 1, true), Action::Print(_)));
+        assert!(matches!(
+            decide(&v(&["--config"]), 7, false),
+            Action::Usage(_)
+        ));
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn writes_state(p: &Phase) -> bool {
 impl Supervisor {
     /// Run phases until one has to wait, the plan ends, or a bugcheck stops the boot.
     pub(crate) fn boot_continue(&mut self) {
-        while !self.boot.done && self.boot.wait == Wait::Nothing && self.stop.is_none() {
+        while !self.boot.done && self.boot.wait == Wait::Nothing && !self.stopping() {
             let Some(phase) = self.boot.phases.get(self.boot.index).cloned() else {
                 self.boot.done = true;
                 log::info!("boot complete in {} us", self.uptime_us());
@@ -210,7 +210,11 @@ impl Supervisor {
                 Step::Done
             }
             Phase::Environment { vars } => {
+                let inherited_path = self.env.get("PATH").is_some();
                 for (name, value) in vars {
+                    if is_builtin_default(name, value, inherited_path) {
+                        continue;
+                    }
                     self.env.apply(name, value);
                 }
                 Step::Done
@@ -416,15 +420,18 @@ impl Supervisor {
         let name = spec.program().to_string();
         match self.spawn_command(&spec, &name, Role::InitialCommand, critical, detach, &[]) {
             Ok(pid) => {
-                self.initial_pid = Some(pid);
+                self.engine.initial_started(pid);
                 log::info!("initial command {name} started (pid {pid})");
                 Step::Done
             }
             Err(e) if from_cli => {
                 // Like a shell: 127 not found, 126 not executable; the container ends here.
                 log::error!("{e}");
-                self.initial_status = Some(ExitStatus::Exited(e.exit_code()));
-                self.begin_stop(super::stop::Goal::Exit);
+                let now = self.now();
+                let a = self
+                    .engine
+                    .initial_failed(e.exit_code(), now, crate::sys::has_children());
+                self.execute(a);
                 Step::Done
             }
             Err(e) => {
@@ -552,4 +559,26 @@ fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, 
 /// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
 fn parent_of(pid: i32) -> Option<i32> {
     super::procs::read(pid).map(|p| p.ppid)
+}
+
+/// The built-in `PATH` applies only where nothing was inherited (a machine's PID 1 started by
+/// the kernel gets none): a container's or a caller's own `PATH` reaches the initial command
+/// unchanged. A configuration file's own `PATH` applies, unless it is the built-in value
+/// itself (which cannot be told apart from the default).
+pub(crate) fn is_builtin_default(name: &str, value: &str, inherited_path: bool) -> bool {
+    inherited_path && name == "PATH" && value == smss_config::DEFAULT_PATH
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_path_applies_only_where_none_was_inherited() {
+        let d = smss_config::DEFAULT_PATH;
+        assert!(is_builtin_default("PATH", d, true));
+        assert!(!is_builtin_default("PATH", d, false));
+        assert!(!is_builtin_default("PATH", "/opt/bin", true));
+        assert!(!is_builtin_default("HOME", d, true));
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod core;
 pub mod notify;
 pub mod procs;
 pub mod sessions;
@@ -120,6 +121,8 @@ pub enum Timer {
     Readiness { pid: i32 },
     /// The stop's grace period (TERM -> KILL) or the KILL wait ran out.
     Stop,
+    /// Look again for processes that have not had the stop's SIGTERM.
+    StopResweep,
     /// A session's grace period (TERM -> KILL) ran out.
     SessionKill(u32),
     /// A session's `smss-session` instance has not reported in time.
@@ -150,14 +153,10 @@ pub struct Supervisor {
     notify: Option<notify::NotifySocket>,
     timers: Vec<(Instant, Timer)>,
     boot: boot::BootState,
-    stop: Option<stop::Stop>,
     command: Option<Vec<String>>,
-    forward_to: ForwardTo,
-    /// The initial command's pid while it runs, and how it ended.
-    initial_pid: Option<i32>,
-    initial_status: Option<ExitStatus>,
-    /// Set by a bugcheck in container/subreaper mode: the status we exit with.
-    crash_status: Option<ExitStatus>,
+    /// The decisions about signals, the initial command and the stop (`core`); this
+    /// struct carries them out.
+    engine: core::Engine,
     /// Set when the loop should return this exit code.
     finished: Option<i32>,
     /// The control socket and its connections (`api`).
@@ -185,6 +184,13 @@ impl Supervisor {
             })
             .collect();
         let plan = smss_config::plan::plan(&opts.config);
+        let engine = core::Engine::new(
+            opts.mode,
+            sys::getpid(),
+            opts.config.shutdown.grace_period,
+            opts.forward_to,
+            opts.command.is_some(),
+        );
         let mut supervisor = Supervisor {
             mode: opts.mode,
             env: Environment::new(base),
@@ -199,12 +205,8 @@ impl Supervisor {
             notify: None,
             timers: Vec::new(),
             boot: boot::BootState::new(plan),
-            stop: None,
             command: opts.command,
-            forward_to: opts.forward_to,
-            initial_pid: None,
-            initial_status: None,
-            crash_status: None,
+            engine,
             finished: None,
             control: api::Control::default(),
             sessions: sessions::SessionTable::default(),
@@ -301,7 +303,8 @@ impl Supervisor {
         for (_, timer) in due {
             match timer {
                 Timer::Readiness { pid } => self.on_readiness_timeout(pid),
-                Timer::Stop => self.on_stop_timer(),
+                Timer::Stop => self.on_stop_timer(core::StopTimer::Deadline),
+                Timer::StopResweep => self.on_stop_timer(core::StopTimer::Resweep),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::PruneSessionIds => self.prune_session_ids(),
@@ -318,12 +321,9 @@ impl Supervisor {
             match self.sigfd.read_signal() {
                 Ok(Some(info)) => {
                     let sig = info.ssi_signo as i32;
-                    // SIGCHLD is ours; so is a SIGPIPE our own write to a closed pipe raised
-                    // (the kernel names us as its sender): neither is forwarded.
-                    let from_self = info.ssi_pid as i32 == sys::getpid() && sig == libc::SIGPIPE;
-                    if sig != libc::SIGCHLD && !from_self {
-                        self.on_signal(sig);
-                    }
+                    // The kernel names us as the sender of a SIGPIPE our own write raised.
+                    let from_self = info.ssi_pid as i32 == self.engine.me;
+                    self.on_signal(sig, from_self);
                 }
                 Ok(None) => return,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -335,55 +335,17 @@ impl Supervisor {
         }
     }
 
-    /// busybox/sysvinit conventions as machine PID 1; forwarding as container PID 1.
-    fn on_signal(&mut self, sig: i32) {
-        let name = signal_name(sig);
-        match self.mode {
-            Mode::System => {
-                let cmd = match sig {
-                    libc::SIGINT => Some(sys::RebootCmd::Reboot), // Ctrl-Alt-Del (RB_DISABLE_CAD)
-                    libc::SIGTERM => Some(sys::RebootCmd::Reboot),
-                    libc::SIGUSR1 => Some(sys::RebootCmd::Halt),
-                    libc::SIGUSR2 | libc::SIGPWR => Some(sys::RebootCmd::Poweroff),
-                    _ => None,
-                };
-                match cmd {
-                    Some(cmd) => {
-                        log::info!("received {name}: {}", reboot_word(cmd));
-                        self.request_stop(stop::Goal::Machine(cmd));
-                    }
-                    None => log::debug!("ignoring {name}"),
-                }
-            }
-            Mode::Container | Mode::Subreaper => {
-                self.forward_signal(sig);
-                if sig == libc::SIGTERM || sig == libc::SIGINT {
-                    log::info!("received {name}: stopping");
-                    // The initial command just had the signal: the sweep must not send it a
-                    // second SIGTERM (to many programs a second one means "force quit").
-                    let spared = self.initial_pid.map(|p| match self.forward_to {
-                        ForwardTo::Process => stop::Spared::Process(p),
-                        ForwardTo::ProcessGroup => stop::Spared::Group(p),
-                    });
-                    self.request_stop_sparing(stop::Goal::Exit, spared);
-                }
-            }
-        }
-    }
-
-    /// Pass `sig` to the initial command (or its process group).
-    fn forward_signal(&self, sig: i32) {
-        let Some(pid) = self.initial_pid else {
-            log::debug!("no initial command to forward {} to", signal_name(sig));
+    /// The engine decides (`core::Engine::on_signal`): busybox/sysvinit conventions as the
+    /// machine's init, forwarding as a container's.
+    fn on_signal(&mut self, sig: i32, from_self: bool) {
+        if sig == libc::SIGCHLD {
             return;
-        };
-        let target = match self.forward_to {
-            ForwardTo::Process => pid,
-            ForwardTo::ProcessGroup => -pid,
-        };
-        if let Err(e) = sys::kill(target, sig) {
-            log::debug!("failed to forward {} to {target}: {e}", signal_name(sig));
         }
+        let now = self.now();
+        let a = self
+            .engine
+            .on_signal(sig, from_self, now, sys::has_children());
+        self.execute(a);
     }
 
     /// A fresh readiness socket for the next subsystem, watched by the loop.
@@ -432,9 +394,9 @@ impl Supervisor {
                 }
                 Reaped::Pending => break,
                 Reaped::NoChildren => {
-                    if let Some(s) = self.stop.as_mut() {
-                        s.all_gone = true;
-                    }
+                    let now = self.now();
+                    let a = self.engine.on_no_children(now);
+                    self.execute(a);
                     break;
                 }
             }
@@ -462,16 +424,16 @@ impl Supervisor {
             return;
         }
         log::info!("{} (pid {pid}) {status}", child.name);
-        if Some(pid) == self.initial_pid {
-            self.initial_pid = None;
-            self.initial_status = Some(status);
+        if Some(pid) == self.engine.initial {
+            let now = self.now();
+            let a = self.engine.on_exit(pid, status, now, sys::has_children());
+            self.execute(a);
+            // `smss -- CMD`: the command ending is the container's normal end, not a crash.
             if self.command.is_some() && self.mode != Mode::System {
-                // `smss -- CMD`: the command ending is the container's normal end.
-                self.begin_stop(stop::Goal::Exit);
                 return;
             }
         }
-        if child.critical && self.stop.is_none() {
+        if child.critical && !self.stopping() {
             self.bugcheck(&child.name, pid, status);
         }
     }
@@ -530,20 +492,11 @@ impl Supervisor {
                 crate::bugcheck::crash(self.cfg.crash_control.effective_action(), status)
             }
             Mode::Container | Mode::Subreaper => {
-                if self.crash_status.is_none() {
-                    self.crash_status = Some(status);
-                }
-                self.begin_stop(stop::Goal::Exit);
+                let now = self.now();
+                let a = self.engine.crashed(status, now, sys::has_children());
+                self.execute(a);
             }
         }
-    }
-
-    /// The status a container/subreaper smss exits with.
-    fn exit_code(&self) -> i32 {
-        self.crash_status
-            .or(self.initial_status)
-            .map(ExitStatus::code)
-            .unwrap_or(0)
     }
 }
 
@@ -554,16 +507,7 @@ pub fn signal_name(sig: i32) -> String {
     }
 }
 
-fn reboot_word(cmd: sys::RebootCmd) -> &'static str {
-    match cmd {
-        sys::RebootCmd::Reboot => "reboot",
-        sys::RebootCmd::Poweroff => "power off",
-        sys::RebootCmd::Halt => "halt",
-    }
-}
-
-/// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
-pub const KILL_WAIT: Duration = Duration::from_secs(5);
+pub use core::KILL_WAIT;
 
 /// Readiness messages handled per wake-up of the notify socket.
 const NOTIFY_BATCH: usize = 64;

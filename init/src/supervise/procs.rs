@@ -12,6 +12,10 @@ pub struct ProcInfo {
     pub ppid: i32,
     pub pgid: i32,
     pub session: i32,
+    /// The controlling terminal's device number; 0 without one.
+    pub tty_nr: i32,
+    /// Clock ticks after boot when it started: with the pid, who it is (pids are reused).
+    pub start_time: u64,
     pub kernel_thread: bool,
 }
 
@@ -36,12 +40,16 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
     // Everything after the name is the kernel's own ASCII.
     let tail = std::str::from_utf8(line.get(close + 1..)?).ok()?;
     let fields: Vec<&str> = tail.split_whitespace().collect();
-    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags
+    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, [4] = tty_nr, ...
+    // [6] = flags, ... [19] = starttime
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
     let pgid = fields.get(2)?.parse().ok()?;
     let session = fields.get(3)?.parse().ok()?;
+    let tty_nr = fields.get(4)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
+    // Absent only in a truncated line (the tests' short samples): 0, which keys by pid alone.
+    let start_time = fields.get(19).and_then(|f| f.parse().ok()).unwrap_or(0);
     const PF_KTHREAD: u64 = 0x0020_0000;
     Some(ProcInfo {
         pid,
@@ -49,6 +57,8 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
         ppid,
         pgid,
         session,
+        tty_nr,
+        start_time,
         kernel_thread: flags & PF_KTHREAD != 0,
     })
 }
@@ -56,6 +66,16 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
 /// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
 pub fn read(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The name a process gave itself (/proc/PID/comm), for the log; lossy.
+pub fn name(pid: i32) -> String {
+    match fs::read(format!("/proc/{pid}/comm")) {
+        Ok(b) => String::from_utf8_lossy(&b)
+            .trim_end_matches('\n')
+            .to_string(),
+        Err(_) => "?".to_string(),
+    }
 }
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
@@ -116,6 +136,9 @@ mod tests {
             (p.pid, p.state, p.ppid, p.pgid, p.session, p.kernel_thread),
             (123, 'S', 1, 123, 123, false)
         );
+        let full = b"9 (bash) S 1 9 9 34816 9 4194560 1 2 3 4 5 6 7 8 20 0 1 0 424242 1000 3";
+        let p = parse_stat(full).unwrap();
+        assert_eq!((p.tty_nr, p.start_time), (34816, 424242));
         let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
         assert!(parse_stat(b"garbage").is_none());
@@ -169,6 +192,8 @@ mod tests {
             ppid,
             pgid: pid,
             session: pid,
+            tty_nr: 0,
+            start_time: 0,
             kernel_thread: false,
         };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];

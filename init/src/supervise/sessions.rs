@@ -241,7 +241,7 @@ impl Supervisor {
         waiter: Option<u32>,
         respawn: bool,
     ) -> Result<u32, MethodError> {
-        if self.stop.is_some() {
+        if self.stopping() {
             return Err(MethodError::failed("smss is stopping"));
         }
         let max = self.cfg.sessions.max_sessions;
@@ -383,7 +383,7 @@ impl Supervisor {
     /// Start instances for queued sessions while slots are free (not before the boot is
     /// done, never during a stop).
     pub(crate) fn start_queued_sessions(&mut self) {
-        if !self.boot.done || self.stop.is_some() {
+        if !self.boot.done || self.stopping() {
             return;
         }
         let limit = self.cfg.sessions.parallel_session_creation.max(1) as usize;
@@ -739,6 +739,10 @@ impl Supervisor {
         s.reason = reason;
         for pid in session_processes(s) {
             let _ = sys::kill(pid, libc::SIGTERM);
+            // A login shell ignores SIGTERM; its terminal hanging up is what ends it.
+            if procs::read(pid).is_some_and(|p| p.tty_nr != 0) {
+                let _ = sys::kill(pid, libc::SIGHUP);
+            }
             let _ = sys::kill(pid, libc::SIGCONT);
         }
         self.add_timer(Instant::now() + grace, Timer::SessionKill(id));
@@ -910,7 +914,7 @@ impl Supervisor {
         self.remove_runtime_dir(id, Path::new(&s.params.runtime_dir));
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({})", s.reason);
-        let respawn = s.respawn && !s.by_request && self.stop.is_none();
+        let respawn = s.respawn && !s.by_request && !self.stopping();
         let lived = s.created.elapsed();
         let seat = s.params.seat.clone();
         let reason = s.reason.clone();
