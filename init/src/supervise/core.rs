@@ -113,6 +113,10 @@ pub struct Stop {
     /// When it began (`now` of the event that began it).
     pub began: Duration,
     spared: Option<Spared>,
+    /// The stop signal to forward to the spared initial command once the first scan has
+    /// recorded who is spared: whoever a handler forks after the forwarding is not, and
+    /// gets its SIGTERM.
+    forward: Option<Action>,
     /// (pid, start time) of every process that had SIGTERM.
     signalled: HashSet<(i32, u64)>,
     /// Without /proc: kill(-1) was sent.
@@ -222,28 +226,37 @@ impl Engine {
                 None => vec![Action::Log(log::Level::Debug, format!("ignoring {name}"))],
             },
             Mode::Container | Mode::Subreaper => {
-                let mut a = self.forward(sig);
-                if is_stop_signal(sig) {
-                    if self.stopping() {
-                        a.push(Action::Log(
-                            log::Level::Info,
-                            format!("received {name}: forwarded; the stop goes on"),
-                        ));
-                    } else {
-                        a.push(Action::Log(
-                            log::Level::Info,
-                            format!("received {name}: stopping"),
-                        ));
-                        // The initial command just had the signal: the sweep must not send it
-                        // a second SIGTERM (to many programs a second one means "force quit").
-                        let spared = self.initial.map(|p| match self.forward_to {
-                            ForwardTo::Process => Spared::Process(p),
-                            ForwardTo::ProcessGroup => Spared::Group(p),
-                        });
-                        a.extend(self.begin_stop(Goal::Exit, spared, now, has_children));
-                    }
+                if !is_stop_signal(sig) {
+                    return self.forward(sig);
                 }
-                a
+                if self.stopping() {
+                    let mut a = self.forward(sig);
+                    a.push(Action::Log(
+                        log::Level::Info,
+                        format!("received {name}: forwarded; the stop goes on"),
+                    ));
+                    return a;
+                }
+                let mut a = vec![Action::Log(
+                    log::Level::Info,
+                    format!("received {name}: stopping"),
+                )];
+                // The initial command has the signal forwarded: the sweep must not send it a
+                // second SIGTERM (to many programs a second one means "force quit"). The
+                // forwarding waits for the first scan, which records who is spared.
+                let spared = self.initial.map(|p| match self.forward_to {
+                    ForwardTo::Process => Spared::Process(p),
+                    ForwardTo::ProcessGroup => Spared::Group(p),
+                });
+                let forward = self.forward(sig);
+                a.extend(self.begin_stop(Goal::Exit, spared, now, has_children));
+                match self.stop.as_mut() {
+                    Some(stop) if !stop.done && spared.is_some() => {
+                        stop.forward = forward.into_iter().next();
+                        a
+                    }
+                    _ => forward.into_iter().chain(a).collect(),
+                }
             }
         }
     }
@@ -354,6 +367,7 @@ impl Engine {
             stage: Stage::Term,
             began: now,
             spared,
+            forward: None,
             signalled: HashSet::new(),
             signalled_all: false,
             passes: 0,
@@ -389,7 +403,7 @@ impl Engine {
         if stop.done {
             return Vec::new();
         }
-        let mut a = Vec::new();
+        let mut a: Vec<Action> = stop.forward.take().into_iter().collect();
         let Some(all) = snapshot else {
             // No /proc: kill(-1) reaches everything but us, once per stage.
             if pid1 {
@@ -416,13 +430,16 @@ impl Engine {
         match stop.stage {
             Stage::Term => {
                 let mut found = false;
+                // Who had the forwarded signal is left out of the first scan only (marked as
+                // signalled): whoever joins the spared group later needs its SIGTERM too.
+                let spared_now = stop.spared.take();
                 for p in targets {
-                    let spared = match stop.spared {
+                    let spared = match spared_now {
                         Some(Spared::Process(s)) => s == p.pid,
                         Some(Spared::Group(g)) => p.pgid == g,
                         None => false,
                     };
-                    if spared || !stop.signalled.insert((p.pid, p.start_time)) {
+                    if !stop.signalled.insert((p.pid, p.start_time)) || spared {
                         continue;
                     }
                     found = true;
@@ -579,3 +596,369 @@ pub fn reboot_word(cmd: RebootCmd) -> &'static str {
         RebootCmd::Halt => "halt",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
+
+    const GRACE: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn engine(mode: Mode, forward_to: ForwardTo) -> Engine {
+        let me = if mode == Mode::Subreaper { 50 } else { 1 };
+        let mut e = Engine::new(mode, me, GRACE, forward_to, mode != Mode::System);
+        e.initial_started(2);
+        e
+    }
+
+    fn proc_(pid: i32, ppid: i32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            state: 'S',
+            ppid,
+            pgid: pid,
+            session: pid,
+            tty_nr: 0,
+            start_time: pid as u64,
+            kernel_thread: false,
+        }
+    }
+
+    fn signals(a: &[Action]) -> Vec<(i32, i32)> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Signal { pid, sig } => Some((*pid, *sig)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent(a: &[Action], sig: i32) -> Vec<i32> {
+        signals(a)
+            .into_iter()
+            .filter(|(_, s)| *s == sig)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    #[test]
+    fn machine_signals_choose_the_reboot_command_and_ignore_the_rest() {
+        for (sig, cmd) in [
+            (SIGTERM, RebootCmd::Reboot),
+            (SIGINT, RebootCmd::Reboot),
+            (libc::SIGUSR1, RebootCmd::Halt),
+            (libc::SIGUSR2, RebootCmd::Poweroff),
+            (libc::SIGPWR, RebootCmd::Poweroff),
+        ] {
+            let mut e = engine(Mode::System, ForwardTo::Process);
+            let a = e.on_signal(sig, false, ms(0), true);
+            assert_eq!(e.stop.as_ref().map(|s| s.goal), Some(Goal::Machine(cmd)));
+            // Nothing is forwarded to the initial command of a machine.
+            assert!(signals(&a).is_empty(), "{a:?}");
+            assert!(a.contains(&Action::Scan));
+        }
+        for sig in [libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH, libc::SIGCHLD] {
+            let mut e = engine(Mode::System, ForwardTo::Process);
+            let a = e.on_signal(sig, false, ms(0), true);
+            assert!(!e.stopping() && signals(&a).is_empty(), "{sig}: {a:?}");
+        }
+    }
+
+    #[test]
+    fn a_second_stop_signal_to_the_machine_is_the_explicit_force() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let a = e.on_signal(SIGTERM, false, ms(5), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Kill));
+        assert!(a.contains(&Action::Scan));
+    }
+
+    #[test]
+    fn container_forwards_every_signal_to_the_process_or_its_group() {
+        for (fwd, target) in [(ForwardTo::Process, 2), (ForwardTo::ProcessGroup, -2)] {
+            for mode in [Mode::Container, Mode::Subreaper] {
+                let mut e = engine(mode, fwd);
+                let a = e.on_signal(SIGUSR1, false, ms(0), true);
+                assert_eq!(signals(&a), vec![(target, SIGUSR1)]);
+                assert!(!e.stopping());
+                // SIGCHLD is ours, and so is a SIGPIPE we raised ourselves.
+                assert!(e.on_signal(libc::SIGCHLD, false, ms(0), true).is_empty());
+                assert!(e.on_signal(libc::SIGPIPE, true, ms(0), true).is_empty());
+                let a = e.on_signal(libc::SIGPIPE, false, ms(0), true);
+                assert_eq!(signals(&a), vec![(target, libc::SIGPIPE)]);
+            }
+        }
+    }
+
+    /// Issue 10 defect 1, in the core: SIGINT then SIGTERM are both forwarded, and neither
+    /// escalates; only the grace period does.
+    #[test]
+    fn repeated_stop_signals_are_forwarded_and_never_escalate() {
+        for mode in [Mode::Container, Mode::Subreaper] {
+            let mut e = engine(mode, ForwardTo::Process);
+            e.on_signal(SIGINT, false, ms(0), true);
+            assert!(e.stopping());
+            let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1)]));
+            assert_eq!(signals(&a), vec![(2, SIGINT)]);
+            for (i, sig) in [SIGTERM, SIGTERM, SIGINT].into_iter().enumerate() {
+                let a = e.on_signal(sig, false, ms(10 * i as u64 + 10), true);
+                assert_eq!(signals(&a), vec![(2, sig)], "{a:?}");
+                assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Term));
+            }
+            // The initial command exits with its own status: that is the exit code.
+            assert!(e
+                .on_exit(2, ExitStatus::Exited(0), ms(100), false)
+                .is_empty());
+            let a = e.on_no_children(ms(101));
+            assert_eq!(a.last(), Some(&Action::Exit(0)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_control_request_is_the_explicit_force_in_a_container() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.request_stop(Goal::Exit, Source::Control, ms(0), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Term));
+        e.request_stop(Goal::Exit, Source::Control, ms(1), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Kill));
+    }
+
+    #[test]
+    fn the_stop_with_no_children_left_ends_at_once_with_the_initial_status() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        let a = e.on_exit(2, ExitStatus::Killed(SIGTERM), ms(0), false);
+        assert_eq!(a.last(), Some(&Action::Exit(128 + SIGTERM)));
+        assert!(!a.contains(&Action::Scan));
+        // The machine's initial command ending does not stop the machine.
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        assert!(e.on_exit(2, ExitStatus::Exited(1), ms(0), false).is_empty());
+        assert!(!e.stopping());
+    }
+
+    #[test]
+    fn a_crash_status_wins_over_the_initial_commands() {
+        assert_eq!(exit_code(None, None), 0);
+        assert_eq!(exit_code(None, Some(ExitStatus::Exited(4))), 4);
+        assert_eq!(
+            exit_code(Some(ExitStatus::Exited(3)), Some(ExitStatus::Exited(4))),
+            3
+        );
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.crashed(ExitStatus::Exited(3), ms(0), true);
+        e.on_exit(2, ExitStatus::Exited(0), ms(1), true);
+        let a = e.on_no_children(ms(2));
+        assert_eq!(a.last(), Some(&Action::Exit(3)));
+    }
+
+    /// Stage 1: SIGTERM + SIGCONT to every target, SIGHUP too with a terminal; never us,
+    /// kernel threads or (as a subreaper) strangers; the spared initial command is left out.
+    #[test]
+    fn the_sweep_signals_every_target_once() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        let a = e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(
+            a[..],
+            [
+                Action::Log(log::Level::Info, "received SIGTERM: stopping".into()),
+                Action::Log(
+                    log::Level::Info,
+                    "stopping: SIGTERM to all processes, SIGKILL after 10000 ms".into()
+                ),
+                Action::ArmTimer(StopTimer::Deadline, GRACE),
+                Action::ArmTimer(StopTimer::Resweep, RESWEEP_FIRST),
+                Action::Scan,
+            ]
+        );
+        let mut tty = proc_(4, 2);
+        tty.tty_nr = 34816;
+        let mut kthread = proc_(5, 0);
+        kthread.kernel_thread = true;
+        let mut zombie = proc_(6, 1);
+        zombie.state = 'Z';
+        let all = [proc_(1, 0), proc_(2, 1), proc_(3, 2), tty, kthread, zombie];
+        let a = e.on_scan(Some(&all));
+        // The forwarding comes once the scan has recorded who is spared.
+        assert_eq!(
+            signals(&a),
+            vec![
+                (2, SIGTERM),
+                (3, SIGTERM),
+                (3, SIGCONT),
+                (4, SIGTERM),
+                (4, SIGHUP),
+                (4, SIGCONT)
+            ]
+        );
+        // Someone new was found: look again. The same processes again: nothing, no scan.
+        assert_eq!(a.last(), Some(&Action::Scan));
+        let a = e.on_scan(Some(&all));
+        assert!(a.is_empty(), "{a:?}");
+        // A process forked meanwhile, and a reused pid (a new start time), get theirs.
+        let mut reused = proc_(3, 2);
+        reused.start_time = 999;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, proc_(7, 3)]));
+        assert_eq!(sent(&a, SIGTERM), vec![3, 7]);
+    }
+
+    /// The spared group is left out of the first scan only: who joins it later gets SIGTERM.
+    #[test]
+    fn a_process_joining_the_spared_group_later_gets_sigterm() {
+        let mut e = engine(Mode::Container, ForwardTo::ProcessGroup);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut member = proc_(3, 2);
+        member.pgid = 2;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), member]));
+        assert_eq!(signals(&a), vec![(-2, SIGTERM)]);
+        let mut late = proc_(8, 2);
+        late.pgid = 2;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), member, late]));
+        assert_eq!(sent(&a, SIGTERM), vec![8]);
+    }
+
+    #[test]
+    fn a_subreaper_signals_only_its_descendants_and_never_everybody() {
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        let all = [
+            proc_(1, 0),
+            proc_(50, 1),
+            proc_(2, 50),
+            proc_(3, 2),
+            proc_(9, 1),
+        ];
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGTERM), vec![2, 3]);
+        // Without /proc a subreaper cannot kill(-1).
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        assert!(e.on_scan(None).is_empty());
+        e.on_timer(StopTimer::Deadline, GRACE);
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGKILL), vec![2, 3]);
+        assert!(!a.iter().any(|x| matches!(x, Action::SignalAll(_))));
+    }
+
+    #[test]
+    fn without_proc_pid1_uses_kill_minus_one_once_per_stage() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(
+            e.on_scan(None),
+            vec![Action::SignalAll(SIGTERM), Action::SignalAll(SIGCONT)]
+        );
+        assert!(e.on_scan(None).is_empty());
+        e.on_timer(StopTimer::Deadline, GRACE);
+        assert_eq!(e.on_scan(None), vec![Action::SignalAll(SIGKILL)]);
+    }
+
+    /// Stage 3: the grace period runs out: survivors named, then SIGKILL (and kill(-1) as
+    /// PID 1); after the KILL wait the stop ends regardless.
+    #[test]
+    fn the_grace_period_names_the_survivors_then_kills() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(libc::SIGUSR2, false, ms(0), true);
+        let all = [proc_(1, 0), proc_(2, 1), proc_(3, 2)];
+        e.on_scan(Some(&all));
+        let a = e.on_timer(StopTimer::Deadline, GRACE);
+        assert_eq!(
+            a,
+            vec![
+                Action::Log(
+                    log::Level::Warn,
+                    "processes still running 10000 ms after SIGTERM: sending SIGKILL".into()
+                ),
+                Action::ArmTimer(StopTimer::Deadline, KILL_WAIT),
+                Action::Scan
+            ]
+        );
+        let a = e.on_scan(Some(&all));
+        assert_eq!(
+            a,
+            vec![
+                Action::Survivors(vec![2, 3]),
+                Action::Signal {
+                    pid: 2,
+                    sig: SIGKILL
+                },
+                Action::Signal {
+                    pid: 3,
+                    sig: SIGKILL
+                },
+                Action::SignalAll(SIGKILL),
+            ]
+        );
+        let a = e.on_timer(StopTimer::Deadline, GRACE + KILL_WAIT);
+        assert_eq!(a.last(), Some(&Action::Machine(RebootCmd::Poweroff)));
+        // Nothing after the end.
+        assert!(e.on_timer(StopTimer::Deadline, GRACE * 3).is_empty());
+        assert!(e.on_no_children(GRACE * 3).is_empty());
+    }
+
+    #[test]
+    fn all_gone_ends_the_stop_before_the_grace_period() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let a = e.on_no_children(ms(3));
+        assert_eq!(
+            a,
+            vec![
+                Action::CancelTimer(StopTimer::Deadline),
+                Action::CancelTimer(StopTimer::Resweep),
+                Action::Log(
+                    log::Level::Info,
+                    "all processes gone 3000 us after the stop began".into()
+                ),
+                Action::Machine(RebootCmd::Reboot),
+            ]
+        );
+    }
+
+    #[test]
+    fn rescans_are_rate_limited_and_the_resweep_timer_backs_off() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        assert!(e.on_wake(ms(100)).is_empty(), "no stop, no scan");
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        assert!(e.on_wake(ms(5)).is_empty());
+        assert_eq!(e.on_wake(ms(10)), vec![Action::Scan]);
+        assert!(e.on_wake(ms(15)).is_empty());
+        let mut intervals = Vec::new();
+        for i in 0..8 {
+            let a = e.on_timer(StopTimer::Resweep, ms(1000 + i));
+            assert_eq!(a[0], Action::Scan);
+            match a[1] {
+                Action::ArmTimer(StopTimer::Resweep, d) => intervals.push(d.as_millis()),
+                ref other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(intervals, vec![100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_fork_bomb_does_not_hold_the_loop() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        let mut scans = 0;
+        let mut next = 100;
+        let mut all = vec![proc_(1, 0)];
+        loop {
+            // Every scan finds a newcomer.
+            all.push(proc_(next, 1));
+            next += 1;
+            let a = e.on_scan(Some(&all));
+            if !a.contains(&Action::Scan) {
+                break;
+            }
+            scans += 1;
+            assert!(scans <= MAX_PASSES, "unbounded");
+        }
+        assert_eq!(scans, MAX_PASSES);
+    }
+}
+
+#[cfg(test)]
+#[path = "core_props.rs"]
+mod props;
