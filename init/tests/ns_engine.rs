@@ -558,3 +558,65 @@ fn empty_double_dash_as_pid1_is_a_usage_error() {
         assert!(o.stderr.contains("usage"), "{args:?}: {o:?}");
     }
 }
+
+/// Issue 12 item 9: the command after `--`, its program path, the environment and the
+/// --config path are bytes, not UTF-8: they reach the child (and the file system) exactly.
+#[test]
+fn non_utf8_arguments_environment_and_paths_pass_through_byte_exact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("smss-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let arg = OsStr::from_bytes(b"a\xffb\xfe%PATH%");
+    // An argument byte-exact (and no %VAR% expansion: `--` is tini's interface).
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .args(["--", "printf", "%s"])
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(o.stdout, arg.as_bytes());
+    // A program whose path has such bytes runs.
+    let prog = dir.join(OsStr::from_bytes(b"prog\xff"));
+    std::fs::write(&prog, "#!/bin/sh\necho prog ran\n").unwrap();
+    std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .arg("--")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(o.stdout, b"prog ran\n");
+    // Two names that differ only in invalid bytes stay two variables, values exact.
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .args(["--", "env"])
+        .env(OsStr::from_bytes(b"V\xff"), OsStr::from_bytes(b"one\xfe"))
+        .env(OsStr::from_bytes(b"V\xfe"), "two")
+        .env("PLAIN", OsStr::from_bytes(b"x\xffy"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
+    for want in [&b"V\xff=one\xfe"[..], b"V\xfe=two", b"PLAIN=x\xffy"] {
+        assert!(lines.contains(&want), "{want:?} missing in {:?}", o.stdout);
+    }
+    // A --config path with such bytes is found.
+    let cfg = dir.join(OsStr::from_bytes(b"conf\xff.toml"));
+    std::fs::write(&cfg, "[shutdown]\ngrace-period = \"2s\"\n").unwrap();
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

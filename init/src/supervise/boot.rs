@@ -406,19 +406,31 @@ impl Supervisor {
 
     /// The session-0 initial command: `smss -- CMD` wins over the configured one.
     fn start_initial(&mut self, configured: Option<&CommandSpec>) -> Step {
-        let (spec, from_cli) = match (&self.command, configured) {
-            (Some(argv), _) => (CommandSpec::new(argv.clone()), true),
-            (None, Some(c)) => (c.clone(), false),
+        let (result, name, from_cli) = match (self.command.clone(), configured) {
+            // `smss -- CMD`: bytes as given, no %VAR% expansion (tini's interface).
+            (Some(argv), _) => {
+                let name = argv
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (self.spawn_cli_command(&argv, &name), name, true)
+            }
+            (None, Some(spec)) => {
+                let name = spec.program().to_string();
+                let critical = spec.is_critical(true);
+                let r = self.spawn_command(
+                    spec,
+                    &name,
+                    Role::InitialCommand,
+                    critical,
+                    Detach::Session,
+                    &[],
+                );
+                (r, name, false)
+            }
             (None, None) => return Step::Skipped("skipped: no initial command"),
         };
-        let critical = from_cli || spec.is_critical(true);
-        let detach = if from_cli {
-            Detach::ProcessGroup
-        } else {
-            Detach::Session
-        };
-        let name = spec.program().to_string();
-        match self.spawn_command(&spec, &name, Role::InitialCommand, critical, detach, &[]) {
+        match result {
             Ok(pid) => {
                 self.engine.initial_started(pid);
                 log::info!("initial command {name} started (pid {pid})");
@@ -439,6 +451,31 @@ impl Supervisor {
                 Step::Fatal(name)
             }
         }
+    }
+
+    /// `smss -- CMD`: its own process group (the terminal's foreground), critical.
+    fn spawn_cli_command(
+        &mut self,
+        argv: &[std::ffi::OsString],
+        name: &str,
+    ) -> Result<i32, crate::sys::process::SpawnError> {
+        use crate::sys::process::{self, SpawnError};
+        let Some(first) = argv.first() else {
+            return Err(SpawnError::NotFound(name.to_string()));
+        };
+        let path = self.env.get("PATH").map(std::ffi::OsStr::new);
+        let program = process::resolve_program_os(first, path)
+            .ok_or_else(|| SpawnError::NotFound(name.to_string()))?;
+        let env = self.env.clone();
+        self.spawn_os(
+            program,
+            argv,
+            &env,
+            name,
+            Role::InitialCommand,
+            true,
+            Detach::ProcessGroup,
+        )
     }
 
     /// The reaper saw `pid` exit: resume the boot if it was waiting for it. True when the

@@ -13,7 +13,9 @@ pub mod sessions;
 pub mod stop;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,8 +34,8 @@ use crate::sys::{self, ExitStatus, Reaped};
 pub struct Options {
     pub mode: Mode,
     pub config: Config,
-    /// `smss -- CMD ARGS`: the initial command, overriding the configured one.
-    pub command: Option<Vec<String>>,
+    /// `smss -- CMD ARGS`: the initial command, overriding the configured one (bytes).
+    pub command: Option<Vec<OsString>>,
     pub forward_to: ForwardTo,
     /// Phases `main` already ran (early mounts happen before the config can be read).
     pub early_phases: Vec<PhaseRecord>,
@@ -139,6 +141,10 @@ pub struct Supervisor {
     pub cfg: Config,
     /// The environment every child gets (the Session Manager's `SmpDefaultEnvironment`).
     pub env: Environment,
+    /// Inherited variables that are not UTF-8 (name or value), kept as bytes and passed on
+    /// as they came: [`Environment`] holds text, and a lossy copy would merge names that
+    /// differ only in invalid bytes.
+    raw_env: Vec<(OsString, OsString)>,
     pub children: HashMap<i32, Child>,
     pub phases: Vec<PhaseRecord>,
     pub started: Instant,
@@ -153,7 +159,7 @@ pub struct Supervisor {
     notify: Option<notify::NotifySocket>,
     timers: Vec<(Instant, Timer)>,
     boot: boot::BootState,
-    command: Option<Vec<String>>,
+    command: Option<Vec<OsString>>,
     /// The decisions about signals, the initial command and the stop (`core`); this
     /// struct carries them out.
     engine: core::Engine,
@@ -174,15 +180,9 @@ impl Supervisor {
             &sigfd,
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
         )?;
-        // Lossy, never a panic: a non-UTF-8 variable from the runtime must not kill PID 1.
-        let base: Vec<(String, String)> = std::env::vars_os()
-            .map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            })
-            .collect();
+        // Never a panic: a non-UTF-8 variable from the runtime must not kill PID 1; it is
+        // kept aside as bytes.
+        let (base, raw_env) = split_environment(std::env::vars_os());
         let plan = smss_config::plan::plan(&opts.config);
         let engine = core::Engine::new(
             opts.mode,
@@ -194,6 +194,7 @@ impl Supervisor {
         let mut supervisor = Supervisor {
             mode: opts.mode,
             env: Environment::new(base),
+            raw_env,
             cfg: opts.config,
             children: HashMap::new(),
             phases: opts.early_phases,
@@ -462,16 +463,34 @@ impl Supervisor {
         };
         let program = process::resolve_program(first, env.get("PATH"))
             .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
+        let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+        self.spawn_os(program, &argv, &env, name, role, critical, detach)
+    }
+
+    /// Start `argv` (bytes) as `program` with `env` plus the inherited variables that are not
+    /// UTF-8.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn spawn_os(
+        &mut self,
+        program: PathBuf,
+        argv: &[OsString],
+        env: &Environment,
+        name: &str,
+        role: Role,
+        critical: bool,
+        detach: Detach,
+    ) -> Result<i32, SpawnError> {
         let spawn = SpawnSpec {
             program,
-            argv,
-            env: env.vars().to_vec(),
+            argv: Vec::new(),
+            env: Vec::new(),
             detach,
             stdio: None,
             pass_fd: None,
             cwd: None,
         };
-        let pid = process::spawn(&spawn)?.as_raw();
+        let envp = exec_environment(env.vars(), &self.raw_env);
+        let pid = process::spawn_os(&spawn, argv, &envp)?.as_raw();
         log::debug!("started {name} as pid {pid}");
         self.children.insert(
             pid,
@@ -500,6 +519,46 @@ impl Supervisor {
     }
 }
 
+/// Variables as bytes, exactly as inherited.
+pub type RawVars = Vec<(OsString, OsString)>;
+
+/// Split an inherited environment into the UTF-8 variables ([`Environment`]'s text) and the
+/// rest, kept as bytes.
+pub fn split_environment(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+) -> (Vec<(String, String)>, RawVars) {
+    let mut text = Vec::new();
+    let mut raw = Vec::new();
+    for (k, v) in vars {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => text.push((k, v)),
+            (k, v) => raw.push((
+                k.map(OsString::from).unwrap_or_else(|k| k),
+                v.map(OsString::from).unwrap_or_else(|v| v),
+            )),
+        }
+    }
+    (text, raw)
+}
+
+/// The environment a child gets: the engine's variables, then the inherited ones that are
+/// not UTF-8, exactly as they came, unless the engine set a variable of the same name.
+pub fn exec_environment(
+    vars: &[(String, String)],
+    raw: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = vars
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    for (k, v) in raw {
+        if !vars.iter().any(|(n, _)| n.as_bytes() == k.as_bytes()) {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
+}
+
 pub fn signal_name(sig: i32) -> String {
     match Signal::try_from(sig) {
         Ok(s) => s.as_str().to_string(),
@@ -511,3 +570,46 @@ pub use core::KILL_WAIT;
 
 /// Readiness messages handled per wake-up of the notify socket.
 const NOTIFY_BATCH: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+
+    fn raw(b: &[u8]) -> OsString {
+        OsStr::from_bytes(b).to_os_string()
+    }
+
+    /// Issue 12 item 9: names that differ only in invalid bytes stay two variables, and
+    /// values that are not UTF-8 pass on exactly; a variable the engine sets wins.
+    #[test]
+    fn the_environment_passes_on_bytes_exactly() {
+        let inherited = vec![
+            (raw(b"V\xff"), raw(b"one")),
+            (raw(b"V\xfe"), raw(b"two")),
+            (raw(b"PLAIN"), raw(b"x\xffy")),
+            (raw(b"PATH"), raw(b"/opt/bin:/bin")),
+            (raw(b"HOME"), raw(b"/root\xff")),
+        ];
+        let (text, bytes) = split_environment(inherited.into_iter());
+        assert_eq!(
+            text,
+            vec![("PATH".to_string(), "/opt/bin:/bin".to_string())]
+        );
+        assert_eq!(bytes.len(), 4);
+        let mut vars = text.clone();
+        vars.push(("HOME".into(), "/home/set".into()));
+        let env = exec_environment(&vars, &bytes);
+        assert_eq!(
+            env,
+            vec![
+                (raw(b"PATH"), raw(b"/opt/bin:/bin")),
+                (raw(b"HOME"), raw(b"/home/set")),
+                (raw(b"V\xff"), raw(b"one")),
+                (raw(b"V\xfe"), raw(b"two")),
+                (raw(b"PLAIN"), raw(b"x\xffy")),
+            ]
+        );
+    }
+}
