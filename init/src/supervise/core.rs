@@ -7,7 +7,7 @@
 //! unit- and property-tested below.
 //!
 //! The stop:
-//! 1. SIGTERM (and SIGCONT; SIGHUP as well to a process with a controlling terminal, which
+//! 1. SIGTERM (and SIGCONT when stopped; SIGHUP as well to a process with a controlling terminal, which
 //!    is how an interactive shell that ignores SIGTERM learns that its session ends) to every
 //!    process we are responsible for, except who already had the stop signal forwarded.
 //! 2. The /proc scan is repeated until a scan finds nobody new (a process forked while the
@@ -453,11 +453,15 @@ impl Engine {
                             sig: libc::SIGHUP,
                         });
                     }
-                    // A stopped process cannot act on SIGTERM until it is continued.
-                    a.push(Action::Signal {
-                        pid: p.pid,
-                        sig: libc::SIGCONT,
-                    });
+                    // A stopped process cannot act on SIGTERM until it is continued. Only a
+                    // stopped one: a SIGCONT that stops nothing is noise to a program that
+                    // handles it (dumb-init's tests see it).
+                    if matches!(p.state, 'T' | 't') {
+                        a.push(Action::Signal {
+                            pid: p.pid,
+                            sig: libc::SIGCONT,
+                        });
+                    }
                 }
                 // Someone new: look again, for what they (or others) forked meanwhile.
                 if found && stop.passes < MAX_PASSES {
@@ -754,7 +758,7 @@ mod tests {
         assert_eq!(a.last(), Some(&Action::Exit(3)));
     }
 
-    /// Stage 1: SIGTERM + SIGCONT to every target, SIGHUP too with a terminal; never us,
+    /// Stage 1: SIGTERM to every target, SIGCONT to a stopped one, SIGHUP too with a terminal; never us,
     /// kernel threads or (as a subreaper) strangers; the spared initial command is left out.
     #[test]
     fn the_sweep_signals_every_target_once() {
@@ -779,7 +783,9 @@ mod tests {
         kthread.kernel_thread = true;
         let mut zombie = proc_(6, 1);
         zombie.state = 'Z';
-        let all = [proc_(1, 0), proc_(2, 1), proc_(3, 2), tty, kthread, zombie];
+        let mut stopped = proc_(3, 2);
+        stopped.state = 'T';
+        let all = [proc_(1, 0), proc_(2, 1), stopped, tty, kthread, zombie];
         let a = e.on_scan(Some(&all));
         // The forwarding comes once the scan has recorded who is spared.
         assert_eq!(
@@ -790,7 +796,6 @@ mod tests {
                 (3, SIGCONT),
                 (4, SIGTERM),
                 (4, SIGHUP),
-                (4, SIGCONT)
             ]
         );
         // Someone new was found: look again. The same processes again: nothing, no scan.
