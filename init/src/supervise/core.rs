@@ -13,8 +13,9 @@
 //! 2. The /proc scan is repeated until a scan finds nobody new (a process forked while the
 //!    previous scan was being signalled), again on every wake-up (at most every
 //!    [`RESCAN_MIN`]) and on a backing-off timer: a process forked later, or an orphan
-//!    reparented to us, gets its SIGTERM too. Each process gets SIGTERM once (keyed by pid
-//!    and start time, so a reused pid is a new process).
+//!    reparented to us, gets its SIGTERM too. Each process gets SIGTERM once per program
+//!    (keyed by pid, start time and name: a reused pid is a new process, and so is one that
+//!    exec'd after its SIGTERM, which a shell's child may have lost between fork and exec).
 //! 3. When nothing is left, the stop ends at once. When the grace period runs out, every
 //!    survivor is named (the executor logs pid and name), then SIGKILLed; as PID 1 also by
 //!    `kill(-1, SIGKILL)`, which the kernel makes atomic with fork.
@@ -70,6 +71,8 @@ pub enum StopTimer {
     Deadline,
     /// Look again for processes that have not had SIGTERM.
     Resweep,
+    /// A wake-up came sooner than [`RESCAN_MIN`] after the last scan: look then.
+    Rescan,
 }
 
 /// Where a stop request came from: a repeated control request is the explicit force; a
@@ -117,13 +120,17 @@ pub struct Stop {
     /// recorded who is spared: whoever a handler forks after the forwarding is not, and
     /// gets its SIGTERM.
     forward: Option<Action>,
-    /// (pid, start time) of every process that had SIGTERM.
-    signalled: HashSet<(i32, u64)>,
+    /// (pid, start time, name) of every process that had SIGTERM. A process that execs
+    /// another program after its SIGTERM counts as new: a shell's child that took the
+    /// SIGTERM in the shell's inherited handler between fork and exec lost it at the exec.
+    signalled: HashSet<(i32, u64, [u8; 16])>,
     /// Without /proc: kill(-1) was sent.
     signalled_all: bool,
     /// Scans in a row in this round.
     passes: u32,
     last_scan: Duration,
+    /// A [`StopTimer::Rescan`] is armed.
+    rescan_pending: bool,
     resweep: Duration,
     /// Survivors already named (the first scan of the KILL stage).
     named: bool,
@@ -372,6 +379,7 @@ impl Engine {
             signalled_all: false,
             passes: 0,
             last_scan: now,
+            rescan_pending: false,
             resweep: RESWEEP_FIRST,
             named: false,
             done: false,
@@ -439,7 +447,7 @@ impl Engine {
                         Some(Spared::Group(g)) => p.pgid == g,
                         None => false,
                     };
-                    if !stop.signalled.insert((p.pid, p.start_time)) || spared {
+                    if !stop.signalled.insert((p.pid, p.start_time, p.comm)) || spared {
                         continue;
                     }
                     found = true;
@@ -496,8 +504,18 @@ impl Engine {
         let Some(stop) = self.stop.as_mut() else {
             return Vec::new();
         };
-        if stop.done || now.saturating_sub(stop.last_scan) < RESCAN_MIN {
+        if stop.done {
             return Vec::new();
+        }
+        let since = now.saturating_sub(stop.last_scan);
+        if since < RESCAN_MIN {
+            // Too soon: look once the interval is over (the wake-up may be an exit whose
+            // orphans, or an exec that lost its SIGTERM, need a look).
+            if stop.rescan_pending {
+                return Vec::new();
+            }
+            stop.rescan_pending = true;
+            return vec![Action::ArmTimer(StopTimer::Rescan, RESCAN_MIN - since)];
         }
         stop.last_scan = now;
         stop.passes = 0;
@@ -512,6 +530,12 @@ impl Engine {
             return Vec::new();
         }
         match (timer, stop.stage) {
+            (StopTimer::Rescan, _) => {
+                stop.rescan_pending = false;
+                stop.last_scan = now;
+                stop.passes = 0;
+                vec![Action::Scan]
+            }
             (StopTimer::Resweep, _) => {
                 stop.last_scan = now;
                 stop.passes = 0;
@@ -577,6 +601,7 @@ impl Engine {
         let mut a = vec![
             Action::CancelTimer(StopTimer::Deadline),
             Action::CancelTimer(StopTimer::Resweep),
+            Action::CancelTimer(StopTimer::Rescan),
             Action::Log(
                 log::Level::Info,
                 format!(
@@ -628,6 +653,7 @@ mod tests {
             session: pid,
             tty_nr: 0,
             start_time: pid as u64,
+            comm: *b"proc\0\0\0\0\0\0\0\0\0\0\0\0",
             kernel_thread: false,
         }
     }
@@ -807,6 +833,12 @@ mod tests {
         reused.start_time = 999;
         let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, proc_(7, 3)]));
         assert_eq!(sent(&a, SIGTERM), vec![3, 7]);
+        // A process that exec'd another program since its SIGTERM gets one again (a shell's
+        // child may have taken it in the shell's handler and lost it at the exec).
+        let mut execd = proc_(7, 3);
+        execd.comm = *b"sleep\0\0\0\0\0\0\0\0\0\0\0";
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, execd]));
+        assert_eq!(sent(&a, SIGTERM), vec![7]);
     }
 
     /// The spared group is left out of the first scan only: who joins it later gets SIGTERM.
@@ -913,6 +945,7 @@ mod tests {
             vec![
                 Action::CancelTimer(StopTimer::Deadline),
                 Action::CancelTimer(StopTimer::Resweep),
+                Action::CancelTimer(StopTimer::Rescan),
                 Action::Log(
                     log::Level::Info,
                     "all processes gone 3000 us after the stop began".into()
@@ -927,9 +960,19 @@ mod tests {
         let mut e = engine(Mode::Container, ForwardTo::Process);
         assert!(e.on_wake(ms(100)).is_empty(), "no stop, no scan");
         e.begin_stop(Goal::Exit, None, ms(0), true);
+        // Too soon after the first scan: a look is scheduled for when the interval is over,
+        // once.
+        assert_eq!(
+            e.on_wake(ms(4)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(6))]
+        );
         assert!(e.on_wake(ms(5)).is_empty());
-        assert_eq!(e.on_wake(ms(10)), vec![Action::Scan]);
-        assert!(e.on_wake(ms(15)).is_empty());
+        assert_eq!(e.on_timer(StopTimer::Rescan, ms(10)), vec![Action::Scan]);
+        assert_eq!(e.on_wake(ms(20)), vec![Action::Scan]);
+        assert_eq!(
+            e.on_wake(ms(25)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(5))]
+        );
         let mut intervals = Vec::new();
         for i in 0..8 {
             let a = e.on_timer(StopTimer::Resweep, ms(1000 + i));

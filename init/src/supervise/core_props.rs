@@ -22,6 +22,9 @@ enum OnTerm {
     ForkThenExit,
     /// An interactive shell: has a terminal, ignores SIGTERM, ends on SIGHUP.
     ShellOnTty,
+    /// A shell's child between fork and exec: the SIGTERM lands in the shell's inherited
+    /// handler and is lost at the exec; the new program then ends on SIGTERM.
+    LoseThenExec,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +36,10 @@ struct P {
     got_term: bool,
     /// Had a stop signal forwarded (SIGTERM or SIGINT) while it ran.
     got_forwarded: bool,
+    /// When it was forked, or last exec'd.
     born: Duration,
+    /// Which program it runs (its name changes at exec).
+    comm: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +60,7 @@ fn on_term() -> impl Strategy<Value = OnTerm> {
         Just(OnTerm::Ignore),
         Just(OnTerm::ForkThenExit),
         Just(OnTerm::ShellOnTty),
+        Just(OnTerm::LoseThenExec),
     ]
 }
 
@@ -89,8 +96,8 @@ struct Sim {
     /// A repeated control request (the explicit force) was made.
     forced: bool,
     grace_ran_out: bool,
-    /// The pids the engine saw in its last scan.
-    last_scan: Vec<i32>,
+    /// The (pid, program) the engine saw in its last scan.
+    last_scan: Vec<(i32, u8)>,
 }
 
 impl Sim {
@@ -129,6 +136,7 @@ impl Sim {
                 got_term: false,
                 got_forwarded: false,
                 born: self.now,
+                comm: 0,
             },
         );
     }
@@ -150,6 +158,7 @@ impl Sim {
                 got_term: false,
                 got_forwarded: false,
                 born: self.now,
+                comm: 0,
             },
         );
         pid
@@ -219,6 +228,13 @@ impl Sim {
                         self.spawn(pid, OnTerm::Exit(0), Some(pgid));
                         self.exit(pid, ExitStatus::Exited(0));
                     }
+                    OnTerm::LoseThenExec => {
+                        p.on_term = OnTerm::Exit(0);
+                        p.comm += 1;
+                        p.got_term = false;
+                        p.got_forwarded = false;
+                        p.born = self.now;
+                    }
                     OnTerm::Ignore | OnTerm::ShellOnTty => {}
                 }
             }
@@ -245,6 +261,7 @@ impl Sim {
                     0
                 },
                 start_time: pid as u64,
+                comm: [p.comm; 16],
                 kernel_thread: false,
             })
             .chain(std::iter::once(ProcInfo {
@@ -255,6 +272,7 @@ impl Sim {
                 session: me,
                 tty_nr: 0,
                 start_time: 1,
+                comm: [0; 16],
                 kernel_thread: false,
             }))
             .collect()
@@ -302,7 +320,7 @@ impl Sim {
                 }
                 Action::Scan => {
                     let snap = self.snapshot();
-                    self.last_scan = snap.iter().map(|p| p.pid).collect();
+                    self.last_scan = snap.iter().map(|p| (p.pid, p.comm[0])).collect();
                     for (n, t) in std::mem::take(&mut self.fork_on_scan) {
                         self.fork_from(n, t);
                     }
@@ -366,7 +384,7 @@ impl Sim {
         }
         for pid in self.live() {
             let p = &self.procs[&pid];
-            if !self.last_scan.contains(&pid) {
+            if !self.last_scan.contains(&(pid, p.comm)) {
                 continue;
             }
             assert!(
@@ -461,8 +479,10 @@ impl Sim {
                     self.check_told_before_kill();
                 }
                 StopTimer::Deadline
-            } else {
+            } else if t == StopTimer::Resweep as u8 {
                 StopTimer::Resweep
+            } else {
+                StopTimer::Rescan
             };
             let a = self.e.on_timer(timer, self.now);
             self.execute(a);

@@ -125,6 +125,8 @@ pub enum Timer {
     Stop,
     /// Look again for processes that have not had the stop's SIGTERM.
     StopResweep,
+    /// A look the rate limit put off.
+    StopRescan,
     /// A session's grace period (TERM -> KILL) ran out.
     SessionKill(u32),
     /// A session's `smss-session` instance has not reported in time.
@@ -306,6 +308,7 @@ impl Supervisor {
                 Timer::Readiness { pid } => self.on_readiness_timeout(pid),
                 Timer::Stop => self.on_stop_timer(core::StopTimer::Deadline),
                 Timer::StopResweep => self.on_stop_timer(core::StopTimer::Resweep),
+                Timer::StopRescan => self.on_stop_timer(core::StopTimer::Rescan),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::PruneSessionIds => self.prune_session_ids(),

@@ -16,6 +16,8 @@ pub struct ProcInfo {
     pub tty_nr: i32,
     /// Clock ticks after boot when it started: with the pid, who it is (pids are reused).
     pub start_time: u64,
+    /// The name it runs under (the kernel's 16-byte `comm`, NUL-padded): it changes at exec.
+    pub comm: [u8; 16],
     pub kernel_thread: bool,
 }
 
@@ -50,6 +52,11 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
     let flags: u64 = fields.get(6)?.parse().ok()?;
     // Absent only in a truncated line (the tests' short samples): 0, which keys by pid alone.
     let start_time = fields.get(19).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let mut comm = [0u8; 16];
+    let name = line.get(open + 1..close).unwrap_or_default();
+    for (c, b) in comm.iter_mut().zip(name) {
+        *c = *b;
+    }
     const PF_KTHREAD: u64 = 0x0020_0000;
     Some(ProcInfo {
         pid,
@@ -59,6 +66,7 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
         session,
         tty_nr,
         start_time,
+        comm,
         kernel_thread: flags & PF_KTHREAD != 0,
     })
 }
@@ -139,6 +147,7 @@ mod tests {
         let full = b"9 (bash) S 1 9 9 34816 9 4194560 1 2 3 4 5 6 7 8 20 0 1 0 424242 1000 3";
         let p = parse_stat(full).unwrap();
         assert_eq!((p.tty_nr, p.start_time), (34816, 424242));
+        assert_eq!(&p.comm[..5], b"bash\0");
         let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
         assert!(parse_stat(b"garbage").is_none());
@@ -194,6 +203,7 @@ mod tests {
             session: pid,
             tty_nr: 0,
             start_time: 0,
+            comm: [0; 16],
             kernel_thread: false,
         };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];

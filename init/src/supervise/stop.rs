@@ -95,6 +95,7 @@ impl Supervisor {
                         session: 0,
                         tty_nr: 0,
                         start_time: 0,
+                        comm: [0; 16],
                         kernel_thread: false,
                     })
                     .collect(),
@@ -121,5 +122,6 @@ fn stop_timer(t: StopTimer) -> Timer {
     match t {
         StopTimer::Deadline => Timer::Stop,
         StopTimer::Resweep => Timer::StopResweep,
+        StopTimer::Rescan => Timer::StopRescan,
     }
 }
