@@ -7,9 +7,10 @@
 //! unit- and property-tested below.
 //!
 //! The stop:
-//! 1. SIGTERM (and SIGCONT when stopped; SIGHUP as well to a process with a controlling terminal, which
-//!    is how an interactive shell that ignores SIGTERM learns that its session ends) to every
-//!    process we are responsible for, except who already had the stop signal forwarded.
+//! 1. SIGTERM (and SIGCONT when stopped; SIGHUP as well to a process with a controlling
+//!    terminal, which is how an interactive shell that ignores SIGTERM learns that its session
+//!    ends) to every process we are responsible for, except who already had the stop signal
+//!    forwarded.
 //! 2. The /proc scan is repeated until a scan finds nobody new (a process forked while the
 //!    previous scan was being signalled), again on every wake-up (at most every
 //!    [`RESCAN_MIN`]) and on a backing-off timer: a process forked later, or an orphan
