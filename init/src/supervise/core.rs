@@ -33,8 +33,12 @@ use crate::sys::{ExitStatus, RebootCmd};
 
 /// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
-/// Wake-ups rescan /proc during the stop at most this often.
+/// Wake-ups rescan /proc during the stop at most this often...
 pub const RESCAN_MIN: Duration = Duration::from_millis(10);
+/// ...and, on a crowded machine, at most every this much per process the last scan saw (a
+/// scan reads every process's stat: with thousands dying at once, each one's exit must not
+/// cost PID 1 a scan).
+pub const RESCAN_PER_PROCESS: Duration = Duration::from_micros(10);
 /// The re-sweep timer's first interval; it doubles up to [`RESWEEP_MAX`].
 pub const RESWEEP_FIRST: Duration = Duration::from_millis(50);
 pub const RESWEEP_MAX: Duration = Duration::from_secs(1);
@@ -130,6 +134,8 @@ pub struct Stop {
     /// Scans in a row in this round.
     passes: u32,
     last_scan: Duration,
+    /// Processes the last scan saw.
+    last_scan_size: usize,
     /// A [`StopTimer::Rescan`] is armed.
     rescan_pending: bool,
     resweep: Duration,
@@ -380,6 +386,7 @@ impl Engine {
             signalled_all: false,
             passes: 0,
             last_scan: now,
+            last_scan_size: 0,
             rescan_pending: false,
             resweep: RESWEEP_FIRST,
             named: false,
@@ -431,10 +438,11 @@ impl Engine {
             }
             return a;
         };
-        let targets: Vec<&ProcInfo> = procs::stop_targets(all, me, pid1)
-            .into_iter()
-            .filter_map(|pid| all.iter().find(|p| p.pid == pid))
-            .filter(|p| p.alive())
+        stop.last_scan_size = all.len();
+        let ours: HashSet<i32> = procs::stop_targets(all, me, pid1).into_iter().collect();
+        let targets: Vec<&ProcInfo> = all
+            .iter()
+            .filter(|p| p.alive() && ours.contains(&p.pid))
             .collect();
         match stop.stage {
             Stage::Term => {
@@ -509,14 +517,16 @@ impl Engine {
             return Vec::new();
         }
         let since = now.saturating_sub(stop.last_scan);
-        if since < RESCAN_MIN {
+        let size = u32::try_from(stop.last_scan_size).unwrap_or(u32::MAX);
+        let min = RESCAN_MIN.max(RESCAN_PER_PROCESS.saturating_mul(size));
+        if since < min {
             // Too soon: look once the interval is over (the wake-up may be an exit whose
             // orphans, or an exec that lost its SIGTERM, need a look).
             if stop.rescan_pending {
                 return Vec::new();
             }
             stop.rescan_pending = true;
-            return vec![Action::ArmTimer(StopTimer::Rescan, RESCAN_MIN - since)];
+            return vec![Action::ArmTimer(StopTimer::Rescan, min - since)];
         }
         stop.last_scan = now;
         stop.passes = 0;
@@ -973,6 +983,14 @@ mod tests {
         assert_eq!(
             e.on_wake(ms(25)),
             vec![Action::ArmTimer(StopTimer::Rescan, ms(5))]
+        );
+        // After a scan of 5,000 processes, wake-ups look at most every 50 ms.
+        e.on_timer(StopTimer::Rescan, ms(30));
+        let crowd: Vec<ProcInfo> = (1..=5000).map(|p| proc_(p, 0)).collect();
+        e.on_scan(Some(&crowd));
+        assert_eq!(
+            e.on_wake(ms(40)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(40))]
         );
         let mut intervals = Vec::new();
         for i in 0..8 {

@@ -115,14 +115,13 @@ pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
             .map(|p| p.pid)
             .collect();
     }
-    let mut ours = vec![me];
+    let mut ours = std::collections::HashSet::from([me]);
     let mut out = Vec::new();
     // Parents may appear after their children in /proc order: iterate to a fixed point.
     loop {
         let before = out.len();
         for p in all {
-            if ours.contains(&p.ppid) && !ours.contains(&p.pid) {
-                ours.push(p.pid);
+            if ours.contains(&p.ppid) && ours.insert(p.pid) {
                 out.push(p.pid);
             }
         }
