@@ -365,6 +365,9 @@ def sec_sizes(bindir):
 
 
 KIDS = "for i in $(seq 20); do sleep 1000 & done; wait"
+# The same, and the command's SIGTERM handler forks one more process as it exits: a process
+# forked during the stop, after any sweep of /proc began (issue 10's `smctl poweroff; sleep`).
+KIDS_FORK = "trap 'sleep 1000 & exit 0' TERM; for i in $(seq 20); do sleep 1000 & done; wait"
 
 
 def shutdown_once(argv, unshare=None):
@@ -393,11 +396,11 @@ def shutdown_once(argv, unshare=None):
         kill_tree(p, p1)
 
 
-def sec_shutdown(inits, bb, n):
+def sec_shutdown(inits, bb, n, kids=KIDS):
     variants = {}
     for k in ("smss", "tini", "dumb-init", "catatonit"):
         if k in inits:
-            variants[k] = (inits[k] + ["/bin/sh", "-c", KIDS], None)
+            variants[k] = (inits[k] + ["/bin/sh", "-c", kids], None)
     if bb:
         variants["busybox init"] = (BusyboxRoot.argv, bb.unshare())
     res = {k: [] for k in variants}
@@ -612,6 +615,16 @@ def table(R, quick):
                      f"reboot(2). Exit statuses (unshare's): {rcs}.")
     else:
         row("shutdown", {c: cell_err(sd) for c in cols})
+    sf = R.get("shutdown_fork")
+    if isinstance(sf, dict):
+        vals = {k: cell_err(v["error"]) if v.get("error") else fmt(v["ms"], 1)
+                for k, v in sf.items()}
+        sm = sf.get("smss", {}).get("ms")
+        row("shutdown: the same, the command's TERM handler forks once more, ms (median)", vals,
+            "", "the late process gets SIGTERM (< 100 ms)",
+            "" if sm is None else ("PASS" if sm < 100 else "FAIL"))
+    elif sf is not None:
+        row("shutdown with a fork", {c: cell_err(sf) for c in cols})
 
     # 5
     rp = R.get("reap")
@@ -684,7 +697,8 @@ def main():
     ap.add_argument("--bin-dir")
     ap.add_argument("--from-json", help="print the table of an earlier run's results.json")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="startup,memory,sizes,shutdown,reap,boot,sessions")
+    ap.add_argument("--only",
+                    default="startup,memory,sizes,shutdown,shutdown_fork,reap,boot,sessions")
     ap.add_argument("--json", default=os.path.join(WORK, "results.json"))
     a = ap.parse_args()
     sys.path.insert(0, HERE)
@@ -729,6 +743,7 @@ def main():
     run("startup", sec_startup, inits, 60 if q else 200)
     run("memory", sec_memory, inits, bb_idle, 3 if q else 5)
     run("shutdown", sec_shutdown, inits, bb_kids, 2 if q else 5)
+    run("shutdown_fork", sec_shutdown, inits, None, 2 if q else 5, KIDS_FORK)
     R["reap_n"] = 10000
     run("reap", sec_reap, inits, R["reap_n"], 1 if q else 3)
     if not q:

@@ -18,13 +18,17 @@ fuzz_target!(|data: &[u8]| {
     let name: Vec<u8> = data.iter().copied().filter(|&b| b != 0).collect();
     let mut line = b"42 (".to_vec();
     line.extend_from_slice(&name);
-    line.extend_from_slice(b") S 1 7 9 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0\n");
+    line.extend_from_slice(b") S 1 7 9 34816 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0\n");
     let p = parse_stat(&line).expect("a well-formed stat line parses");
     assert_eq!(
         (p.pid, p.state, p.ppid, p.pgid, p.session, p.kernel_thread),
         (42, 'S', 1, 7, 9, false)
     );
-    assert_eq!(p.start_time, 12345);
+    // The stop keys processes by start time and name, and HUPs those with a terminal.
+    assert_eq!((p.tty_nr, p.start_time), (34816, 777));
+    let n = name.len().min(16);
+    assert_eq!(&p.comm[..n], &name[..n]);
+    assert!(p.comm[n..].iter().all(|&b| b == 0));
 
     let paths = proc_table_paths(data, 0, 1);
     assert!(paths.iter().all(|p| !p.as_os_str().is_empty()));

@@ -6,6 +6,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,7 +41,8 @@ const IDLE_SUBREAPER: &str = "not PID 1 and no command: running as a subreaper \
 struct Args {
     config: Option<PathBuf>,
     forward_to_group: bool,
-    command: Option<Vec<String>>,
+    /// Bytes, exactly as given: a container's command need not be UTF-8.
+    command: Option<Vec<OsString>>,
     /// Words we did not understand. The kernel hands init every unknown word of its command
     /// line (`single`, `splash`...), so as the machine's init these are ignored, not fatal.
     unknown: Vec<String>,
@@ -52,19 +55,22 @@ enum Action {
     Usage(String),
 }
 
-fn parse_args(argv: &[String]) -> Action {
+fn parse_args(argv: &[OsString]) -> Action {
     let mut args = Args::default();
-    if argv.first().map(String::as_str) == Some("check") {
+    let word = |i: usize| argv.get(i).and_then(|a| a.to_str());
+    if word(0) == Some("check") {
         return match argv.len() {
             1 => Action::Check(None),
-            2 if !argv[1].starts_with('-') => Action::Check(Some(PathBuf::from(&argv[1]))),
+            2 if !argv[1].as_bytes().starts_with(b"-") => {
+                Action::Check(Some(PathBuf::from(&argv[1])))
+            }
             _ => Action::Usage("check takes at most one PATH".into()),
         };
     }
     let mut i = 0;
     while i < argv.len() {
-        let a = argv[i].as_str();
-        match a {
+        let a = argv[i].as_os_str();
+        match a.to_str().unwrap_or("") {
             "--" => {
                 let cmd = argv[i + 1..].to_vec();
                 if cmd.is_empty() {
@@ -85,9 +91,9 @@ fn parse_args(argv: &[String]) -> Action {
                 }
                 None => return Action::Usage("--config needs a PATH".into()),
             },
-            _ => match a.strip_prefix("--config=") {
-                Some(p) => args.config = Some(PathBuf::from(p)),
-                None => args.unknown.push(a.to_string()),
+            _ => match a.as_bytes().strip_prefix(b"--config=") {
+                Some(p) => args.config = Some(PathBuf::from(OsStr::from_bytes(p))),
+                None => args.unknown.push(a.to_string_lossy().into_owned()),
             },
         }
         i += 1;
@@ -96,11 +102,11 @@ fn parse_args(argv: &[String]) -> Action {
 }
 
 /// `--config PATH` / `--config=PATH` out of an argv that otherwise did not parse.
-fn machine_config_arg(argv: &[String]) -> Option<PathBuf> {
+fn machine_config_arg(argv: &[OsString]) -> Option<PathBuf> {
     argv.iter()
         .enumerate()
-        .find_map(|(i, a)| match a.strip_prefix("--config=") {
-            Some(p) => Some(PathBuf::from(p)),
+        .find_map(|(i, a)| match a.as_bytes().strip_prefix(b"--config=") {
+            Some(p) => Some(PathBuf::from(OsStr::from_bytes(p))),
             None if a == "--config" || a == "-c" => argv.get(i + 1).map(PathBuf::from),
             None => None,
         })
@@ -129,30 +135,25 @@ fn kernel_cmdline(key: &str) -> Option<String> {
 #[no_mangle]
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: the C runtime passes argc valid NUL-terminated strings in argv.
-    let args = unsafe { smss::sys::c_args(argc, argv) };
+    let args = unsafe { smss::sys::c_args_os(argc, argv) };
     smss_main(args);
     0
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn smss_main(argv: Vec<String>) {
-    // Lossy, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
-    // As the machine's init every word comes from the kernel command line: nothing there may
-    // make PID 1 print help and exit (a kernel panic). Only --config is honoured.
-    let machine_init = sys::getpid() == 1 && std::env::var_os("container").is_none();
-    if !machine_init && argv.first().map(String::as_str) == Some("import-reg") {
-        std::process::exit(smss::import_reg::main(argv.get(1..).unwrap_or_default()));
+fn smss_main(argv: Vec<OsString>) {
+    // Bytes, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
+    let container_env = std::env::var_os("container").is_some();
+    let machine_init = sys::getpid() == 1 && !container_env;
+    if !machine_init && argv.first().is_some_and(|a| a == "import-reg") {
+        let rest: Vec<String> = argv
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(smss::import_reg::main(&rest));
     }
-    let action = parse_args(&argv);
-    let action = match action {
-        Action::Run(a) => Action::Run(a),
-        _ if machine_init => Action::Run(Args {
-            config: machine_config_arg(&argv),
-            unknown: argv.clone(),
-            ..Args::default()
-        }),
-        other => other,
-    };
+    let action = decide(&argv, sys::getpid(), container_env);
     if !matches!(action, Action::Run(_)) {
         // A tool now, not an init: a closed stdout (`smss check | head -1`) ends it quietly.
         sys::default_sigpipe();
@@ -170,6 +171,28 @@ fn smss_main(argv: Vec<String>) {
         }
     };
     std::process::exit(run(args))
+}
+
+/// What to do with `argv`. As the machine's init every word comes from the kernel command
+/// line: nothing there may make PID 1 print help and exit (a kernel panic), so a word we do
+/// not understand is ignored and only --config is honoured. But `--` never comes from the
+/// kernel (it keeps `--` to itself and passes on what follows): it says "a container command
+/// follows", so with it every usage error stands, also as PID 1 without `container=` (docker
+/// does not set it).
+fn decide(argv: &[OsString], pid: i32, container_env: bool) -> Action {
+    let machine_init = pid == 1 && !container_env && !argv.iter().any(|a| a == "--");
+    match parse_args(argv) {
+        Action::Run(a) => Action::Run(a),
+        _ if machine_init => Action::Run(Args {
+            config: machine_config_arg(argv),
+            unknown: argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            ..Args::default()
+        }),
+        other => other,
+    }
 }
 
 /// `smss check`: 0 valid, 1 invalid (every problem listed), 2 usage.
@@ -401,8 +424,8 @@ fn session_binary() -> PathBuf {
 mod tests {
     use super::*;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn v(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
     }
 
     #[test]
@@ -427,11 +450,61 @@ mod tests {
         assert!(matches!(parse_args(&v(&["check"])), Action::Check(None)));
     }
 
+    /// `--` with nothing after it is a usage error in every mode, PID 1 without `container=`
+    /// included; without `--`, PID 1 of a machine never stops on a usage error.
+    #[test]
+    fn empty_double_dash_is_a_usage_error_in_every_mode() {
+        for argv in [v(&["--"]), v(&["-g", "--"]), v(&["--config", "/x", "--"])] {
+            for (pid, container) in [(1, false), (1, true), (42, false)] {
+                assert!(
+                    matches!(decide(&argv, pid, container), Action::Usage(_)),
+                    "{argv:?} pid {pid} container {container}"
+                );
+            }
+        }
+        assert!(matches!(
+            decide(&v(&["--config"]), 1, false),
+            Action::Run(_)
+        ));
+        assert!(matches!(decide(&v(&["--help"]), 1, false), Action::Run(_)));
+        assert!(matches!(decide(&v(&["--help"]), 1, true), Action::Print(_)));
+        assert!(matches!(
+            decide(&v(&["--config"]), 7, false),
+            Action::Usage(_)
+        ));
+    }
+
     #[test]
     fn kernel_words_are_collected_not_fatal() {
         let Action::Run(a) = parse_args(&v(&["single", "splash"])) else {
             panic!("not run");
         };
-        assert_eq!(a.unknown, v(&["single", "splash"]));
+        assert_eq!(a.unknown, vec!["single", "splash"]);
+    }
+
+    /// The command and the --config path are bytes, exactly as given.
+    #[test]
+    fn arguments_are_bytes() {
+        let raw = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+        let argv = vec![
+            raw(b"--config=/c\xff.toml"),
+            raw(b"--"),
+            raw(b"prog\xfe"),
+            raw(b"a\xffb"),
+        ];
+        let Action::Run(a) = parse_args(&argv) else {
+            panic!("not run");
+        };
+        assert_eq!(a.config, Some(PathBuf::from(raw(b"/c\xff.toml"))));
+        assert_eq!(a.command, Some(argv[2..].to_vec()));
+        let argv = vec![raw(b"-c"), raw(b"/d\xfe"), raw(b"\xff")];
+        assert_eq!(
+            machine_config_arg(&argv),
+            Some(PathBuf::from(raw(b"/d\xfe")))
+        );
+        let Action::Run(a) = parse_args(&argv) else {
+            panic!("not run");
+        };
+        assert_eq!(a.unknown, vec!["\u{fffd}"]);
     }
 }

@@ -337,3 +337,286 @@ fn a_log_file_on_stderr_keeps_every_line_of_smss_and_its_children() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A script file in a fresh temp dir (nested quoting of shell traps is unreadable inline).
+fn script(name: &str, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("smss-engine-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A child that handles both SIGINT and SIGTERM, and exits 0 on SIGTERM.
+const INT_THEN_TERM: &str = "#!/bin/bash
+trap 'echo got INT' INT
+trap 'echo got TERM; exit 0' TERM
+echo ready
+while :; do sleep 0.05 & wait $!; done
+";
+
+/// Issue 10 defect 1: Ctrl-C then `podman stop`. Both signals reach the child, and the
+/// container ends with the child's own 0, not a SIGKILL (137) smss decided on by itself.
+#[test]
+fn sigint_then_sigterm_gives_the_childs_own_status() {
+    require_unshare!();
+    let s = script("int-term", INT_THEN_TERM);
+    let ns = Ns::start(&["--", s.to_str().unwrap()], &[]);
+    ns.expect_line("ready", TIMEOUT);
+    ns.signal(libc::SIGINT);
+    ns.expect_line("got INT", TIMEOUT);
+    ns.signal(libc::SIGTERM);
+    ns.expect_line("got TERM", TIMEOUT);
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
+/// The same as a subreaper (not PID 1), and a repeated SIGTERM is forwarded, not escalated.
+#[test]
+fn subreaper_forwards_repeated_stop_signals_without_escalating() {
+    let s = script(
+        "term-term",
+        "#!/bin/bash
+n=0
+trap 'n=$((n+1)); echo got TERM $n; [ $n = 2 ] && exit 0' TERM
+trap 'echo got INT' INT
+echo ready
+while :; do sleep 0.05 & wait $!; done
+",
+    );
+    let mut c = std::process::Command::new(common::smss());
+    c.args(["--", s.to_str().unwrap()]).env_remove("SMSS_LOG");
+    let ns = Ns::spawn(c);
+    ns.expect_line("ready", TIMEOUT);
+    ns.signal_direct(libc::SIGINT);
+    ns.expect_line("got INT", TIMEOUT);
+    ns.signal_direct(libc::SIGTERM);
+    ns.expect_line("got TERM 1", TIMEOUT);
+    ns.signal_direct(libc::SIGTERM);
+    ns.expect_line("got TERM 2", TIMEOUT);
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
+/// Issue 10 defect 2: a process forked after the stop's sweep (here by a SIGTERM handler,
+/// and orphaned when its parent exits) still gets SIGTERM, instead of waiting out the grace
+/// period for SIGKILL.
+#[test]
+fn a_process_forked_during_the_stop_gets_sigterm() {
+    require_unshare!();
+    let late = script(
+        "late",
+        "#!/bin/bash
+trap 'echo late got TERM; exit 0' TERM
+echo late up
+while :; do sleep 0.05 & wait $!; done
+",
+    );
+    let forker = script(
+        "forker",
+        &format!(
+            "#!/bin/bash
+trap '{} & sleep 0.3; exit 0' TERM
+echo forker up
+echo up > $1
+while :; do sleep 0.05 & wait $!; done
+",
+            late.display()
+        ),
+    );
+    let cfg = config("late", "[shutdown]\ngrace-period = \"25s\"\n");
+    // The initial command exits once the forker's trap is set (a fifo says so).
+    let main = format!(
+        "f=$(mktemp -u); mkfifo $f; {} $f & read -r _ < $f; rm -f $f; exit 4",
+        forker.display()
+    );
+    let ns = Ns::start(
+        &["--config", cfg.to_str().unwrap(), "--", "bash", "-c", &main],
+        &[],
+    );
+    ns.expect_line("forker up", TIMEOUT);
+    ns.expect_line("late up", TIMEOUT);
+    ns.expect_line("late got TERM", Duration::from_secs(15));
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 4, "{o:?}");
+}
+
+/// Python: fork a child that takes the terminal at $TTY as its controlling terminal, ignores
+/// SIGTERM (an interactive shell does) and says so on SIGHUP; exit once it is set up.
+const TTY_HOLDER: &str = r#"
+import os, signal, sys
+r, w = os.pipe()
+if os.fork() == 0:
+    os.close(r)
+    os.setsid()
+    os.open(os.environ["TTY"], os.O_RDWR)  # a session leader's first tty: its controlling one
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    def hup(*_):
+        os.write(1, b"holder got HUP\n")
+        os._exit(0)
+    signal.signal(signal.SIGHUP, hup)
+    os.write(w, b"x")
+    while True:
+        signal.pause()
+os.close(w)
+os.read(r, 1)
+print("holder ready", flush=True)
+"#;
+
+/// Issue 10 defect 3: at the stop, a process with a controlling terminal also gets SIGHUP,
+/// so an interactive shell (which ignores SIGTERM) ends at once, not after the grace period.
+#[test]
+fn processes_with_a_terminal_get_sighup_at_the_stop() {
+    require_unshare!();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let tty = nix::unistd::ttyname(&pty.slave).expect("ttyname");
+    drop(pty.slave);
+    let cfg = config("hup", "[shutdown]\ngrace-period = \"25s\"\n");
+    let ns = Ns::start(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--",
+            "python3",
+            "-c",
+            TTY_HOLDER,
+        ],
+        &[("TTY", tty.to_str().unwrap())],
+    );
+    ns.expect_line("holder ready", TIMEOUT);
+    ns.expect_line("holder got HUP", Duration::from_secs(15));
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 0, "{o:?}");
+    drop(pty.master);
+}
+
+/// Issue 10 defect 3: when the grace period runs out, the log names each survivor.
+#[test]
+fn survivors_of_the_grace_period_are_named_before_sigkill() {
+    require_unshare!();
+    let stubborn = script(
+        "stubborn",
+        "#!/bin/bash
+trap '' TERM
+echo stubborn up
+while :; do sleep 0.05; done
+",
+    );
+    let cfg = config("survivors", "[shutdown]\ngrace-period = \"1s\"\n");
+    let main = format!("{} & sleep 0.3; exit 3", stubborn.display());
+    let o = run(
+        &["--config", cfg.to_str().unwrap(), "--", "bash", "-c", &main],
+        &[("SMSS_LOG", "info")],
+    );
+    assert_eq!(o.code, 3, "{o:?}");
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("still running") && l.contains("(stubborn)"))
+        .unwrap_or_else(|| panic!("no survivor named: {o:?}"));
+    assert!(line.contains("pid "), "{line}");
+}
+
+/// Issue 10 defect 4: the initial command gets the environment smss was given, PATH
+/// included (an image's `ENV PATH=/opt/venv/bin:$PATH`).
+#[test]
+fn the_inherited_path_reaches_the_initial_command() {
+    let dir = script("mytool", "#!/bin/sh\necho \"tool ran with $PATH\"\n");
+    let bin = dir.parent().unwrap().to_str().unwrap().to_string();
+    let path = format!("{bin}:/usr/bin:/bin");
+    // As a subreaper.
+    let o = std::process::Command::new("timeout")
+        .args(["30", common::smss(), "--", "mytool"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("tool ran with {path}\n")
+    );
+    // As a container's PID 1.
+    let o = run(&["--", "mytool"], &[("PATH", &path)]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout, format!("tool ran with {path}\n"));
+}
+
+/// Issue 10 defect 5: `--` with nothing after it is a usage error, also as PID 1 without
+/// `container=` (docker does not set it), and with `-g --`.
+#[test]
+fn empty_double_dash_as_pid1_is_a_usage_error() {
+    require_unshare!();
+    for args in [
+        &["--"][..],
+        &["-g", "--"][..],
+        &["--config", "/nonexistent", "--"][..],
+    ] {
+        let o = Ns::start(args, &[]).wait(Duration::from_secs(20));
+        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+        assert!(o.stderr.contains("usage"), "{args:?}: {o:?}");
+    }
+}
+
+/// Issue 12 item 9: the command after `--`, its program path, the environment and the
+/// --config path are bytes, not UTF-8: they reach the child (and the file system) exactly.
+#[test]
+fn non_utf8_arguments_environment_and_paths_pass_through_byte_exact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("smss-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let arg = OsStr::from_bytes(b"a\xffb\xfe%PATH%");
+    // An argument byte-exact (and no %VAR% expansion: `--` is tini's interface).
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .args(["--", "printf", "%s"])
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(o.stdout, arg.as_bytes());
+    // A program whose path has such bytes runs.
+    let prog = dir.join(OsStr::from_bytes(b"prog\xff"));
+    std::fs::write(&prog, "#!/bin/sh\necho prog ran\n").unwrap();
+    std::fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .arg("--")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(o.stdout, b"prog ran\n");
+    // Two names that differ only in invalid bytes stay two variables, values exact.
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .args(["--", "env"])
+        .env(OsStr::from_bytes(b"V\xff"), OsStr::from_bytes(b"one\xfe"))
+        .env(OsStr::from_bytes(b"V\xfe"), "two")
+        .env("PLAIN", OsStr::from_bytes(b"x\xffy"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
+    for want in [&b"V\xff=one\xfe"[..], b"V\xfe=two", b"PLAIN=x\xffy"] {
+        assert!(lines.contains(&want), "{want:?} missing in {:?}", o.stdout);
+    }
+    // A --config path with such bytes is found.
+    let cfg = dir.join(OsStr::from_bytes(b"conf\xff.toml"));
+    std::fs::write(&cfg, "[shutdown]\ngrace-period = \"2s\"\n").unwrap();
+    let o = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(common::smss())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1168,3 +1168,54 @@ fn a_subsystem_started_later_in_a_session_without_a_cgroup_cannot_escape_it() {
     );
     s.assert_serving();
 }
+
+/// Issue 10 defect 3: at a session's end its processes with a controlling terminal also get
+/// SIGHUP, so a login shell (which ignores SIGTERM) ends at once, not after the grace period.
+#[test]
+fn a_session_process_with_a_terminal_gets_sighup_at_the_end() {
+    require_unshare!();
+    let s = start(
+        "hup",
+        "[shutdown]\ngrace-period = \"30s\"\n",
+        Opts::default(),
+    );
+    let term = pty();
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    let out = s.dir.join("hup");
+    // The session leader (smss-session starts it in a session of its own) takes the terminal
+    // as its controlling one by opening it, ignores SIGTERM like an interactive shell, and
+    // notes a SIGHUP.
+    let script = format!(
+        "import os, signal\n\
+         os.open({tty}, os.O_RDWR)\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         def hup(*_):\n    open({out}, 'w').write('HUP')\n    os._exit(0)\n\
+         signal.signal(signal.SIGHUP, hup)\n\
+         open({fifo}, 'w').write('ready')\n\
+         while True:\n    signal.pause()\n",
+        tty = q(&term.path),
+        out = q(&out.display().to_string()),
+        fifo = q(&fifo.display().to_string()),
+    );
+    let v = s.ok(
+        "CreateSession",
+        json!({"command": ["python3", "-c", script]}),
+    );
+    let id = v["id"].as_u64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "ready");
+    let t = Instant::now();
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "waited for the grace period: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "HUP");
+    drop(term);
+}

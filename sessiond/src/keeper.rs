@@ -150,6 +150,10 @@ fn signal_tree(sig: i32) {
     };
     for p in procs::descendants(&all, &[me]) {
         procs::signal_exact(p.pid, p.start_time, sig);
+        // A login shell ignores SIGTERM; its terminal hanging up is what ends it.
+        if sig == libc::SIGTERM && p.tty_nr != 0 {
+            procs::signal_exact(p.pid, p.start_time, libc::SIGHUP);
+        }
     }
 }
 

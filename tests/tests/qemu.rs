@@ -217,6 +217,26 @@ fn demo_machine_boots_serves_sessions_and_powers_off() {
         "bugcheck during the run:\n{}",
         vm::tail(&transcript, 6000)
     );
+    // Typed in the logged-in root shell (which ignores SIGTERM): the SIGHUP to processes with
+    // a terminal ends it at once, so the stop does not wait out the 10 s grace period.
+    let gone_us: u64 = transcript
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("all processes gone ").nth(1)?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no \"all processes gone\" after smctl poweroff:\n{}",
+                vm::tail(&transcript, 6000)
+            )
+        });
+    eprintln!("STOP: smctl poweroff from the login shell -> all processes gone in {gone_us} us");
+    assert!(
+        gone_us < 1_000_000,
+        "the stop took {gone_us} us (the login shell waited for the grace period?):\n{}",
+        vm::tail(&transcript, 6000)
+    );
     let renamed = must(vm::debugfs_cat(&m.disk, "/lib/smss/demo/renamed"));
     assert_eq!(
         renamed.trim(),

@@ -109,7 +109,7 @@ fn writes_state(p: &Phase) -> bool {
 impl Supervisor {
     /// Run phases until one has to wait, the plan ends, or a bugcheck stops the boot.
     pub(crate) fn boot_continue(&mut self) {
-        while !self.boot.done && self.boot.wait == Wait::Nothing && self.stop.is_none() {
+        while !self.boot.done && self.boot.wait == Wait::Nothing && !self.stopping() {
             let Some(phase) = self.boot.phases.get(self.boot.index).cloned() else {
                 self.boot.done = true;
                 log::info!("boot complete in {} us", self.uptime_us());
@@ -212,7 +212,11 @@ impl Supervisor {
                 Step::Done
             }
             Phase::Environment { vars } => {
+                let inherited_path = self.env.get("PATH").is_some();
                 for (name, value) in vars {
+                    if is_builtin_default(name, value, inherited_path) {
+                        continue;
+                    }
                     // Past execve's limits: left out and logged, never a huge allocation.
                     if let Err(e) = self.env.apply(name, value) {
                         self.problem(format!("environment variable {name} left out: {e}"));
@@ -512,29 +516,44 @@ impl Supervisor {
 
     /// The session-0 initial command: `smss -- CMD` wins over the configured one.
     fn start_initial(&mut self, configured: Option<&CommandSpec>) -> Step {
-        let (spec, from_cli) = match (&self.command, configured) {
-            (Some(argv), _) => (CommandSpec::new(argv.clone()), true),
-            (None, Some(c)) => (c.clone(), false),
+        let (result, name, from_cli) = match (self.command.clone(), configured) {
+            // `smss -- CMD`: bytes as given, no %VAR% expansion (tini's interface).
+            (Some(argv), _) => {
+                let name = argv
+                    .first()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (self.spawn_cli_command(&argv, &name), name, true)
+            }
+            (None, Some(spec)) => {
+                let name = spec.program().to_string();
+                let critical = spec.is_critical(true);
+                let r = self.spawn_command(
+                    spec,
+                    &name,
+                    Role::InitialCommand,
+                    critical,
+                    Detach::Session,
+                    &[],
+                );
+                (r, name, false)
+            }
             (None, None) => return Step::Skipped("skipped: no initial command"),
         };
-        let critical = from_cli || spec.is_critical(true);
-        let detach = if from_cli {
-            Detach::ProcessGroup
-        } else {
-            Detach::Session
-        };
-        let name = spec.program().to_string();
-        match self.spawn_command(&spec, &name, Role::InitialCommand, critical, detach, &[]) {
+        match result {
             Ok(pid) => {
-                self.initial_pid = Some(pid);
+                self.engine.initial_started(pid);
                 log::info!("initial command {name} started (pid {pid})");
                 Step::Done
             }
             Err(e) if from_cli => {
                 // Like a shell: 127 not found, 126 not executable; the container ends here.
                 log::error!("{e}");
-                self.initial_status = Some(ExitStatus::Exited(e.exit_code()));
-                self.begin_stop(super::stop::Goal::Exit);
+                let now = self.now();
+                let a = self
+                    .engine
+                    .initial_failed(e.exit_code(), now, crate::sys::has_children());
+                self.execute(a);
                 Step::Done
             }
             Err(e) => {
@@ -542,6 +561,31 @@ impl Supervisor {
                 Step::Fatal(name)
             }
         }
+    }
+
+    /// `smss -- CMD`: its own process group (the terminal's foreground), critical.
+    fn spawn_cli_command(
+        &mut self,
+        argv: &[std::ffi::OsString],
+        name: &str,
+    ) -> Result<i32, crate::sys::process::SpawnError> {
+        use crate::sys::process::{self, SpawnError};
+        let Some(first) = argv.first() else {
+            return Err(SpawnError::NotFound(name.to_string()));
+        };
+        let path = self.env.get("PATH").map(std::ffi::OsStr::new);
+        let program = process::resolve_program_os(first, path)
+            .ok_or_else(|| SpawnError::NotFound(name.to_string()))?;
+        let env = self.env.clone();
+        self.spawn_os(
+            program,
+            argv,
+            &env,
+            name,
+            Role::InitialCommand,
+            true,
+            Detach::ProcessGroup,
+        )
     }
 
     /// The reaper saw `pid` exit: resume the boot if it was waiting for it. True when the
@@ -667,4 +711,26 @@ fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, 
 /// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
 fn parent_of(pid: i32) -> Option<i32> {
     super::procs::read(pid).map(|p| p.ppid)
+}
+
+/// The built-in `PATH` applies only where nothing was inherited (a machine's PID 1 started by
+/// the kernel gets none): a container's or a caller's own `PATH` reaches the initial command
+/// unchanged. A configuration file's own `PATH` applies, unless it is the built-in value
+/// itself (which cannot be told apart from the default).
+pub(crate) fn is_builtin_default(name: &str, value: &str, inherited_path: bool) -> bool {
+    inherited_path && name == "PATH" && value == smss_config::DEFAULT_PATH
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_path_applies_only_where_none_was_inherited() {
+        let d = smss_config::DEFAULT_PATH;
+        assert!(is_builtin_default("PATH", d, true));
+        assert!(!is_builtin_default("PATH", d, false));
+        assert!(!is_builtin_default("PATH", "/opt/bin", true));
+        assert!(!is_builtin_default("HOME", d, true));
+    }
 }

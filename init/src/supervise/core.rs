@@ -1,495 +1,1031 @@
+//! The engine's decisions about signals, the initial command's end and the stop, without
+//! doing any of it: events go in (a signal, an exit, a /proc scan, a timer, "no children
+//! left"), [`Action`]s come out (signal a pid or group, scan /proc, arm a timer, exit, take the
+//! machine down). The supervisor is the executor: it is the only side that touches `sys`.
+//!
+//! Time is an input (`now`, since any fixed origin), so every decision is deterministic and
+//! unit- and property-tested below.
+//!
+//! The stop:
+//! 1. SIGTERM (and SIGCONT when stopped; SIGHUP as well to a process with a controlling
+//!    terminal, which is how an interactive shell that ignores SIGTERM learns that its session
+//!    ends) to every process we are responsible for, except who already had the stop signal
+//!    forwarded.
+//! 2. The /proc scan is repeated until a scan finds nobody new (a process forked while the
+//!    previous scan was being signalled), again on every wake-up (at most every
+//!    [`RESCAN_MIN`]) and on a backing-off timer: a process forked later, or an orphan
+//!    reparented to us, gets its SIGTERM too. Each process gets SIGTERM once per program
+//!    (keyed by pid, start time and name: a reused pid is a new process, and so is one that
+//!    exec'd after its SIGTERM, which a shell's child may have lost between fork and exec).
+//! 3. When nothing is left, the stop ends at once. When the grace period runs out, every
+//!    survivor is named (the executor logs pid and name), then SIGKILLed; as PID 1 also by
+//!    `kill(-1, SIGKILL)`, which the kernel makes atomic with fork.
+//! 4. After [`KILL_WAIT`] the stop ends regardless (processes stuck in the kernel).
 
-/// Random interleavings of signals, exits, forks (also while a scan is being signalled, and
-/// by a SIGTERM handler) and timers, against a simulated process table.
-#[cfg(test)]
-mod props {
-    use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::time::Duration;
 
-    use proptest::prelude::*;
+use smss_config::ForwardTo;
 
-    use super::*;
+use super::procs::{self, ProcInfo};
+use crate::mode::Mode;
+use crate::sys::{ExitStatus, RebootCmd};
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum OnTerm {
-        Exit(i32),
-        Ignore,
-        /// Forks a child (which exits on SIGTERM) from its handler, then exits.
-        ForkThenExit,
-        /// An interactive shell: ignores SIGTERM, ends on SIGHUP (has a terminal).
-        ShellOnTty,
-    }
+/// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Wake-ups rescan /proc during the stop at most this often...
+pub const RESCAN_MIN: Duration = Duration::from_millis(10);
+/// ...and, on a crowded machine, at most every this much per process the last scan saw (a
+/// scan reads every process's stat: with thousands dying at once, each one's exit must not
+/// cost PID 1 a scan).
+pub const RESCAN_PER_PROCESS: Duration = Duration::from_micros(10);
+/// The re-sweep timer's first interval; it doubles up to [`RESWEEP_MAX`].
+pub const RESWEEP_FIRST: Duration = Duration::from_millis(50);
+pub const RESWEEP_MAX: Duration = Duration::from_secs(1);
+/// Scans in a row while each still finds someone new (a fork bomb must not hold the loop;
+/// the next wake-up or the re-sweep timer goes on).
+pub const MAX_PASSES: u32 = 16;
 
-    #[derive(Debug, Clone)]
-    struct P {
-        ppid: i32,
-        pgid: i32,
-        start: u64,
-        on_term: OnTerm,
-        zombie: Option<ExitStatus>,
-        got_term: bool,
-        got_forwarded: bool,
-        killed_at: Option<Duration>,
-    }
+/// How a stop ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Container / subreaper: exit with the initial command's (or the crashed process's) status.
+    Exit,
+    /// System: swapoff, sync, unmount, reboot(2).
+    Machine(RebootCmd),
+}
 
-    #[derive(Debug, Clone)]
-    enum Op {
-        Signal(i32),
-        Control,
-        /// Fork from the n-th live process (modulo).
-        Fork(usize, OnTerm),
-        /// The same, right after the next scan read /proc.
-        ForkDuringScan(usize, OnTerm),
-        Exit(usize, i32),
-        Advance(u64),
-    }
+/// Who already had the stop signal forwarded and is left out of the SIGTERM sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spared {
+    Process(i32),
+    /// Every member of this process group.
+    Group(i32),
+}
 
-    fn on_term() -> impl Strategy<Value = OnTerm> {
-        prop_oneof![
-            (0..3i32).prop_map(OnTerm::Exit),
-            Just(OnTerm::Ignore),
-            Just(OnTerm::ForkThenExit),
-            Just(OnTerm::ShellOnTty),
-        ]
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Term,
+    Kill,
+}
 
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            prop_oneof![
-                Just(libc::SIGTERM),
-                Just(libc::SIGINT),
-                Just(libc::SIGUSR1),
-                Just(libc::SIGHUP),
-                Just(libc::SIGUSR2)
-            ]
-            .prop_map(Op::Signal),
-            Just(Op::Control),
-            (0..8usize, on_term()).prop_map(|(i, t)| Op::Fork(i, t)),
-            (0..8usize, on_term()).prop_map(|(i, t)| Op::ForkDuringScan(i, t)),
-            (0..8usize, 0..4i32).prop_map(|(i, c)| Op::Exit(i, c)),
-            (1..3000u64).prop_map(Op::Advance),
-        ]
-    }
+/// The stop's two timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopTimer {
+    /// The grace period (TERM -> KILL), then the KILL wait.
+    Deadline,
+    /// Look again for processes that have not had SIGTERM.
+    Resweep,
+    /// A wake-up came sooner than [`RESCAN_MIN`] after the last scan: look then.
+    Rescan,
+}
 
-    struct Sim {
-        e: Engine,
-        procs: BTreeMap<i32, P>,
-        next_pid: i32,
-        now: Duration,
-        timers: BTreeMap<u8, Duration>,
-        fork_on_scan: Vec<(usize, OnTerm)>,
-        /// The initial command's own end, as the process table saw it.
-        initial_status: Option<ExitStatus>,
-        /// (when, goal) of the end the engine chose.
-        ended: Option<Action>,
-        /// The stop's start and whether it was forced by a repeated control request.
-        forced: bool,
-        grace_ran_out: bool,
-        /// Every pid alive at some moment after the stop began (and when it was seen).
-        stranger: i32,
-    }
+/// Where a stop request came from: a repeated control request is the explicit force; a
+/// repeated signal is not in container and subreaper mode (it is forwarded, nothing more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Signal,
+    Control,
+}
 
-    impl Sim {
-        fn new(mode: Mode, forward_to: ForwardTo, initial: OnTerm) -> Sim {
-            let me = if mode == Mode::Subreaper { 50 } else { 1 };
-            let e = Engine::new(mode, me, GRACE, forward_to, mode != Mode::System);
-            let mut s = Sim {
-                e,
-                procs: BTreeMap::new(),
-                next_pid: 100,
-                now: Duration::ZERO,
-                timers: BTreeMap::new(),
-                fork_on_scan: Vec::new(),
-                initial_status: None,
-                ended: None,
-                forced: false,
-                grace_ran_out: false,
-                stranger: 7,
-            };
-            // A process that is not ours (as a subreaper): never to be signalled.
-            s.procs.insert(
-                7,
-                P {
-                    ppid: 0,
-                    pgid: 7,
-                    start: 7,
-                    on_term: OnTerm::Exit(0),
-                    zombie: None,
-                    got_term: false,
-                    got_forwarded: false,
-                    killed_at: None,
-                },
-            );
-            s.spawn(me, initial, None);
-            s.e.initial_started(100);
-            s
-        }
+/// What the executor does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// kill(pid, sig); a negative pid is a process group.
+    Signal {
+        pid: i32,
+        sig: i32,
+    },
+    /// kill(-1, sig): every process of the namespace but us (PID-1 modes only).
+    SignalAll(i32),
+    /// Read /proc and hand the result to [`Engine::on_scan`].
+    Scan,
+    /// (Re)arm a timer to fire after this long.
+    ArmTimer(StopTimer, Duration),
+    CancelTimer(StopTimer),
+    /// Log each of these pids with its name as a survivor of the grace period (before the
+    /// SIGKILL that follows).
+    Survivors(Vec<i32>),
+    Log(log::Level, String),
+    /// Container / subreaper: exit with this code.
+    Exit(i32),
+    /// System: take the machine down.
+    Machine(RebootCmd),
+}
 
-        fn me(&self) -> i32 {
-            self.e.me
-        }
+/// A stop under way.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub goal: Goal,
+    pub stage: Stage,
+    /// When it began (`now` of the event that began it).
+    pub began: Duration,
+    spared: Option<Spared>,
+    /// The stop signal to forward to the spared initial command once the first scan has
+    /// recorded who is spared: whoever a handler forks after the forwarding is not, and
+    /// gets its SIGTERM.
+    forward: Option<Action>,
+    /// (pid, start time, name) of every process that had SIGTERM. A process that execs
+    /// another program after its SIGTERM counts as new: a shell's child that took the
+    /// SIGTERM in the shell's inherited handler between fork and exec lost it at the exec.
+    signalled: HashSet<(i32, u64, [u8; 16])>,
+    /// Without /proc: kill(-1) was sent.
+    signalled_all: bool,
+    /// Scans in a row in this round.
+    passes: u32,
+    last_scan: Duration,
+    /// Processes the last scan saw.
+    last_scan_size: usize,
+    /// A [`StopTimer::Rescan`] is armed.
+    rescan_pending: bool,
+    resweep: Duration,
+    /// Survivors already named (the first scan of the KILL stage).
+    named: bool,
+    done: bool,
+}
 
-        fn spawn(&mut self, ppid: i32, on_term: OnTerm, pgid: Option<i32>) -> i32 {
-            let pid = self.next_pid;
-            self.next_pid += 1;
-            self.procs.insert(
-                pid,
-                P {
-                    ppid,
-                    pgid: pgid.unwrap_or(pid),
-                    start: pid as u64,
-                    on_term,
-                    zombie: None,
-                    got_term: false,
-                    got_forwarded: false,
-                    killed_at: None,
-                },
-            );
-            pid
-        }
+/// The decisions' state: the mode, the initial command and the stop.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub mode: Mode,
+    /// Our own pid.
+    pub me: i32,
+    pub grace: Duration,
+    pub forward_to: ForwardTo,
+    /// `smss -- CMD`: the command ending ends a container.
+    pub command_given: bool,
+    /// The initial command's pid while it runs.
+    pub initial: Option<i32>,
+    pub initial_status: Option<ExitStatus>,
+    /// Set by a bugcheck in container/subreaper mode: the status we exit with.
+    pub crash_status: Option<ExitStatus>,
+    pub stop: Option<Stop>,
+}
 
-        /// Ours and alive, in the engine's sense (not us, not strangers).
-        fn live(&self) -> Vec<i32> {
-            self.procs
-                .iter()
-                .filter(|(pid, p)| p.zombie.is_none() && **pid != self.stranger)
-                .map(|(pid, _)| *pid)
-                .collect()
-        }
-
-        fn fork_from(&mut self, n: usize, t: OnTerm) {
-            let live = self.live();
-            if live.is_empty() {
-                return;
-            }
-            let parent = live[n % live.len()];
-            let pgid = self.procs[&parent].pgid;
-            self.spawn(parent, t, Some(pgid));
-        }
-
-        fn exit(&mut self, pid: i32, status: ExitStatus) {
-            let me = self.me();
-            let Some(p) = self.procs.get_mut(&pid) else {
-                return;
-            };
-            if p.zombie.is_some() {
-                return;
-            }
-            p.zombie = Some(status);
-            if pid == 100 {
-                self.initial_status = Some(status);
-            }
-            for q in self.procs.values_mut() {
-                if q.ppid == pid {
-                    q.ppid = me;
-                }
-            }
-        }
-
-        fn deliver(&mut self, pid: i32, sig: i32, forwarded: bool) {
-            let Some(p) = self.procs.get_mut(&pid) else {
-                return;
-            };
-            if p.zombie.is_some() {
-                return;
-            }
-            assert_ne!(pid, self.stranger, "a stranger was signalled");
-            let t = p.on_term;
-            match sig {
-                libc::SIGKILL => {
-                    p.killed_at = Some(self.now);
-                    self.exit(pid, ExitStatus::Killed(libc::SIGKILL));
-                }
-                libc::SIGTERM | libc::SIGINT => {
-                    if sig == libc::SIGTERM {
-                        p.got_term = true;
-                    }
-                    if forwarded {
-                        p.got_forwarded = true;
-                    }
-                    match t {
-                        OnTerm::Exit(c) => self.exit(pid, ExitStatus::Exited(c)),
-                        OnTerm::ForkThenExit => {
-                            let pgid = p.pgid;
-                            self.spawn(pid, OnTerm::Exit(0), Some(pgid));
-                            self.exit(pid, ExitStatus::Exited(0));
-                        }
-                        OnTerm::Ignore | OnTerm::ShellOnTty => {}
-                    }
-                }
-                libc::SIGHUP if t == OnTerm::ShellOnTty => {
-                    self.exit(pid, ExitStatus::Killed(libc::SIGHUP))
-                }
-                _ => {}
-            }
-        }
-
-        fn snapshot(&self) -> Vec<ProcInfo> {
-            self.procs
-                .iter()
-                .map(|(&pid, p)| ProcInfo {
-                    pid,
-                    state: if p.zombie.is_some() { 'Z' } else { 'S' },
-                    ppid: p.ppid,
-                    pgid: p.pgid,
-                    session: p.pgid,
-                    tty_nr: if p.on_term == OnTerm::ShellOnTty { 34816 } else { 0 },
-                    start_time: p.start,
-                    kernel_thread: false,
-                })
-                .chain(std::iter::once(ProcInfo {
-                    pid: self.me(),
-                    state: 'S',
-                    ppid: if self.me() == 1 { 0 } else { 1 },
-                    pgid: self.me(),
-                    session: self.me(),
-                    tty_nr: 0,
-                    start_time: 1,
-                    kernel_thread: false,
-                }))
-                .collect()
-        }
-
-        fn execute(&mut self, actions: Vec<Action>) {
-            let mut queue: std::collections::VecDeque<Action> = actions.into();
-            while let Some(a) = queue.pop_front() {
-                assert!(self.ended.is_none(), "{a:?} after the end");
-                match a {
-                    Action::Signal { pid, sig } => {
-                        if sig == libc::SIGKILL && !self.forced {
-                            let began = self.e.stop.as_ref().map(|s| s.began);
-                            assert!(
-                                began.is_some_and(|b| self.now >= b + GRACE),
-                                "SIGKILL before the grace period ran out"
-                            );
-                        }
-                        let stopping_fwd = pid.abs() == 100 && !self.e.stop.as_ref().is_some_and(|s| s.stage == Stage::Kill);
-                        if pid < 0 {
-                            let members: Vec<i32> = self
-                                .procs
-                                .iter()
-                                .filter(|(_, p)| p.pgid == -pid)
-                                .map(|(q, _)| *q)
-                                .collect();
-                            for q in members {
-                                self.deliver(q, sig, true);
-                            }
-                        } else {
-                            self.deliver(pid, sig, stopping_fwd);
-                        }
-                    }
-                    Action::SignalAll(sig) => {
-                        assert!(self.e.mode.is_pid1(), "kill(-1) as a subreaper");
-                        let all: Vec<i32> = self.procs.keys().copied().collect();
-                        for q in all {
-                            self.deliver(q, sig, false);
-                        }
-                    }
-                    Action::Scan => {
-                        let snap = self.snapshot();
-                        for (n, t) in std::mem::take(&mut self.fork_on_scan) {
-                            self.fork_from(n, t);
-                        }
-                        queue.extend(self.e.on_scan(Some(&snap)));
-                    }
-                    Action::ArmTimer(t, d) => {
-                        self.timers.insert(t as u8, self.now + d);
-                    }
-                    Action::CancelTimer(t) => {
-                        self.timers.remove(&(t as u8));
-                    }
-                    Action::Survivors(_) | Action::Log(..) => {}
-                    Action::Exit(_) | Action::Machine(_) => {
-                        assert!(
-                            !(self.e.mode == Mode::System && matches!(a, Action::Exit(_))),
-                            "PID 1 of a machine exited"
-                        );
-                        self.ended = Some(a);
-                    }
-                }
-            }
-        }
-
-        fn has_children(&self) -> bool {
-            self.procs.values().any(|p| p.ppid == self.me())
-        }
-
-        /// The loop's tail after any event: reap, then look for newcomers.
-        fn settle(&mut self) {
-            loop {
-                let me = self.me();
-                let z = self
-                    .procs
-                    .iter()
-                    .find(|(_, p)| p.ppid == me && p.zombie.is_some())
-                    .map(|(pid, p)| (*pid, p.zombie));
-                let Some((pid, Some(status))) = z else { break };
-                self.procs.remove(&pid);
-                if self.ended.is_some() {
-                    continue;
-                }
-                let a = self.e.on_exit(pid, status, self.now, self.has_children());
-                self.execute(a);
-            }
-            if self.ended.is_none() && !self.has_children() {
-                let a = self.e.on_no_children(self.now);
-                self.execute(a);
-            }
-            if self.ended.is_none() {
-                let a = self.e.on_wake(self.now);
-                self.execute(a);
-            }
-            self.check_everyone_signalled();
-        }
-
-        /// Once a stop began, after each wake-up nobody alive of ours is without SIGTERM
-        /// (who had the forwarded stop signal instead counts as told).
-        fn check_everyone_signalled(&self) {
-            let Some(stop) = &self.e.stop else { return };
-            if stop.stage != Stage::Term || self.ended.is_some() {
-                return;
-            }
-            for pid in self.live() {
-                let p = &self.procs[&pid];
-                assert!(
-                    p.got_term || p.got_forwarded,
-                    "pid {pid} alive without SIGTERM at {:?}: {:?}",
-                    self.now,
-                    self.procs
-                );
-            }
-        }
-
-        fn op(&mut self, op: &Op) {
-            if self.ended.is_some() {
-                return;
-            }
-            // Time passes between events: wake-ups rescan.
-            self.advance(RESCAN_MIN);
-            if self.ended.is_some() {
-                return;
-            }
-            match *op {
-                Op::Signal(sig) => {
-                    let a = self.e.on_signal(sig, false, self.now, self.has_children());
-                    self.execute(a);
-                }
-                Op::Control => {
-                    let goal = match self.e.mode {
-                        Mode::System => Goal::Machine(RebootCmd::Poweroff),
-                        _ => Goal::Exit,
-                    };
-                    if self.e.stopping() {
-                        self.forced = true;
-                    }
-                    let a = self
-                        .e
-                        .request_stop(goal, Source::Control, self.now, self.has_children());
-                    self.execute(a);
-                }
-                Op::Fork(n, t) => self.fork_from(n, t),
-                Op::ForkDuringScan(n, t) => self.fork_on_scan.push((n, t)),
-                Op::Exit(n, c) => {
-                    let live = self.live();
-                    if !live.is_empty() {
-                        self.exit(live[n % live.len()], ExitStatus::Exited(c));
-                    }
-                }
-                Op::Advance(ms) => self.advance(Duration::from_millis(ms)),
-            }
-            if self.ended.is_none() {
-                self.settle();
-            }
-        }
-
-        /// Move the clock, firing due timers in order.
-        fn advance(&mut self, d: Duration) {
-            let until = self.now + d;
-            while self.ended.is_none() {
-                let next = self
-                    .timers
-                    .iter()
-                    .filter(|(_, at)| **at <= until)
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(t, at)| (*t, *at));
-                let Some((t, at)) = next else { break };
-                self.timers.remove(&t);
-                self.now = self.now.max(at);
-                let timer = if t == StopTimer::Deadline as u8 {
-                    if self.e.stop.as_ref().is_some_and(|s| s.stage == Stage::Term) {
-                        self.grace_ran_out = true;
-                    }
-                    StopTimer::Deadline
-                } else {
-                    StopTimer::Resweep
-                };
-                let a = self.e.on_timer(timer, self.now);
-                self.execute(a);
-                if self.ended.is_none() {
-                    self.settle();
-                }
-            }
-            self.now = self.now.max(until);
-        }
-    }
-
-    fn mode() -> impl Strategy<Value = Mode> {
-        prop_oneof![
-            Just(Mode::System),
-            Just(Mode::Container),
-            Just(Mode::Subreaper)
-        ]
-    }
-
-    fn forward_to() -> impl Strategy<Value = ForwardTo> {
-        prop_oneof![Just(ForwardTo::Process), Just(ForwardTo::ProcessGroup)]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
-
-        #[test]
-        fn interleavings_keep_the_invariants(
-            mode in mode(),
-            fwd in forward_to(),
-            initial in on_term(),
-            ops in proptest::collection::vec(op(), 0..40),
-        ) {
-            let mut sim = Sim::new(mode, fwd, initial);
-            for o in &ops {
-                sim.op(o);
-            }
-            // Then someone stops it, and time runs until the end.
-            if sim.ended.is_none() && !sim.e.stopping() {
-                sim.op(&Op::Signal(libc::SIGTERM));
-            }
-            if mode != Mode::System && sim.ended.is_none() && !sim.e.stopping() {
-                // A configured-less container ends with its command; end the command.
-                sim.op(&Op::Control);
-            }
-            for _ in 0..1000 {
-                if sim.ended.is_some() {
-                    break;
-                }
-                sim.op(&Op::Advance(1000));
-            }
-            let ended = sim.ended.clone();
-            prop_assert!(ended.is_some(), "never ended: {:?}", sim.procs);
-            // Every child is reaped, and nothing of ours is left.
-            prop_assert!(sim.live().is_empty(), "left: {:?}", sim.procs);
-            let me = sim.me();
-            prop_assert!(!sim.procs.values().any(|p| p.ppid == me), "unreaped: {:?}", sim.procs);
-            match mode {
-                Mode::System => prop_assert!(matches!(ended, Some(Action::Machine(_)))),
-                _ => {
-                    // The initial command's own status, whatever ended it; a SIGKILL only
-                    // when the grace period ran out (or on the explicit force).
-                    let own = sim.initial_status.map(ExitStatus::code);
-                    prop_assert_eq!(ended, Some(Action::Exit(own.unwrap_or(0))));
-                    if sim.initial_status == Some(ExitStatus::Killed(libc::SIGKILL)) {
-                        prop_assert!(sim.grace_ran_out || sim.forced);
-                    }
-                }
-            }
-        }
+/// What a signal means as the machine's init (busybox/sysvinit conventions; SIGINT is
+/// Ctrl-Alt-Del with RB_DISABLE_CAD).
+pub fn machine_signal(sig: i32) -> Option<RebootCmd> {
+    match sig {
+        libc::SIGINT | libc::SIGTERM => Some(RebootCmd::Reboot),
+        libc::SIGUSR1 => Some(RebootCmd::Halt),
+        libc::SIGUSR2 | libc::SIGPWR => Some(RebootCmd::Poweroff),
+        _ => None,
     }
 }
+
+/// The signals that stop a container (and are forwarded like every other).
+pub fn is_stop_signal(sig: i32) -> bool {
+    sig == libc::SIGTERM || sig == libc::SIGINT
+}
+
+/// The status a container/subreaper smss exits with: a crash's, else the initial command's
+/// own, else 0.
+pub fn exit_code(crash: Option<ExitStatus>, initial: Option<ExitStatus>) -> i32 {
+    crash.or(initial).map(ExitStatus::code).unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(
+        mode: Mode,
+        me: i32,
+        grace: Duration,
+        forward_to: ForwardTo,
+        command_given: bool,
+    ) -> Engine {
+        Engine {
+            mode,
+            me,
+            grace,
+            forward_to,
+            command_given,
+            initial: None,
+            initial_status: None,
+            crash_status: None,
+            stop: None,
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// A signal arrived. `from_self`: the kernel names us as its sender (a SIGPIPE our own
+    /// write raised), which is never forwarded.
+    pub fn on_signal(
+        &mut self,
+        sig: i32,
+        from_self: bool,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
+        let name = super::signal_name(sig);
+        if sig == libc::SIGCHLD || (from_self && sig == libc::SIGPIPE) {
+            return Vec::new();
+        }
+        match self.mode {
+            Mode::System => match machine_signal(sig) {
+                Some(cmd) => {
+                    let mut a = vec![Action::Log(
+                        log::Level::Info,
+                        format!("received {name}: {}", reboot_word(cmd)),
+                    )];
+                    a.extend(self.request_stop(
+                        Goal::Machine(cmd),
+                        Source::Signal,
+                        now,
+                        has_children,
+                    ));
+                    a
+                }
+                None => vec![Action::Log(log::Level::Debug, format!("ignoring {name}"))],
+            },
+            Mode::Container | Mode::Subreaper => {
+                if !is_stop_signal(sig) {
+                    return self.forward(sig);
+                }
+                if self.stopping() {
+                    let mut a = self.forward(sig);
+                    a.push(Action::Log(
+                        log::Level::Info,
+                        format!("received {name}: forwarded; the stop goes on"),
+                    ));
+                    return a;
+                }
+                let mut a = vec![Action::Log(
+                    log::Level::Info,
+                    format!("received {name}: stopping"),
+                )];
+                // The initial command has the signal forwarded: the sweep must not send it a
+                // second SIGTERM (to many programs a second one means "force quit"). The
+                // forwarding waits for the first scan, which records who is spared.
+                let spared = self.initial.map(|p| match self.forward_to {
+                    ForwardTo::Process => Spared::Process(p),
+                    ForwardTo::ProcessGroup => Spared::Group(p),
+                });
+                let forward = self.forward(sig);
+                a.extend(self.begin_stop(Goal::Exit, spared, now, has_children));
+                match self.stop.as_mut() {
+                    Some(stop) if !stop.done && spared.is_some() => {
+                        stop.forward = forward.into_iter().next();
+                        a
+                    }
+                    _ => forward.into_iter().chain(a).collect(),
+                }
+            }
+        }
+    }
+
+    /// Pass `sig` to the initial command (or its process group).
+    fn forward(&self, sig: i32) -> Vec<Action> {
+        match self.initial {
+            Some(pid) => vec![Action::Signal {
+                pid: match self.forward_to {
+                    ForwardTo::Process => pid,
+                    ForwardTo::ProcessGroup => -pid,
+                },
+                sig,
+            }],
+            None => vec![Action::Log(
+                log::Level::Debug,
+                format!(
+                    "no initial command to forward {} to",
+                    super::signal_name(sig)
+                ),
+            )],
+        }
+    }
+
+    /// A stop asked for from outside. Repeated while processes are still given their grace
+    /// period, it is the explicit force (SIGKILL now) when it comes over the control socket,
+    /// or as a signal to the machine's init; a repeated signal in container and subreaper
+    /// mode was forwarded and does nothing more.
+    pub fn request_stop(
+        &mut self,
+        goal: Goal,
+        source: Source,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
+        if self.stopping() {
+            if source == Source::Control || self.mode == Mode::System {
+                let mut a = vec![Action::Log(
+                    log::Level::Info,
+                    "second stop request: killing the remaining processes now".into(),
+                )];
+                a.extend(self.escalate(now));
+                return a;
+            }
+            return Vec::new();
+        }
+        self.begin_stop(goal, None, now, has_children)
+    }
+
+    /// The initial command started.
+    pub fn initial_started(&mut self, pid: i32) {
+        self.initial = Some(pid);
+    }
+
+    /// `smss -- CMD` could not start CMD (126/127, like a shell): the container ends here.
+    pub fn initial_failed(&mut self, code: i32, now: Duration, has_children: bool) -> Vec<Action> {
+        self.initial_status = Some(ExitStatus::Exited(code));
+        self.begin_stop(Goal::Exit, None, now, has_children)
+    }
+
+    /// A child we started exited. Returns what follows when it was the initial command.
+    pub fn on_exit(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
+        if Some(pid) != self.initial {
+            return Vec::new();
+        }
+        self.initial = None;
+        self.initial_status = Some(status);
+        if self.command_given && self.mode != Mode::System {
+            // `smss -- CMD`: the command ending is the container's normal end.
+            return self.begin_stop(Goal::Exit, None, now, has_children);
+        }
+        Vec::new()
+    }
+
+    /// A critical process died in container/subreaper mode (a bugcheck): stop, and exit with
+    /// its status (the first crash's).
+    pub fn crashed(
+        &mut self,
+        status: ExitStatus,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
+        if self.crash_status.is_none() {
+            self.crash_status = Some(status);
+        }
+        self.begin_stop(Goal::Exit, None, now, has_children)
+    }
+
+    /// Begin the stop; a no-op when one is already under way (its first goal stands).
+    pub fn begin_stop(
+        &mut self,
+        goal: Goal,
+        spared: Option<Spared>,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
+        if self.stop.is_some() {
+            return Vec::new();
+        }
+        self.stop = Some(Stop {
+            goal,
+            stage: Stage::Term,
+            began: now,
+            spared,
+            forward: None,
+            signalled: HashSet::new(),
+            signalled_all: false,
+            passes: 0,
+            last_scan: now,
+            last_scan_size: 0,
+            rescan_pending: false,
+            resweep: RESWEEP_FIRST,
+            named: false,
+            done: false,
+        });
+        // The common container end: the only child just exited. Nothing to signal or sweep.
+        if !has_children {
+            return self.finish(now);
+        }
+        vec![
+            Action::Log(
+                log::Level::Info,
+                format!(
+                    "stopping: SIGTERM to all processes, SIGKILL after {} ms",
+                    self.grace.as_millis()
+                ),
+            ),
+            Action::ArmTimer(StopTimer::Deadline, self.grace),
+            Action::ArmTimer(StopTimer::Resweep, RESWEEP_FIRST),
+            Action::Scan,
+        ]
+    }
+
+    /// The result of a [`Action::Scan`]: `None` when /proc cannot be read.
+    pub fn on_scan(&mut self, snapshot: Option<&[ProcInfo]>) -> Vec<Action> {
+        let (me, pid1) = (self.me, self.mode.is_pid1());
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done {
+            return Vec::new();
+        }
+        let mut a: Vec<Action> = stop.forward.take().into_iter().collect();
+        let Some(all) = snapshot else {
+            // No /proc: kill(-1) reaches everything but us, once per stage.
+            if pid1 {
+                match stop.stage {
+                    Stage::Term if !stop.signalled_all => {
+                        stop.signalled_all = true;
+                        a.push(Action::SignalAll(libc::SIGTERM));
+                        a.push(Action::SignalAll(libc::SIGCONT));
+                    }
+                    Stage::Kill if !stop.named => {
+                        stop.named = true;
+                        a.push(Action::SignalAll(libc::SIGKILL));
+                    }
+                    _ => {}
+                }
+            }
+            return a;
+        };
+        stop.last_scan_size = all.len();
+        let ours: HashSet<i32> = procs::stop_targets(all, me, pid1).into_iter().collect();
+        let targets: Vec<&ProcInfo> = all
+            .iter()
+            .filter(|p| p.alive() && ours.contains(&p.pid))
+            .collect();
+        match stop.stage {
+            Stage::Term => {
+                let mut found = false;
+                // Who had the forwarded signal is left out of the first scan only (marked as
+                // signalled): whoever joins the spared group later needs its SIGTERM too.
+                let spared_now = stop.spared.take();
+                for p in targets {
+                    let spared = match spared_now {
+                        Some(Spared::Process(s)) => s == p.pid,
+                        Some(Spared::Group(g)) => p.pgid == g,
+                        None => false,
+                    };
+                    if !stop.signalled.insert((p.pid, p.start_time, p.comm)) || spared {
+                        continue;
+                    }
+                    found = true;
+                    a.push(Action::Signal {
+                        pid: p.pid,
+                        sig: libc::SIGTERM,
+                    });
+                    if p.tty_nr != 0 {
+                        a.push(Action::Signal {
+                            pid: p.pid,
+                            sig: libc::SIGHUP,
+                        });
+                    }
+                    // A stopped process cannot act on SIGTERM until it is continued. Only a
+                    // stopped one: a SIGCONT that stops nothing is noise to a program that
+                    // handles it (dumb-init's tests see it).
+                    if matches!(p.state, 'T' | 't') {
+                        a.push(Action::Signal {
+                            pid: p.pid,
+                            sig: libc::SIGCONT,
+                        });
+                    }
+                }
+                // Someone new: look again, for what they (or others) forked meanwhile.
+                if found && stop.passes < MAX_PASSES {
+                    stop.passes += 1;
+                    a.push(Action::Scan);
+                }
+            }
+            Stage::Kill => {
+                let pids: Vec<i32> = targets.iter().map(|p| p.pid).collect();
+                if !stop.named && !pids.is_empty() {
+                    a.push(Action::Survivors(pids.clone()));
+                }
+                let first = !stop.named;
+                stop.named = true;
+                for pid in &pids {
+                    a.push(Action::Signal {
+                        pid: *pid,
+                        sig: libc::SIGKILL,
+                    });
+                }
+                if pid1 && first {
+                    // Atomic with fork: nobody forked meanwhile escapes.
+                    a.push(Action::SignalAll(libc::SIGKILL));
+                }
+            }
+        }
+        a
+    }
+
+    /// Any wake-up of the loop while stopping: look again for newcomers (rate-limited).
+    pub fn on_wake(&mut self, now: Duration) -> Vec<Action> {
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done {
+            return Vec::new();
+        }
+        let since = now.saturating_sub(stop.last_scan);
+        let size = u32::try_from(stop.last_scan_size).unwrap_or(u32::MAX);
+        let min = RESCAN_MIN.max(RESCAN_PER_PROCESS.saturating_mul(size));
+        if since < min {
+            // Too soon: look once the interval is over (the wake-up may be an exit whose
+            // orphans, or an exec that lost its SIGTERM, need a look).
+            if stop.rescan_pending {
+                return Vec::new();
+            }
+            stop.rescan_pending = true;
+            return vec![Action::ArmTimer(StopTimer::Rescan, min - since)];
+        }
+        stop.last_scan = now;
+        stop.passes = 0;
+        vec![Action::Scan]
+    }
+
+    pub fn on_timer(&mut self, timer: StopTimer, now: Duration) -> Vec<Action> {
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done {
+            return Vec::new();
+        }
+        match (timer, stop.stage) {
+            (StopTimer::Rescan, _) => {
+                stop.rescan_pending = false;
+                stop.last_scan = now;
+                stop.passes = 0;
+                vec![Action::Scan]
+            }
+            (StopTimer::Resweep, _) => {
+                stop.last_scan = now;
+                stop.passes = 0;
+                stop.resweep = (stop.resweep * 2).min(RESWEEP_MAX);
+                vec![
+                    Action::Scan,
+                    Action::ArmTimer(StopTimer::Resweep, stop.resweep),
+                ]
+            }
+            (StopTimer::Deadline, Stage::Term) => self.escalate(now),
+            (StopTimer::Deadline, Stage::Kill) => {
+                let mut a = vec![Action::Log(
+                    log::Level::Error,
+                    format!(
+                        "processes survived SIGKILL for {} s; giving up on them",
+                        KILL_WAIT.as_secs()
+                    ),
+                )];
+                a.extend(self.finish(now));
+                a
+            }
+        }
+    }
+
+    /// The grace period is over (or the explicit force): name the survivors, SIGKILL them.
+    fn escalate(&mut self, now: Duration) -> Vec<Action> {
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.stage == Stage::Kill || stop.done {
+            return Vec::new();
+        }
+        stop.stage = Stage::Kill;
+        stop.last_scan = now;
+        stop.passes = 0;
+        vec![
+            Action::Log(
+                log::Level::Warn,
+                format!(
+                    "processes still running {} ms after SIGTERM: sending SIGKILL",
+                    now.saturating_sub(stop.began).as_millis()
+                ),
+            ),
+            Action::ArmTimer(StopTimer::Deadline, KILL_WAIT),
+            Action::Scan,
+        ]
+    }
+
+    /// waitpid said ECHILD: nobody is left.
+    pub fn on_no_children(&mut self, now: Duration) -> Vec<Action> {
+        match &self.stop {
+            Some(s) if !s.done => self.finish(now),
+            _ => Vec::new(),
+        }
+    }
+
+    fn finish(&mut self, now: Duration) -> Vec<Action> {
+        let code = exit_code(self.crash_status, self.initial_status);
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        stop.done = true;
+        let mut a = vec![
+            Action::CancelTimer(StopTimer::Deadline),
+            Action::CancelTimer(StopTimer::Resweep),
+            Action::CancelTimer(StopTimer::Rescan),
+            Action::Log(
+                log::Level::Info,
+                format!(
+                    "all processes gone {} us after the stop began",
+                    now.saturating_sub(stop.began).as_micros()
+                ),
+            ),
+        ];
+        a.push(match stop.goal {
+            Goal::Exit => Action::Exit(code),
+            Goal::Machine(cmd) => Action::Machine(cmd),
+        });
+        a
+    }
+}
+
+pub fn reboot_word(cmd: RebootCmd) -> &'static str {
+    match cmd {
+        RebootCmd::Reboot => "reboot",
+        RebootCmd::Poweroff => "power off",
+        RebootCmd::Halt => "halt",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
+
+    const GRACE: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn engine(mode: Mode, forward_to: ForwardTo) -> Engine {
+        let me = if mode == Mode::Subreaper { 50 } else { 1 };
+        let mut e = Engine::new(mode, me, GRACE, forward_to, mode != Mode::System);
+        e.initial_started(2);
+        e
+    }
+
+    fn proc_(pid: i32, ppid: i32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            state: 'S',
+            ppid,
+            pgid: pid,
+            session: pid,
+            tty_nr: 0,
+            start_time: pid as u64,
+            comm: *b"proc\0\0\0\0\0\0\0\0\0\0\0\0",
+            kernel_thread: false,
+        }
+    }
+
+    fn signals(a: &[Action]) -> Vec<(i32, i32)> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Signal { pid, sig } => Some((*pid, *sig)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sent(a: &[Action], sig: i32) -> Vec<i32> {
+        signals(a)
+            .into_iter()
+            .filter(|(_, s)| *s == sig)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    #[test]
+    fn machine_signals_choose_the_reboot_command_and_ignore_the_rest() {
+        for (sig, cmd) in [
+            (SIGTERM, RebootCmd::Reboot),
+            (SIGINT, RebootCmd::Reboot),
+            (libc::SIGUSR1, RebootCmd::Halt),
+            (libc::SIGUSR2, RebootCmd::Poweroff),
+            (libc::SIGPWR, RebootCmd::Poweroff),
+        ] {
+            let mut e = engine(Mode::System, ForwardTo::Process);
+            let a = e.on_signal(sig, false, ms(0), true);
+            assert_eq!(e.stop.as_ref().map(|s| s.goal), Some(Goal::Machine(cmd)));
+            // Nothing is forwarded to the initial command of a machine.
+            assert!(signals(&a).is_empty(), "{a:?}");
+            assert!(a.contains(&Action::Scan));
+        }
+        for sig in [libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH, libc::SIGCHLD] {
+            let mut e = engine(Mode::System, ForwardTo::Process);
+            let a = e.on_signal(sig, false, ms(0), true);
+            assert!(!e.stopping() && signals(&a).is_empty(), "{sig}: {a:?}");
+        }
+    }
+
+    #[test]
+    fn a_second_stop_signal_to_the_machine_is_the_explicit_force() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let a = e.on_signal(SIGTERM, false, ms(5), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Kill));
+        assert!(a.contains(&Action::Scan));
+    }
+
+    #[test]
+    fn container_forwards_every_signal_to_the_process_or_its_group() {
+        for (fwd, target) in [(ForwardTo::Process, 2), (ForwardTo::ProcessGroup, -2)] {
+            for mode in [Mode::Container, Mode::Subreaper] {
+                let mut e = engine(mode, fwd);
+                let a = e.on_signal(SIGUSR1, false, ms(0), true);
+                assert_eq!(signals(&a), vec![(target, SIGUSR1)]);
+                assert!(!e.stopping());
+                // SIGCHLD is ours, and so is a SIGPIPE we raised ourselves.
+                assert!(e.on_signal(libc::SIGCHLD, false, ms(0), true).is_empty());
+                assert!(e.on_signal(libc::SIGPIPE, true, ms(0), true).is_empty());
+                let a = e.on_signal(libc::SIGPIPE, false, ms(0), true);
+                assert_eq!(signals(&a), vec![(target, libc::SIGPIPE)]);
+            }
+        }
+    }
+
+    /// Issue 10 defect 1, in the core: SIGINT then SIGTERM are both forwarded, and neither
+    /// escalates; only the grace period does.
+    #[test]
+    fn repeated_stop_signals_are_forwarded_and_never_escalate() {
+        for mode in [Mode::Container, Mode::Subreaper] {
+            let mut e = engine(mode, ForwardTo::Process);
+            e.on_signal(SIGINT, false, ms(0), true);
+            assert!(e.stopping());
+            let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1)]));
+            assert_eq!(signals(&a), vec![(2, SIGINT)]);
+            for (i, sig) in [SIGTERM, SIGTERM, SIGINT].into_iter().enumerate() {
+                let a = e.on_signal(sig, false, ms(10 * i as u64 + 10), true);
+                assert_eq!(signals(&a), vec![(2, sig)], "{a:?}");
+                assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Term));
+            }
+            // The initial command exits with its own status: that is the exit code.
+            assert!(e
+                .on_exit(2, ExitStatus::Exited(0), ms(100), false)
+                .is_empty());
+            let a = e.on_no_children(ms(101));
+            assert_eq!(a.last(), Some(&Action::Exit(0)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_control_request_is_the_explicit_force_in_a_container() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.request_stop(Goal::Exit, Source::Control, ms(0), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Term));
+        e.request_stop(Goal::Exit, Source::Control, ms(1), true);
+        assert_eq!(e.stop.as_ref().map(|s| s.stage), Some(Stage::Kill));
+    }
+
+    #[test]
+    fn the_stop_with_no_children_left_ends_at_once_with_the_initial_status() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        let a = e.on_exit(2, ExitStatus::Killed(SIGTERM), ms(0), false);
+        assert_eq!(a.last(), Some(&Action::Exit(128 + SIGTERM)));
+        assert!(!a.contains(&Action::Scan));
+        // The machine's initial command ending does not stop the machine.
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        assert!(e.on_exit(2, ExitStatus::Exited(1), ms(0), false).is_empty());
+        assert!(!e.stopping());
+    }
+
+    #[test]
+    fn a_crash_status_wins_over_the_initial_commands() {
+        assert_eq!(exit_code(None, None), 0);
+        assert_eq!(exit_code(None, Some(ExitStatus::Exited(4))), 4);
+        assert_eq!(
+            exit_code(Some(ExitStatus::Exited(3)), Some(ExitStatus::Exited(4))),
+            3
+        );
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.crashed(ExitStatus::Exited(3), ms(0), true);
+        e.on_exit(2, ExitStatus::Exited(0), ms(1), true);
+        let a = e.on_no_children(ms(2));
+        assert_eq!(a.last(), Some(&Action::Exit(3)));
+    }
+
+    /// Stage 1: SIGTERM to every target, SIGCONT to a stopped one, SIGHUP too with a terminal; never us,
+    /// kernel threads or (as a subreaper) strangers; the spared initial command is left out.
+    #[test]
+    fn the_sweep_signals_every_target_once() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        let a = e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(
+            a[..],
+            [
+                Action::Log(log::Level::Info, "received SIGTERM: stopping".into()),
+                Action::Log(
+                    log::Level::Info,
+                    "stopping: SIGTERM to all processes, SIGKILL after 10000 ms".into()
+                ),
+                Action::ArmTimer(StopTimer::Deadline, GRACE),
+                Action::ArmTimer(StopTimer::Resweep, RESWEEP_FIRST),
+                Action::Scan,
+            ]
+        );
+        let mut tty = proc_(4, 2);
+        tty.tty_nr = 34816;
+        let mut kthread = proc_(5, 0);
+        kthread.kernel_thread = true;
+        let mut zombie = proc_(6, 1);
+        zombie.state = 'Z';
+        let mut stopped = proc_(3, 2);
+        stopped.state = 'T';
+        let all = [proc_(1, 0), proc_(2, 1), stopped, tty, kthread, zombie];
+        let a = e.on_scan(Some(&all));
+        // The forwarding comes once the scan has recorded who is spared.
+        assert_eq!(
+            signals(&a),
+            vec![
+                (2, SIGTERM),
+                (3, SIGTERM),
+                (3, SIGCONT),
+                (4, SIGTERM),
+                (4, SIGHUP),
+            ]
+        );
+        // Someone new was found: look again. The same processes again: nothing, no scan.
+        assert_eq!(a.last(), Some(&Action::Scan));
+        let a = e.on_scan(Some(&all));
+        assert!(a.is_empty(), "{a:?}");
+        // A process forked meanwhile, and a reused pid (a new start time), get theirs.
+        let mut reused = proc_(3, 2);
+        reused.start_time = 999;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, proc_(7, 3)]));
+        assert_eq!(sent(&a, SIGTERM), vec![3, 7]);
+        // A process that exec'd another program since its SIGTERM gets one again (a shell's
+        // child may have taken it in the shell's handler and lost it at the exec).
+        let mut execd = proc_(7, 3);
+        execd.comm = *b"sleep\0\0\0\0\0\0\0\0\0\0\0";
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, execd]));
+        assert_eq!(sent(&a, SIGTERM), vec![7]);
+    }
+
+    /// The spared group is left out of the first scan only: who joins it later gets SIGTERM.
+    #[test]
+    fn a_process_joining_the_spared_group_later_gets_sigterm() {
+        let mut e = engine(Mode::Container, ForwardTo::ProcessGroup);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut member = proc_(3, 2);
+        member.pgid = 2;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), member]));
+        assert_eq!(signals(&a), vec![(-2, SIGTERM)]);
+        let mut late = proc_(8, 2);
+        late.pgid = 2;
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), member, late]));
+        assert_eq!(sent(&a, SIGTERM), vec![8]);
+    }
+
+    #[test]
+    fn a_subreaper_signals_only_its_descendants_and_never_everybody() {
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        let all = [
+            proc_(1, 0),
+            proc_(50, 1),
+            proc_(2, 50),
+            proc_(3, 2),
+            proc_(9, 1),
+        ];
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGTERM), vec![2, 3]);
+        // Without /proc a subreaper cannot kill(-1).
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        assert!(e.on_scan(None).is_empty());
+        e.on_timer(StopTimer::Deadline, GRACE);
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGKILL), vec![2, 3]);
+        assert!(!a.iter().any(|x| matches!(x, Action::SignalAll(_))));
+    }
+
+    #[test]
+    fn without_proc_pid1_uses_kill_minus_one_once_per_stage() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(
+            e.on_scan(None),
+            vec![Action::SignalAll(SIGTERM), Action::SignalAll(SIGCONT)]
+        );
+        assert!(e.on_scan(None).is_empty());
+        e.on_timer(StopTimer::Deadline, GRACE);
+        assert_eq!(e.on_scan(None), vec![Action::SignalAll(SIGKILL)]);
+    }
+
+    /// Stage 3: the grace period runs out: survivors named, then SIGKILL (and kill(-1) as
+    /// PID 1); after the KILL wait the stop ends regardless.
+    #[test]
+    fn the_grace_period_names_the_survivors_then_kills() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(libc::SIGUSR2, false, ms(0), true);
+        let all = [proc_(1, 0), proc_(2, 1), proc_(3, 2)];
+        e.on_scan(Some(&all));
+        let a = e.on_timer(StopTimer::Deadline, GRACE);
+        assert_eq!(
+            a,
+            vec![
+                Action::Log(
+                    log::Level::Warn,
+                    "processes still running 10000 ms after SIGTERM: sending SIGKILL".into()
+                ),
+                Action::ArmTimer(StopTimer::Deadline, KILL_WAIT),
+                Action::Scan
+            ]
+        );
+        let a = e.on_scan(Some(&all));
+        assert_eq!(
+            a,
+            vec![
+                Action::Survivors(vec![2, 3]),
+                Action::Signal {
+                    pid: 2,
+                    sig: SIGKILL
+                },
+                Action::Signal {
+                    pid: 3,
+                    sig: SIGKILL
+                },
+                Action::SignalAll(SIGKILL),
+            ]
+        );
+        let a = e.on_timer(StopTimer::Deadline, GRACE + KILL_WAIT);
+        assert_eq!(a.last(), Some(&Action::Machine(RebootCmd::Poweroff)));
+        // Nothing after the end.
+        assert!(e.on_timer(StopTimer::Deadline, GRACE * 3).is_empty());
+        assert!(e.on_no_children(GRACE * 3).is_empty());
+    }
+
+    #[test]
+    fn all_gone_ends_the_stop_before_the_grace_period() {
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let a = e.on_no_children(ms(3));
+        assert_eq!(
+            a,
+            vec![
+                Action::CancelTimer(StopTimer::Deadline),
+                Action::CancelTimer(StopTimer::Resweep),
+                Action::CancelTimer(StopTimer::Rescan),
+                Action::Log(
+                    log::Level::Info,
+                    "all processes gone 3000 us after the stop began".into()
+                ),
+                Action::Machine(RebootCmd::Reboot),
+            ]
+        );
+    }
+
+    #[test]
+    fn rescans_are_rate_limited_and_the_resweep_timer_backs_off() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        assert!(e.on_wake(ms(100)).is_empty(), "no stop, no scan");
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        // Too soon after the first scan: a look is scheduled for when the interval is over,
+        // once.
+        assert_eq!(
+            e.on_wake(ms(4)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(6))]
+        );
+        assert!(e.on_wake(ms(5)).is_empty());
+        assert_eq!(e.on_timer(StopTimer::Rescan, ms(10)), vec![Action::Scan]);
+        assert_eq!(e.on_wake(ms(20)), vec![Action::Scan]);
+        assert_eq!(
+            e.on_wake(ms(25)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(5))]
+        );
+        // After a scan of 5,000 processes, wake-ups look at most every 50 ms.
+        e.on_timer(StopTimer::Rescan, ms(30));
+        let crowd: Vec<ProcInfo> = (1..=5000).map(|p| proc_(p, 0)).collect();
+        e.on_scan(Some(&crowd));
+        assert_eq!(
+            e.on_wake(ms(40)),
+            vec![Action::ArmTimer(StopTimer::Rescan, ms(40))]
+        );
+        let mut intervals = Vec::new();
+        for i in 0..8 {
+            let a = e.on_timer(StopTimer::Resweep, ms(1000 + i));
+            assert_eq!(a[0], Action::Scan);
+            match a[1] {
+                Action::ArmTimer(StopTimer::Resweep, d) => intervals.push(d.as_millis()),
+                ref other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(intervals, vec![100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_fork_bomb_does_not_hold_the_loop() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        let mut scans = 0;
+        let mut next = 100;
+        let mut all = vec![proc_(1, 0)];
+        loop {
+            // Every scan finds a newcomer.
+            all.push(proc_(next, 1));
+            next += 1;
+            let a = e.on_scan(Some(&all));
+            if !a.contains(&Action::Scan) {
+                break;
+            }
+            scans += 1;
+            assert!(scans <= MAX_PASSES, "unbounded");
+        }
+        assert_eq!(scans, MAX_PASSES);
+    }
+}
+
+#[cfg(test)]
+#[path = "core_props.rs"]
+mod props;

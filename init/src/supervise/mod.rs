@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod core;
 pub mod notify;
 pub mod procs;
 pub mod sessions;
@@ -14,7 +15,9 @@ pub mod timeline;
 mod uevents;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -33,8 +36,8 @@ use crate::sys::{self, ExitStatus, Reaped};
 pub struct Options {
     pub mode: Mode,
     pub config: Config,
-    /// `smss -- CMD ARGS`: the initial command, overriding the configured one.
-    pub command: Option<Vec<String>>,
+    /// `smss -- CMD ARGS`: the initial command, overriding the configured one (bytes).
+    pub command: Option<Vec<OsString>>,
     pub forward_to: ForwardTo,
     /// Phases `main` already ran (early mounts happen before the config can be read).
     pub early_phases: Vec<PhaseRecord>,
@@ -126,6 +129,10 @@ pub enum Timer {
     Readiness { pid: i32 },
     /// The stop's grace period (TERM -> KILL) or the KILL wait ran out.
     Stop,
+    /// Look again for processes that have not had the stop's SIGTERM.
+    StopResweep,
+    /// A look the rate limit put off.
+    StopRescan,
     /// A session's grace period (TERM -> KILL) ran out.
     SessionKill(u32),
     /// A session's `smss-session` instance has not reported in time.
@@ -142,6 +149,10 @@ pub struct Supervisor {
     pub cfg: Config,
     /// The environment every child gets (the Session Manager's `SmpDefaultEnvironment`).
     pub env: Environment,
+    /// Inherited variables that are not UTF-8 (name or value), kept as bytes and passed on
+    /// as they came: [`Environment`] holds text, and a lossy copy would merge names that
+    /// differ only in invalid bytes.
+    raw_env: Vec<(OsString, OsString)>,
     pub children: HashMap<i32, Child>,
     pub phases: Vec<PhaseRecord>,
     pub started: Instant,
@@ -156,14 +167,10 @@ pub struct Supervisor {
     notify: Option<notify::NotifySocket>,
     timers: Vec<(Instant, Timer)>,
     boot: boot::BootState,
-    stop: Option<stop::Stop>,
-    command: Option<Vec<String>>,
-    forward_to: ForwardTo,
-    /// The initial command's pid while it runs, and how it ended.
-    initial_pid: Option<i32>,
-    initial_status: Option<ExitStatus>,
-    /// Set by a bugcheck in container/subreaper mode: the status we exit with.
-    crash_status: Option<ExitStatus>,
+    command: Option<Vec<OsString>>,
+    /// The decisions about signals, the initial command and the stop (`core`); this
+    /// struct carries them out.
+    engine: core::Engine,
     /// Set when the loop should return this exit code.
     finished: Option<i32>,
     /// The control socket and its connections (`api`).
@@ -188,19 +195,21 @@ impl Supervisor {
             &sigfd,
             EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode()),
         )?;
-        // Lossy, never a panic: a non-UTF-8 variable from the runtime must not kill PID 1.
-        let base: Vec<(String, String)> = std::env::vars_os()
-            .map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            })
-            .collect();
+        // Never a panic: a non-UTF-8 variable from the runtime must not kill PID 1; it is
+        // kept aside as bytes.
+        let (base, raw_env) = split_environment(std::env::vars_os());
         let plan = smss_config::plan::plan(&opts.config);
+        let engine = core::Engine::new(
+            opts.mode,
+            sys::getpid(),
+            opts.config.shutdown.grace_period,
+            opts.forward_to,
+            opts.command.is_some(),
+        );
         let mut supervisor = Supervisor {
             mode: opts.mode,
             env: Environment::new(base),
+            raw_env,
             cfg: opts.config,
             children: HashMap::new(),
             phases: opts.early_phases,
@@ -213,12 +222,8 @@ impl Supervisor {
             notify: None,
             timers: Vec::new(),
             boot: boot::BootState::new(plan),
-            stop: None,
             command: opts.command,
-            forward_to: opts.forward_to,
-            initial_pid: None,
-            initial_status: None,
-            crash_status: None,
+            engine,
             finished: None,
             control: api::Control::default(),
             sessions: sessions::SessionTable::default(),
@@ -318,7 +323,9 @@ impl Supervisor {
         for (_, timer) in due {
             match timer {
                 Timer::Readiness { pid } => self.on_readiness_timeout(pid),
-                Timer::Stop => self.on_stop_timer(),
+                Timer::Stop => self.on_stop_timer(core::StopTimer::Deadline),
+                Timer::StopResweep => self.on_stop_timer(core::StopTimer::Resweep),
+                Timer::StopRescan => self.on_stop_timer(core::StopTimer::Rescan),
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::ControlDeadline => self.on_control_deadline(),
@@ -335,12 +342,9 @@ impl Supervisor {
             match self.sigfd.read_signal() {
                 Ok(Some(info)) => {
                     let sig = info.ssi_signo as i32;
-                    // SIGCHLD is ours; so is a SIGPIPE our own write to a closed pipe raised
-                    // (the kernel names us as its sender): neither is forwarded.
-                    let from_self = info.ssi_pid as i32 == sys::getpid() && sig == libc::SIGPIPE;
-                    if sig != libc::SIGCHLD && !from_self {
-                        self.on_signal(sig);
-                    }
+                    // The kernel names us as the sender of a SIGPIPE our own write raised.
+                    let from_self = info.ssi_pid as i32 == self.engine.me;
+                    self.on_signal(sig, from_self);
                 }
                 Ok(None) => return,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -352,55 +356,17 @@ impl Supervisor {
         }
     }
 
-    /// busybox/sysvinit conventions as machine PID 1; forwarding as container PID 1.
-    fn on_signal(&mut self, sig: i32) {
-        let name = signal_name(sig);
-        match self.mode {
-            Mode::System => {
-                let cmd = match sig {
-                    libc::SIGINT => Some(sys::RebootCmd::Reboot), // Ctrl-Alt-Del (RB_DISABLE_CAD)
-                    libc::SIGTERM => Some(sys::RebootCmd::Reboot),
-                    libc::SIGUSR1 => Some(sys::RebootCmd::Halt),
-                    libc::SIGUSR2 | libc::SIGPWR => Some(sys::RebootCmd::Poweroff),
-                    _ => None,
-                };
-                match cmd {
-                    Some(cmd) => {
-                        log::info!("received {name}: {}", reboot_word(cmd));
-                        self.request_stop(stop::Goal::Machine(cmd));
-                    }
-                    None => log::debug!("ignoring {name}"),
-                }
-            }
-            Mode::Container | Mode::Subreaper => {
-                self.forward_signal(sig);
-                if sig == libc::SIGTERM || sig == libc::SIGINT {
-                    log::info!("received {name}: stopping");
-                    // The initial command just had the signal: the sweep must not send it a
-                    // second SIGTERM (to many programs a second one means "force quit").
-                    let spared = self.initial_pid.map(|p| match self.forward_to {
-                        ForwardTo::Process => stop::Spared::Process(p),
-                        ForwardTo::ProcessGroup => stop::Spared::Group(p),
-                    });
-                    self.request_stop_sparing(stop::Goal::Exit, spared);
-                }
-            }
-        }
-    }
-
-    /// Pass `sig` to the initial command (or its process group).
-    fn forward_signal(&self, sig: i32) {
-        let Some(pid) = self.initial_pid else {
-            log::debug!("no initial command to forward {} to", signal_name(sig));
+    /// The engine decides (`core::Engine::on_signal`): busybox/sysvinit conventions as the
+    /// machine's init, forwarding as a container's.
+    fn on_signal(&mut self, sig: i32, from_self: bool) {
+        if sig == libc::SIGCHLD {
             return;
-        };
-        let target = match self.forward_to {
-            ForwardTo::Process => pid,
-            ForwardTo::ProcessGroup => -pid,
-        };
-        if let Err(e) = sys::kill(target, sig) {
-            log::debug!("failed to forward {} to {target}: {e}", signal_name(sig));
         }
+        let now = self.now();
+        let a = self
+            .engine
+            .on_signal(sig, from_self, now, sys::has_children());
+        self.execute(a);
     }
 
     /// A fresh readiness socket for the next subsystem, watched by the loop.
@@ -447,9 +413,9 @@ impl Supervisor {
                 }
                 Reaped::Pending => break,
                 Reaped::NoChildren => {
-                    if let Some(s) = self.stop.as_mut() {
-                        s.all_gone = true;
-                    }
+                    let now = self.now();
+                    let a = self.engine.on_no_children(now);
+                    self.execute(a);
                     break;
                 }
             }
@@ -476,16 +442,16 @@ impl Supervisor {
             return;
         }
         log::info!("{} (pid {pid}) {status}", child.name);
-        if Some(pid) == self.initial_pid {
-            self.initial_pid = None;
-            self.initial_status = Some(status);
+        if Some(pid) == self.engine.initial {
+            let now = self.now();
+            let a = self.engine.on_exit(pid, status, now, sys::has_children());
+            self.execute(a);
+            // `smss -- CMD`: the command ending is the container's normal end, not a crash.
             if self.command.is_some() && self.mode != Mode::System {
-                // `smss -- CMD`: the command ending is the container's normal end.
-                self.begin_stop(stop::Goal::Exit);
                 return;
             }
         }
-        if child.critical && self.stop.is_none() {
+        if child.critical && !self.stopping() {
             self.bugcheck(&child.name, pid, status);
         }
     }
@@ -519,16 +485,34 @@ impl Supervisor {
         };
         let program = process::resolve_program(first, env.get("PATH"))
             .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
+        let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+        self.spawn_os(program, &argv, &env, name, role, critical, detach)
+    }
+
+    /// Start `argv` (bytes) as `program` with `env` plus the inherited variables that are not
+    /// UTF-8.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn spawn_os(
+        &mut self,
+        program: PathBuf,
+        argv: &[OsString],
+        env: &Environment,
+        name: &str,
+        role: Role,
+        critical: bool,
+        detach: Detach,
+    ) -> Result<i32, SpawnError> {
         let spawn = SpawnSpec {
             program,
-            argv,
-            env: env.vars().to_vec(),
+            argv: Vec::new(),
+            env: Vec::new(),
             detach,
             stdio: None,
             pass_fd: None,
             cwd: None,
         };
-        let pid = process::spawn(&spawn)?.as_raw();
+        let envp = exec_environment(env.vars(), &self.raw_env);
+        let pid = process::spawn_os(&spawn, argv, &envp)?.as_raw();
         log::debug!("started {name} as pid {pid}");
         self.children.insert(
             pid,
@@ -551,21 +535,52 @@ impl Supervisor {
                 crate::bugcheck::crash(self.cfg.crash_control.effective_action(), status)
             }
             Mode::Container | Mode::Subreaper => {
-                if self.crash_status.is_none() {
-                    self.crash_status = Some(status);
-                }
-                self.begin_stop(stop::Goal::Exit);
+                let now = self.now();
+                let a = self.engine.crashed(status, now, sys::has_children());
+                self.execute(a);
             }
         }
     }
+}
 
-    /// The status a container/subreaper smss exits with.
-    fn exit_code(&self) -> i32 {
-        self.crash_status
-            .or(self.initial_status)
-            .map(ExitStatus::code)
-            .unwrap_or(0)
+/// Variables as bytes, exactly as inherited.
+pub type RawVars = Vec<(OsString, OsString)>;
+
+/// Split an inherited environment into the UTF-8 variables ([`Environment`]'s text) and the
+/// rest, kept as bytes.
+pub fn split_environment(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+) -> (Vec<(String, String)>, RawVars) {
+    let mut text = Vec::new();
+    let mut raw = Vec::new();
+    for (k, v) in vars {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => text.push((k, v)),
+            (k, v) => raw.push((
+                k.map(OsString::from).unwrap_or_else(|k| k),
+                v.map(OsString::from).unwrap_or_else(|v| v),
+            )),
+        }
     }
+    (text, raw)
+}
+
+/// The environment a child gets: the engine's variables, then the inherited ones that are
+/// not UTF-8, exactly as they came, unless the engine set a variable of the same name.
+pub fn exec_environment(
+    vars: &[(String, String)],
+    raw: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = vars
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    for (k, v) in raw {
+        if !vars.iter().any(|(n, _)| n.as_bytes() == k.as_bytes()) {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
 }
 
 pub fn signal_name(sig: i32) -> String {
@@ -575,16 +590,50 @@ pub fn signal_name(sig: i32) -> String {
     }
 }
 
-fn reboot_word(cmd: sys::RebootCmd) -> &'static str {
-    match cmd {
-        sys::RebootCmd::Reboot => "reboot",
-        sys::RebootCmd::Poweroff => "power off",
-        sys::RebootCmd::Halt => "halt",
-    }
-}
-
-/// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).
-pub const KILL_WAIT: Duration = Duration::from_secs(5);
+pub use core::KILL_WAIT;
 
 /// Readiness messages handled per wake-up of the notify socket.
 const NOTIFY_BATCH: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+
+    fn raw(b: &[u8]) -> OsString {
+        OsStr::from_bytes(b).to_os_string()
+    }
+
+    /// Issue 12 item 9: names that differ only in invalid bytes stay two variables, and
+    /// values that are not UTF-8 pass on exactly; a variable the engine sets wins.
+    #[test]
+    fn the_environment_passes_on_bytes_exactly() {
+        let inherited = vec![
+            (raw(b"V\xff"), raw(b"one")),
+            (raw(b"V\xfe"), raw(b"two")),
+            (raw(b"PLAIN"), raw(b"x\xffy")),
+            (raw(b"PATH"), raw(b"/opt/bin:/bin")),
+            (raw(b"HOME"), raw(b"/root\xff")),
+        ];
+        let (text, bytes) = split_environment(inherited.into_iter());
+        assert_eq!(
+            text,
+            vec![("PATH".to_string(), "/opt/bin:/bin".to_string())]
+        );
+        assert_eq!(bytes.len(), 4);
+        let mut vars = text.clone();
+        vars.push(("HOME".into(), "/home/set".into()));
+        let env = exec_environment(&vars, &bytes);
+        assert_eq!(
+            env,
+            vec![
+                (raw(b"PATH"), raw(b"/opt/bin:/bin")),
+                (raw(b"HOME"), raw(b"/home/set")),
+                (raw(b"V\xff"), raw(b"one")),
+                (raw(b"V\xfe"), raw(b"two")),
+                (raw(b"PLAIN"), raw(b"x\xffy")),
+            ]
+        );
+    }
+}

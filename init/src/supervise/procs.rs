@@ -12,10 +12,14 @@ pub struct ProcInfo {
     pub ppid: i32,
     pub pgid: i32,
     pub session: i32,
-    pub kernel_thread: bool,
+    /// The controlling terminal's device number; 0 without one.
+    pub tty_nr: i32,
     /// When it started, in clock ticks after boot (stat field 22): with the pid, names one
     /// process for good (a pid alone may be reused once its process is reaped).
     pub start_time: u64,
+    /// The name it runs under (the kernel's 16-byte `comm`, NUL-padded): it changes at exec.
+    pub comm: [u8; 16],
+    pub kernel_thread: bool,
 }
 
 impl ProcInfo {
@@ -39,14 +43,21 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
     // Everything after the name is the kernel's own ASCII.
     let tail = std::str::from_utf8(line.get(close + 1..)?).ok()?;
     let fields: Vec<&str> = tail.split_whitespace().collect();
-    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, ... [6] = flags, ...
-    // [19] = starttime (field N of proc(5) is fields[N - 3])
+    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, [4] = tty_nr, ...
+    // [6] = flags, ... [19] = starttime
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
     let pgid = fields.get(2)?.parse().ok()?;
     let session = fields.get(3)?.parse().ok()?;
+    let tty_nr = fields.get(4)?.parse().ok()?;
     let flags: u64 = fields.get(6)?.parse().ok()?;
-    let start_time: u64 = fields.get(19)?.parse().ok()?;
+    // Absent only in a truncated line (the tests' short samples): 0, which keys by pid alone.
+    let start_time = fields.get(19).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let mut comm = [0u8; 16];
+    let name = line.get(open + 1..close).unwrap_or_default();
+    for (c, b) in comm.iter_mut().zip(name) {
+        *c = *b;
+    }
     const PF_KTHREAD: u64 = 0x0020_0000;
     Some(ProcInfo {
         pid,
@@ -54,14 +65,26 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
         ppid,
         pgid,
         session,
-        kernel_thread: flags & PF_KTHREAD != 0,
+        tty_nr,
         start_time,
+        comm,
+        kernel_thread: flags & PF_KTHREAD != 0,
     })
 }
 
 /// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
 pub fn read(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The name a process gave itself (/proc/PID/comm), for the log; lossy.
+pub fn name(pid: i32) -> String {
+    match fs::read(format!("/proc/{pid}/comm")) {
+        Ok(b) => String::from_utf8_lossy(&b)
+            .trim_end_matches('\n')
+            .to_string(),
+        Err(_) => "?".to_string(),
+    }
 }
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
@@ -128,14 +151,13 @@ pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
             .map(|p| p.pid)
             .collect();
     }
-    let mut ours = vec![me];
+    let mut ours = std::collections::HashSet::from([me]);
     let mut out = Vec::new();
     // Parents may appear after their children in /proc order: iterate to a fixed point.
     loop {
         let before = out.len();
         for p in all {
-            if ours.contains(&p.ppid) && !ours.contains(&p.pid) {
-                ours.push(p.pid);
+            if ours.contains(&p.ppid) && ours.insert(p.pid) {
                 out.push(p.pid);
             }
         }
@@ -158,6 +180,10 @@ mod tests {
             (123, 'S', 1, 123, 123, false)
         );
         assert_eq!(p.start_time, 98765);
+        let full = b"9 (bash) S 1 9 9 34816 9 4194560 1 2 3 4 5 6 7 8 20 0 1 0 424242 1000 3";
+        let p = parse_stat(full).unwrap();
+        assert_eq!((p.tty_nr, p.start_time), (34816, 424242));
+        assert_eq!(&p.comm[..5], b"bash\0");
         let k = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
         assert!(parse_stat(k).unwrap().kernel_thread);
         assert!(parse_stat(b"garbage").is_none());
@@ -211,8 +237,10 @@ mod tests {
             ppid,
             pgid: pid,
             session: pid,
-            kernel_thread: false,
+            tty_nr: 0,
             start_time: 0,
+            comm: [0; 16],
+            kernel_thread: false,
         };
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];
         let mut t = stop_targets(&all, 10, false);
@@ -235,8 +263,10 @@ mod more_tests {
             ppid,
             pgid: pid,
             session: pid,
-            kernel_thread: false,
+            tty_nr: 0,
             start_time: pid as u64,
+            comm: [0; 16],
+            kernel_thread: false,
         }
     }
 

@@ -255,7 +255,7 @@ impl Supervisor {
         waiter: Option<u32>,
         respawn: bool,
     ) -> Result<u32, MethodError> {
-        if self.stop.is_some() {
+        if self.stopping() {
             return Err(MethodError::failed("smss is stopping"));
         }
         let max = self.cfg.sessions.max_sessions;
@@ -425,7 +425,7 @@ impl Supervisor {
     /// Start instances for queued sessions while slots are free (not before the boot is
     /// done, never during a stop).
     pub(crate) fn start_queued_sessions(&mut self) {
-        if !self.boot.done || self.stop.is_some() {
+        if !self.boot.done || self.stopping() {
             return;
         }
         let limit = self.cfg.sessions.parallel_session_creation.max(1) as usize;
@@ -981,13 +981,10 @@ impl Supervisor {
     fn signal_session(&mut self, id: u32, targets: &[(i32, Option<u64>)], sigs: &[i32]) {
         for (pid, start) in targets {
             for sig in sigs {
-                match start {
-                    None => {
-                        let _ = sys::kill(*pid, *sig);
-                    }
-                    Some(t) => {
-                        procs::signal_exact(*pid, *t, *sig);
-                    }
+                send_to_member(*pid, *start, *sig);
+                // A login shell ignores SIGTERM; its terminal hanging up is what ends it.
+                if *sig == libc::SIGTERM && procs::read(*pid).is_some_and(|p| p.tty_nr != 0) {
+                    send_to_member(*pid, *start, libc::SIGHUP);
                 }
             }
         }
@@ -1235,7 +1232,7 @@ impl Supervisor {
         let now = self.uptime_us();
         self.timeline
             .session_done(id, now, &format!("failed: {}", s.reason));
-        let respawn = s.respawn && !s.by_request && self.stop.is_none();
+        let respawn = s.respawn && !s.by_request && !self.stopping();
         let lived = s.created.elapsed();
         let seat = s.params.seat.clone();
         let reason = s.reason.clone();
@@ -1520,6 +1517,20 @@ trait ReadChunk {
 impl ReadChunk for &UnixStream {
     fn read_chunk(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         std::io::Read::read(self, buf)
+    }
+}
+
+/// `sig` to a session member: to exactly the process that started at `start` when it is known
+/// (pids are reused), else to the pid (our own child, whose pid cannot be reused before we
+/// reap it).
+fn send_to_member(pid: i32, start: Option<u64>, sig: i32) {
+    match start {
+        None => {
+            let _ = sys::kill(pid, sig);
+        }
+        Some(t) => {
+            procs::signal_exact(pid, t, sig);
+        }
     }
 }
 

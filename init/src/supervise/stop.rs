@@ -1,212 +1,127 @@
-//! The orderly stop: SIGTERM to everything, wait until all are gone or the grace period ends,
-//! SIGKILL the rest, then exit (container) or take the machine down (system). It ends when the
-//! processes are gone, never after a fixed sleep.
+//! The executor of the engine's decisions ([`super::core`]): signals, /proc scans, timers and
+//! the end (exit, or the machine taken down). The stop ends when the processes are gone,
+//! never after a fixed sleep.
 
-use std::collections::HashSet;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::Duration;
 
-use super::{procs, Supervisor, Timer, KILL_WAIT};
+use super::core::{Action, StopTimer};
+pub use super::core::{Goal, Source, Spared, Stage};
+use super::{procs, Supervisor, Timer};
 use crate::mode::Mode;
 use crate::sys;
 
-/// How a stop ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goal {
-    /// Container / subreaper: exit with the initial command's (or the crashed process's) status.
-    Exit,
-    /// System: swapoff, sync, unmount, reboot(2).
-    Machine(sys::RebootCmd),
-}
-
-/// Who already had the stop signal forwarded and is left out of the SIGTERM sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spared {
-    Process(i32),
-    /// Every member of this process group.
-    Group(i32),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Term,
-    Kill,
-}
-
-#[derive(Debug)]
-pub struct Stop {
-    pub goal: Goal,
-    pub stage: Stage,
-    pub started: Instant,
-    /// Set by the reaper when waitpid says ECHILD.
-    pub all_gone: bool,
-    /// Pids already sent SIGTERM (a subreaper signals newcomers as they are reparented).
-    signalled: HashSet<i32>,
-    spared: Option<Spared>,
-}
-
 impl Supervisor {
-    /// A stop asked for from outside (a signal, `Shutdown`): a second request while the
-    /// first is still waiting on SIGTERM does not wait any longer.
-    pub fn request_stop(&mut self, goal: Goal) {
-        self.request_stop_sparing(goal, None);
+    /// The engine's clock: time since smss started.
+    pub(crate) fn now(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    /// [`Self::request_stop`], leaving out of the SIGTERM sweep who already got the signal.
-    pub fn request_stop_sparing(&mut self, goal: Goal, spared: Option<Spared>) {
-        if self.stop.is_some() {
-            log::info!("second stop request: killing the remaining processes now");
-            self.escalate_stop();
-        } else {
-            self.begin_stop_sparing(goal, spared);
-        }
+    /// Is a stop under way?
+    pub fn stopping(&self) -> bool {
+        self.engine.stopping()
+    }
+
+    /// A stop asked for over the control socket (a repeated one is the explicit force).
+    pub fn request_stop(&mut self, goal: Goal) {
+        let now = self.now();
+        let a = self
+            .engine
+            .request_stop(goal, Source::Control, now, sys::has_children());
+        self.execute(a);
     }
 
     /// Begin the stop; a no-op when one is already under way (its first goal stands).
     pub fn begin_stop(&mut self, goal: Goal) {
-        self.begin_stop_sparing(goal, None);
+        let now = self.now();
+        let a = self.engine.begin_stop(goal, None, now, sys::has_children());
+        self.execute(a);
     }
 
-    fn begin_stop_sparing(&mut self, goal: Goal, spared: Option<Spared>) {
-        if self.stop.is_some() {
-            return;
-        }
-        // The common container end: the only child just exited. Nothing to signal or sweep.
-        if !sys::has_children() {
-            self.stop = Some(Stop {
-                goal,
-                stage: Stage::Term,
-                started: Instant::now(),
-                all_gone: true,
-                signalled: HashSet::new(),
-                spared,
-            });
-            self.check_stop();
-            return;
-        }
-        let grace = self.cfg.shutdown.grace_period;
-        log::info!(
-            "stopping: SIGTERM to all processes, SIGKILL after {} ms",
-            grace.as_millis()
-        );
-        self.stop = Some(Stop {
-            goal,
-            stage: Stage::Term,
-            started: Instant::now(),
-            all_gone: false,
-            signalled: HashSet::new(),
-            spared,
-        });
-        self.signal_remaining(libc::SIGTERM);
-        self.add_timer(Self::deadline_after(grace), Timer::Stop);
-        // Already nobody left? The reaper decides on this wake-up.
-        self.reap_zombies();
-        self.check_stop();
-    }
-
-    /// Send `sig` to every process we are responsible for that has not had it yet.
-    fn signal_remaining(&mut self, sig: i32) {
-        let me = sys::getpid();
-        let snapshot = procs::snapshot();
-        let spared = self.stop.as_ref().and_then(|s| s.spared);
-        let targets = match &snapshot {
-            Some(all) => procs::stop_targets(all, me, self.mode.is_pid1()),
-            None if self.mode.is_pid1() => {
-                // No /proc: kill(-1) reaches everything but us.
-                let _ = sys::kill(-1, sig);
-                let _ = sys::kill(-1, libc::SIGCONT);
-                return;
-            }
-            None => self.children.keys().copied().collect(),
-        };
-        let Some(stop) = self.stop.as_mut() else {
-            return;
-        };
-        let pgid_of = |pid: i32| {
-            snapshot
-                .as_ref()
-                .and_then(|all| all.iter().find(|p| p.pid == pid).map(|p| p.pgid))
-        };
-        for pid in targets {
-            if sig == libc::SIGTERM && !stop.signalled.insert(pid) {
-                continue;
-            }
-            let is_spared = match spared {
-                Some(Spared::Process(p)) => p == pid,
-                Some(Spared::Group(g)) => pgid_of(pid) == Some(g),
-                None => false,
-            };
-            if sig == libc::SIGTERM && is_spared {
-                continue;
-            }
-            let _ = sys::kill(pid, sig);
-            if sig == libc::SIGTERM {
-                // A stopped process cannot act on SIGTERM until it is continued.
-                let _ = sys::kill(pid, libc::SIGCONT);
+    /// Carry out the engine's actions, feeding scans back until it asks for nothing more.
+    pub(crate) fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Signal { pid, sig } => {
+                    if let Err(e) = sys::kill(pid, sig) {
+                        log::debug!("kill({pid}, {}): {e}", super::signal_name(sig));
+                    }
+                }
+                Action::SignalAll(sig) => {
+                    // Never as a subreaper: kill(-1) there reaches every process of the host.
+                    if self.mode.is_pid1() {
+                        let _ = sys::kill(-1, sig);
+                    }
+                }
+                Action::Scan => {
+                    let snapshot = self.scan();
+                    queue.extend(self.engine.on_scan(snapshot.as_deref()));
+                }
+                Action::ArmTimer(t, d) => {
+                    let timer = stop_timer(t);
+                    self.cancel_timer(&timer);
+                    self.add_timer(Self::deadline_after(d), timer);
+                }
+                Action::CancelTimer(t) => self.cancel_timer(&stop_timer(t)),
+                Action::Survivors(pids) => {
+                    for pid in pids {
+                        log::warn!("still running: pid {pid} ({})", procs::name(pid));
+                    }
+                }
+                Action::Log(level, msg) => log::log!(level, "{msg}"),
+                Action::Exit(code) => self.finished = Some(code),
+                Action::Machine(cmd) => {
+                    crate::shutdown::take_down_machine(cmd);
+                    // reboot(2) failed (logged); nothing else to do but say why we exit.
+                    self.finished = Some(1);
+                }
             }
         }
     }
 
-    fn escalate_stop(&mut self) {
-        let Some(stop) = self.stop.as_mut() else {
-            return;
-        };
-        if stop.stage == Stage::Kill {
-            return;
-        }
-        stop.stage = Stage::Kill;
-        let waited = stop.started.elapsed();
-        self.cancel_timer(&Timer::Stop);
-        log::warn!(
-            "processes still running {} ms after SIGTERM: sending SIGKILL",
-            waited.as_millis()
-        );
-        self.signal_remaining(libc::SIGKILL);
-        self.add_timer(Self::deadline_after(KILL_WAIT), Timer::Stop);
-    }
-
-    pub(super) fn on_stop_timer(&mut self) {
-        match self.stop.as_ref().map(|s| s.stage) {
-            Some(Stage::Term) => self.escalate_stop(),
-            Some(Stage::Kill) => {
-                log::error!(
-                    "processes survived SIGKILL for {} s; giving up on them",
-                    KILL_WAIT.as_secs()
-                );
-                self.finish_stop();
-            }
-            None => {}
+    /// /proc for the stop. A subreaper without /proc knows only its own children.
+    fn scan(&self) -> Option<Vec<procs::ProcInfo>> {
+        match procs::snapshot() {
+            Some(all) => Some(all),
+            None if self.mode == Mode::Subreaper => Some(
+                self.children
+                    .keys()
+                    .map(|&pid| procs::ProcInfo {
+                        pid,
+                        state: 'S',
+                        ppid: self.engine.me,
+                        pgid: pid,
+                        session: 0,
+                        tty_nr: 0,
+                        start_time: 0,
+                        comm: [0; 16],
+                        kernel_thread: false,
+                    })
+                    .collect(),
+            ),
+            None => None,
         }
     }
 
-    /// Called after every wake-up: finish once everything is gone.
+    pub(super) fn on_stop_timer(&mut self, t: StopTimer) {
+        let now = self.now();
+        let a = self.engine.on_timer(t, now);
+        self.execute(a);
+    }
+
+    /// Called after every wake-up: look for newcomers while stopping.
     pub(super) fn check_stop(&mut self) {
-        let Some(stop) = self.stop.as_ref() else {
-            return;
-        };
-        if stop.all_gone {
-            self.finish_stop();
-        } else if self.mode == Mode::Subreaper && stop.stage == Stage::Term {
-            // Orphans reparented to us after the first sweep have not had SIGTERM yet.
-            self.signal_remaining(libc::SIGTERM);
-        }
+        let now = self.now();
+        let a = self.engine.on_wake(now);
+        self.execute(a);
     }
+}
 
-    fn finish_stop(&mut self) {
-        let Some(stop) = self.stop.take() else {
-            return;
-        };
-        self.cancel_timer(&Timer::Stop);
-        log::info!(
-            "all processes gone {} us after the stop began",
-            stop.started.elapsed().as_micros()
-        );
-        match stop.goal {
-            Goal::Exit => self.finished = Some(self.exit_code()),
-            Goal::Machine(cmd) => {
-                crate::shutdown::take_down_machine(cmd);
-                // reboot(2) failed (logged); nothing else to do but say why we exit.
-                self.finished = Some(1);
-            }
-        }
+fn stop_timer(t: StopTimer) -> Timer {
+    match t {
+        StopTimer::Deadline => Timer::Stop,
+        StopTimer::Resweep => Timer::StopResweep,
+        StopTimer::Rescan => Timer::StopRescan,
     }
 }

@@ -127,6 +127,28 @@ pub unsafe fn c_args(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec
         .collect()
 }
 
+/// [`c_args`] as bytes: the words exactly as the caller passed them (a container's command,
+/// a path, need not be UTF-8).
+///
+/// # Safety
+/// `argv` must point to `argc` valid NUL-terminated strings, as the C runtime passes them.
+pub unsafe fn c_args_os(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = usize::try_from(argc).unwrap_or(0);
+    (1..n)
+        .filter_map(|i| {
+            // SAFETY: i < argc, and the caller vouches for argv's first argc entries.
+            let p = unsafe { *argv.add(i) };
+            // SAFETY: a non-null entry is a NUL-terminated string (the caller's contract).
+            (!p.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(p) })
+        })
+        .map(|c| std::ffi::OsStr::from_bytes(c.to_bytes()).to_os_string())
+        .collect()
+}
+
 /// The seam between the boot phases and the kernel. Everything a phase does to the machine
 /// goes through one of these methods, so each phase is unit-tested against [`fake::FakeSys`].
 pub trait Sys {

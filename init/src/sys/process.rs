@@ -2,7 +2,7 @@
 //! style, on a separate stack), only async-signal-safe calls in the child, and the exec error
 //! handed back in shared memory, never as a mysterious child exit.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -64,15 +64,22 @@ impl SpawnError {
 /// Resolve `program` like execvp: a name containing '/' is taken as is; otherwise each
 /// directory of `path_var` is tried for an executable regular file.
 pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
-    if program.contains('/') {
+    resolve_program_os(OsStr::new(program), path_var.map(OsStr::new))
+}
+
+/// [`resolve_program`] on bytes: a container's command need not be UTF-8.
+pub fn resolve_program_os(program: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
         return Some(PathBuf::from(program));
     }
-    let path_var =
-        path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path_var = path_var.unwrap_or(OsStr::new(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ));
     path_var
-        .split(':')
+        .as_bytes()
+        .split(|b| *b == b':')
         .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
+        .map(|d| Path::new(OsStr::from_bytes(d)).join(program))
         .find(|p| is_executable(p))
 }
 
@@ -91,7 +98,6 @@ fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
 /// reported here as an error, never as a mysterious child exit.
 pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let name = spec.program.display().to_string();
-    let program = cstring(spec.program.as_os_str().as_bytes(), &name)?;
     let argv: Vec<CString> = spec
         .argv
         .iter()
@@ -102,6 +108,31 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
         .iter()
         .map(|(k, v)| cstring(format!("{k}={v}").as_bytes(), &name))
         .collect::<Result<_, _>>()?;
+    spawn_c(spec, argv, envp)
+}
+
+/// [`spawn`] with the arguments and the environment as bytes (`spec.argv` and `spec.env` are
+/// not used): a container's command and the environment it was given, exactly as they came.
+pub fn spawn_os(
+    spec: &SpawnSpec,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+) -> Result<Pid, SpawnError> {
+    let name = spec.program.display().to_string();
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| cstring(a.as_bytes(), &name))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), &name))
+        .collect::<Result<_, _>>()?;
+    spawn_c(spec, argv, envp)
+}
+
+fn spawn_c(spec: &SpawnSpec, argv: Vec<CString>, envp: Vec<CString>) -> Result<Pid, SpawnError> {
+    let name = spec.program.display().to_string();
+    let program = cstring(spec.program.as_os_str().as_bytes(), &name)?;
     let cwd = match &spec.cwd {
         Some(c) => Some(cstring(OsStr::new(c).as_bytes(), &name)?),
         None => None,

@@ -119,6 +119,21 @@ impl Ns {
         }
     }
 
+    /// The pid of the process this harness started (smss itself when it runs as a subreaper).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Send `sig` to the process this harness started.
+    pub fn signal_direct(&self, sig: i32) {
+        assert_eq!(
+            unsafe_kill(self.pid(), sig),
+            0,
+            "kill({}, {sig})",
+            self.pid()
+        );
+    }
+
     /// The host pid of the namespace's PID 1 (unshare's only child).
     pub fn init_pid(&self) -> i32 {
         let deadline = Instant::now() + TIMEOUT;
