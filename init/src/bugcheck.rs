@@ -60,6 +60,33 @@ pub fn crash(action: CrashAction, status: ExitStatus) -> ! {
     std::process::exit(status.code().clamp(1, 255))
 }
 
+/// What `main` does once the supervisor's loop has returned, or the supervisor never came up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Container and subreaper mode: exit with this code.
+    Exit(i32),
+    /// System mode after the loop: only a failed reboot(2) gets here; stay, so the console
+    /// shows why.
+    Idle,
+    /// System mode, and the supervisor could not be set up (epoll, signalfd): with no event
+    /// loop nothing would ever be reaped and every signal stays blocked, so PID 1 bugchecks.
+    Bugcheck(&'static str, ExitStatus),
+}
+
+/// The process name of the STOP line when the supervisor cannot be set up.
+pub const SETUP_PROCESS: &str = "smss:supervisor";
+
+/// The decision at the end of `main`: `outcome` is the loop's exit code, or `Err` when
+/// `Supervisor::new` failed.
+pub fn ending(mode: Mode, outcome: Result<i32, ()>) -> Ending {
+    match (mode, outcome) {
+        (Mode::System, Ok(_)) => Ending::Idle,
+        (Mode::System, Err(())) => Ending::Bugcheck(SETUP_PROCESS, ExitStatus::Exited(1)),
+        (_, Ok(code)) => Ending::Exit(code),
+        (_, Err(())) => Ending::Exit(1),
+    }
+}
+
 static PANIC_CONTEXT: Mutex<Option<(Mode, CrashAction)>> = Mutex::new(None);
 
 /// A panic inside smss is the `SmpUnhandledExceptionFilter` case: bugcheck, never a silent
@@ -96,5 +123,17 @@ mod tests {
             "*** STOP: 0xC000021A (STATUS_SYSTEM_PROCESS_TERMINATED) process=windows pid=42 status=exited:3"
         );
         assert!(stop_line("x", 1, ExitStatus::Killed(9)).ends_with("status=killed:KILL"));
+    }
+
+    #[test]
+    fn failed_setup_of_a_machine_is_a_bugcheck() {
+        assert_eq!(
+            ending(Mode::System, Err(())),
+            Ending::Bugcheck(SETUP_PROCESS, ExitStatus::Exited(1))
+        );
+        assert_eq!(ending(Mode::System, Ok(0)), Ending::Idle);
+        assert_eq!(ending(Mode::Container, Err(())), Ending::Exit(1));
+        assert_eq!(ending(Mode::Subreaper, Err(())), Ending::Exit(1));
+        assert_eq!(ending(Mode::Container, Ok(7)), Ending::Exit(7));
     }
 }

@@ -342,22 +342,30 @@ fn run(args: Args) -> i32 {
         },
         config_from_file,
     };
-    let code = match Supervisor::new(opts) {
-        Ok(mut s) => s.run(),
+    let crash_action = opts.config.crash_control.effective_action();
+    let outcome = match Supervisor::new(opts) {
+        Ok(mut s) => Ok(s.run()),
         Err(e) => {
             log::error!("failed to set up the event loop: {e}");
-            1
+            Err(())
         }
     };
-    if mode == Mode::System {
-        // PID 1 of a machine must not exit: that is a kernel panic. Only a failed reboot(2)
-        // gets here; stay, so the console shows why.
-        log::error!("the machine could not be taken down; smss stays idle");
-        loop {
-            nix::unistd::pause();
+    match bugcheck::ending(mode, outcome) {
+        bugcheck::Ending::Exit(code) => code,
+        bugcheck::Ending::Bugcheck(process, status) => {
+            // No event loop: nothing would be reaped and every signal stays blocked.
+            bugcheck::report(process, sys::getpid(), status);
+            bugcheck::crash(crash_action, status)
+        }
+        bugcheck::Ending::Idle => {
+            // PID 1 of a machine must not exit: that is a kernel panic. Only a failed
+            // reboot(2) gets here; stay, so the console shows why.
+            log::error!("the machine could not be taken down; smss stays idle");
+            loop {
+                nix::unistd::pause();
+            }
         }
     }
-    code
 }
 
 /// Find the configuration (and whether it came from a file); never refuse to boot a machine
