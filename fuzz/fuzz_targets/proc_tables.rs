@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use smss::phases::proc_table_paths;
 use smss::shutdown;
-use smss::supervise::procs::parse_stat;
+use smss::os::procs::parse_stat;
 use smss::sys::RebootCmd;
 
 fuzz_target!(|data: &[u8]| {

@@ -15,6 +15,7 @@ pub mod devices;
 pub mod import_reg;
 pub mod logging;
 pub mod mode;
+pub mod os;
 pub mod phases;
 pub mod shutdown;
 pub mod supervise;

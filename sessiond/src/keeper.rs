@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 use smss::control::instance::{InstanceMessage, KeeperCommand, MAX_PARAMS};
-use smss::supervise::procs;
+use smss::os::procs;
 use smss::sys::process::Detach;
 use smss::sys::{self, Reaped};
 

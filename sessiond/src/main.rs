@@ -30,9 +30,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smss::control::instance::{
     self, InstanceMessage, Member, Report, SessionParams, SubsystemSpec, CGROUP_PARENT, CGROUP_ROOT,
 };
-use smss::control::users::{self, User};
 use smss::logging;
-use smss::supervise::notify::NotifySocket;
+use smss::os::notify::NotifySocket;
+use smss::os::users::{self, User};
 use smss::sys::process::{self, Detach, SpawnSpec};
 use smss_config::Environment;
 
@@ -274,7 +274,7 @@ fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member 
         name,
         critical,
         // Our child, not reaped: the pid is still this process's.
-        start_time: smss::supervise::procs::read(pid).map_or(0, |p| p.start_time),
+        start_time: smss::os::procs::read(pid).map_or(0, |p| p.start_time),
     };
     let mut line =
         serde_json::to_vec(&InstanceMessage::Started(member.clone())).unwrap_or_default();
@@ -572,15 +572,12 @@ fn wait_ready(pid: i32, n: &NotifySocket, timeout: Duration) -> Result<(), Strin
             .get(1)
             .and_then(|f| f.revents())
             .is_some_and(|r| r.contains(PollFlags::POLLIN));
-        // The socket is abstract, so anyone may write to it: a sender counts when the kernel
-        // vouches for its pid (it or its child), and MAINPID only when root sent it. A flood
-        // of datagrams cannot hold us past the deadline.
+        // The socket is abstract, so anyone may write to it: the one trust rule of
+        // os::notify::from_service decides. A flood of datagrams cannot hold us past the
+        // deadline.
         while let Some(msg) = n.recv() {
-            let main_pid = msg.get("MAINPID").and_then(|p| p.parse::<i32>().ok());
-            let from_it = msg.sender == pid
-                || (msg.sender_uid == 0 && main_pid == Some(pid))
-                || parent_of(msg.sender) == Some(pid);
-            if from_it && msg.ready() {
+            if smss::os::notify::from_service(&msg, pid, smss::os::procs::parent_of) && msg.ready()
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -591,10 +588,6 @@ fn wait_ready(pid: i32, n: &NotifySocket, timeout: Duration) -> Result<(), Strin
             return Err("exited before it was ready".into());
         }
     }
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    smss::supervise::procs::read(pid).map(|p| p.ppid)
 }
 
 /// The login manager: on the seat's terminal (its controlling terminal, in the foreground)

@@ -124,7 +124,7 @@ pub struct Report {
 pub fn session_environment(
     base: Vec<(String, String)>,
     p: &SessionParams,
-    user: Option<&super::users::User>,
+    user: Option<&crate::os::users::User>,
 ) -> Environment {
     let mut env = Environment::new(base);
     // Never inherit PID 1's readiness socket: a session subsystem gets its instance's.

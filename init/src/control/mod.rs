@@ -99,5 +99,4 @@ pub mod client;
 pub mod instance;
 pub mod manager;
 pub mod server;
-pub mod users;
 pub mod wire;

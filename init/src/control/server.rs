@@ -22,8 +22,8 @@ use nix::sys::socket::{
     getsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
-use super::users::{self, Peer};
 use super::wire::{self, Framer, WireError, MAX_MESSAGE};
+use crate::os::users::{self, Peer};
 
 /// At most this many open connections; more are told `LimitReached` and closed.
 pub const MAX_CONNECTIONS: usize = 256;

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use smss_config::plan::{BootPlan, Phase};
 use smss_config::{CommandSpec, Ready};
 
-use super::notify::Notification;
 use super::{PhaseRecord, Role, Supervisor, Timer};
 use crate::mode::Mode;
+use crate::os::notify::{self, Notification};
+use crate::os::procs;
 use crate::phases;
 use crate::sys::process::Detach;
 use crate::sys::{ExitStatus, RealSys, Sys};
@@ -650,10 +651,9 @@ impl Supervisor {
             );
             return;
         };
-        // The socket is this subsystem's alone, so who sent it matters only for trust: root
-        // (subsystems run as root), or the subsystem itself or a child of it. (A sender that
-        // already exited reads as pid 0: `sh -c '...; systemd-notify --ready; exec d'`.)
-        let from_it = n.sender_uid == 0 || n.sender == pid || parent_of(n.sender) == Some(pid);
+        // The socket is this subsystem's alone, so who sent it matters only for trust: the
+        // one rule of os::notify::from_service.
+        let from_it = notify::from_service(&n, pid, procs::parent_of);
         if !from_it || !n.ready() {
             log::debug!("notification from pid {}: {:?}", n.sender, n.fields);
             return;
@@ -706,11 +706,6 @@ fn volume_tuples(v: &[smss_config::Volume]) -> Vec<(String, std::path::PathBuf, 
             )
         })
         .collect()
-}
-
-/// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
-fn parent_of(pid: i32) -> Option<i32> {
-    super::procs::read(pid).map(|p| p.ppid)
 }
 
 /// The built-in `PATH` applies only where nothing was inherited (a machine's PID 1 started by

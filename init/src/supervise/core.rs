@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use smss_config::ForwardTo;
 
-use super::procs::{self, ProcInfo};
 use crate::mode::Mode;
+use crate::os::procs::{self, ProcInfo};
 use crate::sys::{ExitStatus, RebootCmd};
 
 /// How long the stop waits after SIGKILL for processes stuck in the kernel (D state).

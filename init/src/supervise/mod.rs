@@ -7,8 +7,6 @@
 pub mod api;
 pub mod boot;
 pub mod core;
-pub mod notify;
-pub mod procs;
 pub mod sessions;
 pub mod stop;
 pub mod timeline;
@@ -28,6 +26,7 @@ use nix::sys::signalfd::SignalFd;
 use smss_config::{CommandSpec, Config, Environment, ForwardTo};
 
 use crate::mode::Mode;
+use crate::os::notify;
 use crate::sys::process::{self, Detach, SpawnError, SpawnSpec};
 use crate::sys::{self, ExitStatus, Reaped};
 

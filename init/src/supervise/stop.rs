@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::core::{Action, StopTimer};
 pub use super::core::{Goal, Source, Spared, Stage};
-use super::{procs, Supervisor, Timer};
+use super::{Supervisor, Timer};
 use crate::mode::Mode;
+use crate::os::procs;
 use crate::sys;
 
 impl Supervisor {

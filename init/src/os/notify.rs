@@ -30,6 +30,31 @@ impl Notification {
     }
 }
 
+/// The one readiness trust rule, for PID 1's subsystems and a session's alike: does `n` speak
+/// for the service whose main process is `pid`?
+///
+/// - The kernel vouches for the sender's pid and uid (SCM_CREDENTIALS), so a datagram from
+///   `pid` itself or from a child of it counts (`parent_of` reads /proc).
+/// - A datagram from root counts unless it names another process as `MAINPID=`. Root could
+///   signal or ptrace the service anyway, so refusing it protects nothing, while a root
+///   helper that exits before we read its datagram (its pid then reads as 0, and /proc no
+///   longer knows its parent: `sh -c '...; systemd-notify --ready; exec d'`) must still count.
+///   A root datagram naming another `MAINPID` speaks for another service and is ignored.
+/// - Anyone else is ignored (the socket is abstract: any process in the network namespace
+///   can write to it).
+pub fn from_service(n: &Notification, pid: i32, parent_of: impl Fn(i32) -> Option<i32>) -> bool {
+    if n.sender == pid && pid > 0 {
+        return true;
+    }
+    if n.sender_uid == 0 {
+        return match n.get("MAINPID") {
+            None => true,
+            Some(main) => main.trim().parse::<i32>() == Ok(pid),
+        };
+    }
+    n.sender > 0 && parent_of(n.sender) == Some(pid)
+}
+
 /// Parse the newline-separated `KEY=VALUE` body of a notification.
 pub fn parse_fields(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
@@ -131,6 +156,55 @@ fn nanos() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn note(sender: i32, uid: u32, body: &str) -> Notification {
+        Notification {
+            sender,
+            sender_uid: uid,
+            fields: parse_fields(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn one_trust_rule() {
+        let no_parent = |_| None;
+        let child_of_10 = |p| (p == 11).then_some(10);
+        // The service itself, any uid.
+        assert!(from_service(&note(10, 1000, "READY=1"), 10, no_parent));
+        // A child of it, any uid; not a stranger's child.
+        assert!(from_service(&note(11, 1000, "READY=1"), 10, child_of_10));
+        assert!(!from_service(&note(12, 1000, "READY=1"), 10, child_of_10));
+        // Root: a helper already gone (pid 0), with or without MAINPID naming the service.
+        assert!(from_service(&note(0, 0, "READY=1"), 10, no_parent));
+        assert!(from_service(
+            &note(0, 0, "READY=1\nMAINPID=10"),
+            10,
+            no_parent
+        ));
+        assert!(from_service(
+            &note(99, 0, "MAINPID=10\nREADY=1"),
+            10,
+            no_parent
+        ));
+        // Root naming another service's main process speaks for that one.
+        assert!(!from_service(
+            &note(99, 0, "READY=1\nMAINPID=20"),
+            10,
+            no_parent
+        ));
+        assert!(!from_service(
+            &note(0, 0, "MAINPID=20\nREADY=1"),
+            10,
+            no_parent
+        ));
+        // Not root: MAINPID proves nothing.
+        assert!(!from_service(
+            &note(99, 1000, "READY=1\nMAINPID=10"),
+            10,
+            no_parent
+        ));
+        assert!(!from_service(&note(0, 1000, "READY=1"), 10, |_| Some(10)));
+    }
 
     #[test]
     fn fields() {

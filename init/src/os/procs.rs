@@ -72,6 +72,11 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
     })
 }
 
+/// The parent of `pid`, from /proc (a shell script's `smctl notify` is its child).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    read(pid).map(|p| p.ppid)
+}
+
 /// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
 pub fn read(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read(format!("/proc/{pid}/stat")).ok()?)
