@@ -341,6 +341,26 @@ impl<'s> Ctx<'s> {
         self.lines.line(pos.unwrap_or(0))
     }
 
+    /// The duplicate-key check of list entries (a volume's mountpoint, a seat's name and tty):
+    /// records `key` at `pos` when it is new; otherwise reports it at `pos`, `taken` saying
+    /// what the line of its first use holds, and returns false.
+    fn first_use<K: std::hash::Hash + Eq>(
+        &mut self,
+        seen: &mut HashMap<K, Pos>,
+        key: K,
+        pos: Pos,
+        taken: impl FnOnce(usize) -> String,
+    ) -> bool {
+        if let Some(first) = seen.get(&key) {
+            let line = self.line_of(*first);
+            self.err(pos, taken(line));
+            false
+        } else {
+            seen.insert(key, pos);
+            true
+        }
+    }
+
     fn unknown_key(&mut self, sec: &Section, e: &Entry, known: &[&str]) {
         // Suggest the kebab-case key for `protection_mode`, `ProtectionMode`, `BootExecute`...
         let squash = |s: &str| -> String {
@@ -908,16 +928,9 @@ impl<'s> Ctx<'s> {
                     "mountpoint" => {
                         let p = self.abs_path_node(e.node, &kp);
                         if let Some(p) = &p {
-                            if let Some(first) = seen.get(p) {
-                                let line = self.line_of(*first);
-                                self.err(
-                                    e.pos(),
-                                    format!("`{kp}`: {:?} is already the mountpoint of the volume at line {line}", p.display().to_string()),
-                                );
-                                ok = false;
-                            } else {
-                                seen.insert(p.clone(), e.pos());
-                            }
+                            ok &= self.first_use(&mut seen, p.clone(), e.pos(), |line| {
+                                format!("`{kp}`: {:?} is already the mountpoint of the volume at line {line}", p.display().to_string())
+                            });
                         }
                         ok &= p.is_some();
                         mountpoint = p;
@@ -1352,32 +1365,23 @@ impl<'s> Ctx<'s> {
                             .string(e.node, &kp)
                             .and_then(|s| self.name(s, e.pos(), &kp, "seat name"));
                         if let Some(n) = &name {
-                            if let Some(p) = names.get(n) {
-                                let line = self.line_of(*p);
-                                self.err(
-                                    e.pos(),
-                                    format!("`{kp}`: duplicate seat name {n:?} (first used at line {line})"),
-                                );
-                                ok = false;
-                            } else {
-                                names.insert(n.clone(), e.pos());
-                            }
+                            ok &= self.first_use(&mut names, n.clone(), e.pos(), |line| {
+                                format!(
+                                    "`{kp}`: duplicate seat name {n:?} (first used at line {line})"
+                                )
+                            });
                         }
                         ok &= name.is_some();
                     }
                     "tty" => {
                         tty = self.abs_path_node(e.node, &kp);
                         if let Some(t) = &tty {
-                            if let Some(p) = ttys.get(t) {
-                                let line = self.line_of(*p);
-                                self.err(
-                                    e.pos(),
-                                    format!("`{kp}`: tty {:?} is already used by the seat at line {line}", t.display().to_string()),
-                                );
-                                ok = false;
-                            } else {
-                                ttys.insert(t.clone(), e.pos());
-                            }
+                            ok &= self.first_use(&mut ttys, t.clone(), e.pos(), |line| {
+                                format!(
+                                    "`{kp}`: tty {:?} is already used by the seat at line {line}",
+                                    t.display().to_string()
+                                )
+                            });
                         }
                         ok &= tty.is_some();
                     }

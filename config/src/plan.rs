@@ -91,6 +91,28 @@ pub enum Phase {
     },
 }
 
+/// Every phase's name, in boot order (interface.md section 3 "Boot order"): what
+/// [`Phase::name`] returns for the phases of a [`plan`], for the tests of every tier.
+pub const PHASE_NAMES: &[&str] = &[
+    "early-mounts",
+    "boot-drivers",
+    "volumes",
+    "object-directories",
+    "environment",
+    "dos-devices",
+    "sessions-directory",
+    "boot-execute",
+    "volumes-read-write",
+    "pending-renames",
+    "paging-files",
+    "generated-environment",
+    "kmode",
+    "required-subsystems",
+    "setup-execute",
+    "initial-command",
+    "execute",
+];
+
 impl Phase {
     /// The name used in logs and in `GetStatus`.
     pub fn name(&self) -> &'static str {
@@ -387,28 +409,7 @@ mod tests {
             .iter()
             .map(Phase::name)
             .collect();
-        assert_eq!(
-            names,
-            [
-                "early-mounts",
-                "boot-drivers",
-                "volumes",
-                "object-directories",
-                "environment",
-                "dos-devices",
-                "sessions-directory",
-                "boot-execute",
-                "volumes-read-write",
-                "pending-renames",
-                "paging-files",
-                "generated-environment",
-                "kmode",
-                "required-subsystems",
-                "setup-execute",
-                "initial-command",
-                "execute",
-            ]
-        );
+        assert_eq!(names, PHASE_NAMES);
     }
 
     #[test]

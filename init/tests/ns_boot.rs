@@ -138,25 +138,7 @@ session0-initial-command = {{ command = ["sh", "-c", "env > {env}; echo initial-
     let ns = start(&cfg_path);
     let log = expect_log(&ns, "boot complete");
     // Every phase, in the order of the plan.
-    let phases = [
-        "early-mounts",
-        "boot-drivers",
-        "volumes",
-        "object-directories",
-        "environment",
-        "dos-devices",
-        "sessions-directory",
-        "boot-execute",
-        "volumes-read-write",
-        "pending-renames",
-        "paging-files",
-        "generated-environment",
-        "kmode",
-        "required-subsystems",
-        "setup-execute",
-        "initial-command",
-        "execute",
-    ];
+    let phases = smss_config::plan::PHASE_NAMES;
     let mut at = 0;
     for ph in phases {
         let needle = format!("phase {ph} ");

@@ -6,26 +6,8 @@
 use smss_blackbox::vm::{self, Boot, Scratch, Vm};
 use std::time::{Duration, Instant};
 
-/// Boot phases in boot order (interface.md section 3 "Boot order", log lines section 7).
-const PHASES: &[&str] = &[
-    "early-mounts",
-    "boot-drivers",
-    "volumes",
-    "object-directories",
-    "environment",
-    "dos-devices",
-    "sessions-directory",
-    "boot-execute",
-    "volumes-read-write",
-    "pending-renames",
-    "paging-files",
-    "generated-environment",
-    "kmode",
-    "required-subsystems",
-    "setup-execute",
-    "initial-command",
-    "execute",
-];
+// Boot phases in boot order (interface.md section 3 "Boot order", log lines section 7).
+use smss_config::plan::PHASE_NAMES as PHASES;
 
 /// TCG on a shared 2-core machine: generous, but finite.
 const BOOT_DEADLINE: Duration = Duration::from_secs(240);

@@ -142,7 +142,7 @@ fn spawn_c(spec: &SpawnSpec, argv: Vec<CString>, envp: Vec<CString>) -> Result<P
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
 
-    let stdin_is_tty = spec.detach == Detach::ProcessGroup && unsafe_isatty(0);
+    let stdin_is_tty = spec.detach == Detach::ProcessGroup && super::kernel::stdin_is_tty();
     let mut child = ChildArgs {
         spec,
         stdin_is_tty,
@@ -214,14 +214,6 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     unsafe {
         let a = &mut *(arg as *mut ChildArgs);
         child_exec(a)
-    }
-}
-
-fn unsafe_isatty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::isatty(fd) == 1
     }
 }
 
