@@ -2,6 +2,8 @@
 //! format's documentation): every one that is a registry export becomes a configuration the
 //! real validator accepts, with the values the issue asks for; every broken one lists its
 //! problems with their lines.
+// Tests may fail loudly and use libc directly: the workspace lints guard what ships.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
 
 use std::path::{Path, PathBuf};
 

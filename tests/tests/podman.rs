@@ -6,6 +6,8 @@
 //! `SMSS_SKIP_PODMAN=1` skips (loudly); nothing else does.
 //!
 //! Run: `cargo test -p smss-blackbox --test podman`.
+// Tests may fail loudly and use libc directly: the workspace lints guard what ships.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
 
 use smss_blackbox::vm::{self, Spawned};
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! console. `SMSS_SKIP_QEMU=1` skips (loudly); nothing else does.
 //!
 //! Run: `cargo test -p smss-blackbox --test qemu -- --nocapture` (prints the boot time).
+// Tests may fail loudly and use libc directly: the workspace lints guard what ships.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
 
 use smss_blackbox::vm::{self, Boot, Scratch, Vm};
 use std::time::{Duration, Instant};

@@ -1,10 +1,5 @@
 //! `smctl`: the client of smss's control socket (interface.md section 5). Exit 0 on success,
 //! 1 on an error reply or when smss cannot be reached (message on stderr), 2 on usage.
-#![deny(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 use std::path::{Path, PathBuf};
 

@@ -256,8 +256,17 @@ pub fn has_children() -> bool {
     }
 }
 
+// The layout below is x86_64's; another architecture's kernel `struct sigaction` differs
+// (field order, a missing sa_restorer, a wider mask), and passing the wrong one to the raw
+// system call would corrupt signal dispositions silently. Refuse to build instead.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "sys::kernel::KernelSigaction is written for x86_64 only: add this architecture's kernel struct sigaction"
+);
+
 /// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (not glibc's layout, whose
 /// wrapper also refuses glibc's internal signals 32 and 33).
+#[cfg(target_arch = "x86_64")]
 #[repr(C)]
 #[derive(Default)]
 struct KernelSigaction {
