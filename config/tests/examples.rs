@@ -1,6 +1,6 @@
 //! Every `examples/*.toml` must parse with zero diagnostics, and plan.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

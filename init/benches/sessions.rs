@@ -9,7 +9,7 @@
 //! Not part of the default test run (it needs root for the namespace). `SMSS_BIN_DIR=DIR`
 //! measures the `smss` and `smss-session` in DIR instead (scripts/bench: the static ones).
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! (a shell reports 141), nothing on stderr, whether SIGPIPE was inherited at its default or
 //! ignored (a parent's `trap '' PIPE`, Python's subprocess before 3.2...).
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod ns_control_common;

@@ -1,7 +1,7 @@
 //! `smss check`: every shipped configuration is accepted, a broken one lists every problem
 //! with its position, and usage errors exit 2 (interface.md section 2).
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;

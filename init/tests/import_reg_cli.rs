@@ -2,7 +2,7 @@
 //! `smss check` accepts, 1 with `FILE:LINE: message` per problem and nothing written to `-o`,
 //! 2 on usage errors.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

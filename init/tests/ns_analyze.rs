@@ -1,7 +1,7 @@
 //! Tier 3: GetStatus's times for boot commands, subsystems and session creations from a real
 //! smss (PID 1 of a fresh PID namespace), and `smctl analyze blame|plot` on them.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod ns_control_common;

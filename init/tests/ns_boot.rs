@@ -2,7 +2,7 @@
 //! over a scratch directory: environment, DOS devices, BootExecute, the rename queue, Required
 //! subsystems with readiness, SetupExecute, the initial command, Execute — and the bugchecks.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

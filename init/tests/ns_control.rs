@@ -3,7 +3,7 @@
 //! malformed, oversized, unknown, mistyped, never-reading and 500 simultaneous clients. After
 //! each, GetStatus must still work.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod ns_control_common;

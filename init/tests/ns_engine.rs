@@ -1,7 +1,7 @@
 //! Tier 3: the real `smss` as PID 1 of a fresh PID + mount namespace — exit statuses, signal
 //! forwarding, reaping, signal dispositions, the stop, the pty hand-off and the bugcheck.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

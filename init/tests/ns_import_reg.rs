@@ -3,7 +3,7 @@
 //! value has its effect: BootExecute ran, the environment and the DOS device are there, the
 //! object directory was made, the Required subsystem runs.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

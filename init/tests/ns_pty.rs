@@ -1,7 +1,7 @@
 //! Tier 3 on a pseudo-terminal: smss hands the terminal's foreground to the initial command,
 //! so Ctrl-C reaches it (status 130) and an interactive shell gets job control.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! gives none (no `tty`, no seat with one), with InvalidParameter naming the tty, and smctl
 //! says why; before, the session got an id and its getty ran with a literal `%TTY%`.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod ns_control_common;

@@ -4,7 +4,7 @@
 //! hierarchy of the namespace's own), session subsystems with readiness, deferred subsystems,
 //! users, limits, the rename queue and Shutdown.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod ns_control_common;

@@ -2,7 +2,7 @@
 //! rmdir, EXDEV, flock between threads and processes), swap headers read by blkid/swaplabel,
 //! and a real swapon. Run as root; each external process has a timeout.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::io::Read;

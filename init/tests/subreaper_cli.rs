@@ -1,7 +1,7 @@
 //! `smss` with no command outside PID 1 (someone trying it in a shell) says what it is doing,
 //! a subreaper waiting for orphans, instead of running forever in silence; it ends on SIGTERM.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

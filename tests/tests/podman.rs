@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo test -p smss-blackbox --test podman`.
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use smss_blackbox::vm::{self, Spawned};
 use std::path::PathBuf;

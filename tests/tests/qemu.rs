@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo test -p smss-blackbox --test qemu -- --nocapture` (prints the boot time).
 // Tests may fail loudly and use libc directly: the workspace lints guard what ships.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unreachable)]
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use smss_blackbox::vm::{self, Boot, Scratch, Vm};
 use std::time::{Duration, Instant};
