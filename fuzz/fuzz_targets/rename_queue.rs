@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::io::Read;
 
-use smss::phases::pending_renames::{
+use smss::rename_queue::{
     encode, parse_queue, valid_prefix_len, Action, Dropped, Item, PairScanner, QueueReader,
     MAX_PATH_LEN,
 };

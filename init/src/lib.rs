@@ -12,6 +12,7 @@ pub mod logging;
 pub mod mode;
 pub mod os;
 pub mod phases;
+pub mod rename_queue;
 pub mod shutdown;
 pub mod supervise;
 pub mod sys;

@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smss::phases::paging_files::{self, swap_header};
-use smss::phases::pending_renames::{append, append_nowait, apply, parse_queue, Action};
+use smss::phases::pending_renames::apply;
+use smss::rename_queue::{append, append_nowait, parse_queue, Action};
 use smss::sys::{RealSys, Sys};
 
 /// A directory under /tmp removed on drop (no tempfile crate in the workspace).

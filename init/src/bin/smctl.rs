@@ -426,7 +426,7 @@ fn rename(socket: &Path, rest: &[&str]) -> Outcome {
         }
     }
     let queue = offline_queue(config)?;
-    smss::phases::pending_renames::append(&queue, Path::new(src), dst.map(Path::new), replace)
+    smss::rename_queue::append(&queue, Path::new(src), dst.map(Path::new), replace)
         .map_err(|e| Failure::Error(format!("failed to append to {}: {e}", queue.display())))
 }
 

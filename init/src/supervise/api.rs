@@ -425,12 +425,8 @@ impl Supervisor {
         let dst = destination
             .filter(|d| !d.is_empty())
             .map(std::path::Path::new);
-        match crate::phases::pending_renames::append_nowait(
-            &queue,
-            std::path::Path::new(source),
-            dst,
-            replace,
-        ) {
+        match crate::rename_queue::append_nowait(&queue, std::path::Path::new(source), dst, replace)
+        {
             Ok(()) => {
                 log::info!(
                     "queued for the next boot: {source} -> {}",
@@ -442,16 +438,16 @@ impl Supervisor {
                 let ok = |p: &str| {
                     p.starts_with('/')
                         && !p.contains('\0')
-                        && p.len() <= crate::phases::pending_renames::MAX_PATH_LEN
+                        && p.len() <= crate::rename_queue::MAX_PATH_LEN
                 };
                 let which = if ok(source) { "destination" } else { "source" };
                 Err(MethodError::invalid(which, e.to_string()))
             }
             // Full (issue 12): the queue may not grow past its limit.
-            Err(e) if crate::phases::pending_renames::queue_full(&e).is_some() => {
+            Err(e) if crate::rename_queue::queue_full(&e).is_some() => {
                 Err(MethodError::limit_reached(
                     "rename-queue-bytes",
-                    crate::phases::pending_renames::MAX_QUEUE_SIZE,
+                    crate::rename_queue::MAX_QUEUE_SIZE,
                 ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(MethodError::failed(
