@@ -15,10 +15,6 @@
 use serde::{Deserialize, Serialize};
 use smss_config::Environment;
 
-/// Where a cgroup2 hierarchy must be mounted for sessions to get cgroups.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// The parent of every session cgroup, below [`CGROUP_ROOT`].
-pub const CGROUP_PARENT: &str = "smss";
 /// The largest parameter document PID 1 sends (it must fit the socket buffer at once).
 pub const MAX_PARAMS: usize = 64 * 1024;
 /// The longest line PID 1 reads from an instance.

@@ -30,10 +30,11 @@ use smss_config::Ready;
 use super::boot::DEFAULT_READY_TIMEOUT;
 use super::{Child, Role, Supervisor, Timer, Token, KILL_WAIT};
 use crate::control::instance::{
-    self, InstanceMessage, KeeperCommand, Member, Report, SessionParams, SubsystemSpec,
-    CGROUP_PARENT, CGROUP_ROOT, MAX_PARAMS, MAX_REPORT,
+    self, InstanceMessage, KeeperCommand, Member, Report, SessionParams, SubsystemSpec, MAX_PARAMS,
+    MAX_REPORT,
 };
 use crate::control::manager::{CreateSession, MethodError};
+use crate::os::cgroup::{CGROUP_PARENT, CGROUP_ROOT};
 use crate::os::{procs, users};
 use crate::sys::process::{self, Detach, SpawnSpec};
 use crate::sys::{self, ExitStatus};
