@@ -88,7 +88,7 @@ pub use expand::{
     expand, expand_within, variable_cost, EnvError, Environment, TooLong, MAX_ARG_STRLEN,
     MAX_ENVIRONMENT_SIZE,
 };
-pub use parse::{load_file, load_optional, parse_str, MAX_CONFIG_SIZE};
+pub use parse::{file_kind, load_file, load_optional, parse_str, MAX_CONFIG_SIZE};
 
 /// The default configuration path.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/smss/smss.toml";

@@ -108,8 +108,9 @@ fn too_large(path: &Path) -> Diagnostics {
     )
 }
 
-/// What a file that is not a regular file is, for the error message.
-pub(crate) fn file_kind(t: std::fs::FileType) -> &'static str {
+/// What a file that is not a regular file is, for the error message (the configuration's
+/// and PID 1's own refusals of a FIFO or a device where a file belongs say it alike).
+pub fn file_kind(t: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if t.is_dir() {
         "a directory"

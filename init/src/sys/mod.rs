@@ -84,24 +84,11 @@ pub fn open_regular_file(path: &Path, append: bool) -> io::Result<fs::File> {
 
 /// An error saying what `f` is unless it is a regular file.
 pub fn require_regular(f: &fs::File, path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
     let t = f.metadata()?.file_type();
     if t.is_file() {
         return Ok(());
     }
-    let what = if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "something else"
-    };
+    let what = smss_config::file_kind(t);
     Err(io::Error::other(format!(
         "{} is not a regular file ({what})",
         path.display()
