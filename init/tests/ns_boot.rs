@@ -233,6 +233,40 @@ fn subsystem_not_ready_in_time_is_a_bugcheck() {
     assert_eq!(code, 128 + libc::SIGKILL, "{err}");
 }
 
+/// The one readiness trust rule (os::notify::from_service) for PID 1's subsystems: a root
+/// helper that is neither the subsystem nor its child (a subshell's child here) counts unless
+/// it names another process as MAINPID.
+fn grandchild_notify(payload: &str) -> String {
+    let notify = NOTIFY.replace("b'READY=1'", &format!("b'{payload}'"));
+    let cmd = format!("({notify}; true); exec sleep 1000");
+    format!(
+        "[subsystems]\nrequired = [\"slow\"]\nslow = {{ command = [\"sh\", \"-c\", \"{}\"], ready = \"notify\", ready-timeout = \"2s\" }}\n",
+        cmd.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+#[test]
+fn root_naming_another_mainpid_is_not_the_subsystems_readiness() {
+    require_unshare!();
+    let (code, err) = bugcheck_case("other-mainpid", &grandchild_notify("READY=1\\nMAINPID=1"));
+    assert!(
+        err.contains("subsystem slow did not become ready in time"),
+        "{err}"
+    );
+    assert_eq!(code, 128 + libc::SIGKILL, "{err}");
+}
+
+#[test]
+fn a_root_helpers_readiness_counts() {
+    require_unshare!();
+    let d = scratch("root-helper");
+    let cfg_path = d.join("smss.toml");
+    fs::write(&cfg_path, grandchild_notify("READY=1")).unwrap();
+    let ns = start(&cfg_path);
+    let log = expect_log(&ns, "boot complete");
+    assert!(log.contains("subsystem slow is ready"), "{log}");
+}
+
 #[test]
 fn fatal_boot_execute_failure_is_a_bugcheck() {
     require_unshare!();
