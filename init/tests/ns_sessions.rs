@@ -499,6 +499,27 @@ fn session_subsystems_start_first_and_may_wait_for_readiness() {
     s.assert_serving();
 }
 
+/// The one readiness trust rule (os::notify::from_service) in a session too: a root helper
+/// that is neither the subsystem nor its child (a subshell's child here, gone by the time its
+/// datagram is read) counts when it names no other MAINPID, as it does for PID 1's subsystems.
+#[test]
+fn a_root_helpers_readiness_counts_for_a_session_subsystem() {
+    require_unshare!();
+    let notify = "python3 -c \"import os,socket; a=os.environ['NOTIFY_SOCKET']; a='\\0'+a[1:] if a[0]=='@' else a; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'READY=1', a)\"";
+    let sub = format!("({notify}; true); exec sleep 1000");
+    let config = format!(
+        "[subsystems]\nwindows = {{ command = {}, ready = \"notify\", ready-timeout = \"5s\" }}\n\
+         [sessions]\nsession-subsystems = [\"windows\"]\n\
+         initial-command = {{ command = {} }}\n[shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sh", "-c", &sub]),
+        argv(&["sleep", "1000"]),
+    );
+    let s = start("root-helper-ready", &config, Opts::default());
+    let v = s.ok("CreateSession", json!({}));
+    assert_eq!(v["pids"].as_array().map(Vec::len), Some(2), "{v}");
+    s.assert_serving();
+}
+
 /// The host pid of namespace pid `ns_pid` of this smss's PID namespace (NSpid in the host's
 /// /proc/PID/status, in the same namespace as its PID 1).
 fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
