@@ -481,10 +481,17 @@ impl Supervisor {
         detach: Detach,
         extra_env: &[(String, String)],
     ) -> Result<i32, SpawnError> {
-        let mut env = self.env.clone();
-        for (k, v) in extra_env {
-            env.set(k, v);
-        }
+        // Most commands add nothing: borrow the environment rather than copying every
+        // variable (and its index) for each start.
+        let env = if extra_env.is_empty() {
+            std::borrow::Cow::Borrowed(&self.env)
+        } else {
+            let mut env = self.env.clone();
+            for (k, v) in extra_env {
+                env.set(k, v);
+            }
+            std::borrow::Cow::Owned(env)
+        };
         // Each argument within MAX_ARG_STRLEN, as execve would insist (E2BIG).
         let argv: Vec<String> = spec
             .argv
