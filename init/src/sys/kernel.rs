@@ -351,8 +351,8 @@ pub fn trim_working_set() {
 }
 
 /// Kept below this function's frame: the frame of the one call it makes (libc's madvise
-/// wrapper, tens of bytes) and the x86-64 red zone (128 bytes), many times over.
-const STACK_KEEP_BELOW: usize = 4 * 1024;
+/// wrapper, tens of bytes) and the x86-64 red zone (128 bytes), several times over.
+const STACK_KEEP_BELOW: usize = 1024;
 /// Dropped below that. Start-up (configuration, boot phases, the first spawns) runs deeper
 /// than the idle loop, and the pages it touched stay resident, anonymous, for the life of PID
 /// 1: 36 kB measured with `smss -- sleep`, where the idle loop needs a few. The window lies
