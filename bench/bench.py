@@ -690,7 +690,9 @@ def table(R, quick):
                      f"{fmt(ss.get('terminate_us'), 0)}"},
             f"{ratio(ss.get('create_us'), fe, 1)} fork+exec of the command ({fmt(fe, 0)} µs), "
             f"{ratio(ss.get('create_us'), fb, 1)} fork+exec of instance + command "
-            f"({fmt(fb, 0)} µs)")
+            f"({fmt(fb, 0)} µs)", "CreateSession ≤ 2× the command's fork+exec",
+            ("PASS" if ss["create_us"] <= 2 * fe else "FAIL")
+            if ss.get("create_us") and fe else "")
         notes.append("Sessions bench output: " + " / ".join(ss.get("lines", [])))
     else:
         err = ss.get("error", "no numbers printed") if isinstance(ss, dict) else cell_err(ss)
