@@ -500,7 +500,7 @@ def sec_sessions(quick, bindir):
             return {"error": f"failed: {' '.join(cmd[1:3])} exit {r.returncode}: "
                              f"{' / '.join(tail)[:200]}"}
     out = {"lines": [ln.strip() for ln in r.stdout.splitlines()
-                     if ln.startswith(("sessions:", "CreateSession", "bare fork"))]}
+                     if ln.startswith(("sessions:", "CreateSession", "bare fork", "bare kill"))]}
     t = r.stdout
     m = re.search(r"= (\d+) round trips/s", t)
     if m:
@@ -512,6 +512,9 @@ def sec_sessions(quick, bindir):
     m = re.search(r"the command alone median (\d+) us .*instance \+ command median (\d+) us", t)
     if m:
         out["fork_exec_us"], out["fork_exec_both_us"] = map(int, m.groups())
+    m = re.search(r"bare kill\+reap of the command: median (\d+) us", t)
+    if m:
+        out["kill_reap_us"] = int(m.group(1))
     return out
 
 
@@ -693,6 +696,12 @@ def table(R, quick):
             f"({fmt(fb, 0)} µs)", "CreateSession ≤ 2× the command's fork+exec",
             ("PASS" if ss["create_us"] <= 2 * fe else "FAIL")
             if ss.get("create_us") and fe else "")
+        kr, tu = ss.get("kill_reap_us"), ss.get("terminate_us")
+        if kr:
+            row("sessions: TerminateSession median latency, µs", {"smss": fmt(tu, 0)},
+                f"{ratio(tu, kr, 1)} kill+reap of the command ({fmt(kr, 0)} µs)",
+                "≤ 2× the command's kill+reap",
+                ("PASS" if tu <= 2 * kr else "FAIL") if tu else "")
         notes.append("Sessions bench output: " + " / ".join(ss.get("lines", [])))
     else:
         err = ss.get("error", "no numbers printed") if isinstance(ss, dict) else cell_err(ss)
