@@ -1,6 +1,7 @@
 //! Session creation cost: CreateSession + TerminateSession round trips per second against a
-//! real smss (PID 1 of a fresh PID + mount namespace, like tier 3), and the median
-//! CreateSession latency next to a bare fork+exec of the same processes.
+//! real smss (PID 1 of a fresh PID + mount namespace, like tier 3), the median
+//! CreateSession latency next to a bare fork+exec of the same processes, and the median
+//! TerminateSession latency next to a bare kill + reap of the command.
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
