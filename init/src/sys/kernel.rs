@@ -360,11 +360,18 @@ const STACK_KEEP_BELOW: usize = 1024;
 /// `stack_guard_gap`), so it never reaches another mapping; unmapped parts are skipped.
 const STACK_DROP_WINDOW: usize = 256 * 1024;
 
-/// Drop the stack pages below the current frame. Everything below the stack pointer is dead
-/// (signals are blocked, no handler or alternate stack runs on it); the pages are zero-filled
-/// again when a deeper call next needs them.
+/// Drop the main thread's stack pages below the current frame. Everything below the stack
+/// pointer is dead (signals are blocked, no handler or alternate stack runs on it); the pages
+/// are zero-filled again when a deeper call next needs them.
 #[inline(never)]
 fn trim_dead_stack() {
+    // Only on the main thread's stack, the one with the guard gap below it: a thread's stack
+    // is a plain mapping, with another one possibly right under its guard page.
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    if tid != i64::from(std::process::id()) {
+        return;
+    }
     let marker = 0u8;
     // Only the address of a local is taken: a point inside this frame.
     let here = std::ptr::addr_of!(marker) as usize;
