@@ -36,12 +36,10 @@ use smss::supervise::notify::NotifySocket;
 use smss::sys::process::{self, Detach, SpawnSpec};
 use smss_config::Environment;
 
+mod args;
 mod keeper;
 
-const USAGE: &str = "\
-usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
-       smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
-       smss-session remove DIR                        (an ended session's runtime directory)";
+use args::{Command, USAGE};
 
 /// The C entry point: like `smss`, skip the Rust runtime's start-up syscalls (a session is
 /// created on every login; the instance's own start-up is most of CreateSession's cost).
@@ -51,76 +49,45 @@ usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each s
 #[no_mangle]
 pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: the C runtime passes argc valid NUL-terminated strings in argv.
-    let args = unsafe { smss::sys::c_args(argc, argv) };
+    let args = unsafe { smss::sys::c_args_os(argc, argv) };
     session_main(args);
     0
 }
 
 #[cfg_attr(test, allow(dead_code))]
-fn session_main(argv: Vec<String>) {
+fn session_main(argv: Vec<std::ffi::OsString>) {
     // Nothing ignored may reach the session's login manager or subsystems (see smss's spawn).
     smss::sys::reset_ignored_signals();
-    let code = match argv.first().map(String::as_str) {
-        Some("exec") => exec_main(argv.get(1..).unwrap_or_default()),
-        Some("remove") => remove_main(argv.get(1..).unwrap_or_default()),
-        Some("--help" | "-h") => {
-            println!("{USAGE}");
-            0
-        }
-        _ => instance_main(&argv),
+    let code = match args::parse(&argv) {
+        Ok(Command::Instance(a)) => instance_main(a),
+        Ok(Command::Exec(a)) => exec_main(a),
+        Ok(Command::Remove(dir)) => remove_main(&dir),
+        Ok(Command::Help) => smss::cli::help(USAGE),
+        Err(e) => smss::cli::usage_error(args::prog(&argv), &e, USAGE),
     };
     std::process::exit(code);
 }
 
 /// `remove DIR`: delete an ended session's runtime directory (renamed aside by smss). Done
 /// here, not in PID 1: the directory was the user's, and may hold any number of files.
-fn remove_main(argv: &[String]) -> i32 {
+fn remove_main(dir: &Path) -> i32 {
     smss::logging::init(
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
-    let [dir] = argv else {
-        eprintln!("smss-session remove: one directory expected\n{USAGE}");
-        return 2;
-    };
     // remove_dir_all never follows a symlink inside the tree.
     match fs::remove_dir_all(dir) {
         Ok(()) => 0,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => {
-            log::warn!("failed to remove {dir}: {e}");
+            log::warn!("failed to remove {}: {e}", dir.display());
             1
         }
     }
 }
 
-/// Parse `--id ID --fd N [--log LEVEL]`.
-fn parse_instance_args(argv: &[String]) -> Result<(u32, i32, Option<String>), String> {
-    let (mut id, mut fd, mut log) = (None, None, None);
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--id" => id = Some(value()?.parse::<u32>().map_err(|e| format!("--id: {e}"))?),
-            "--fd" => fd = Some(value()?.parse::<i32>().map_err(|e| format!("--fd: {e}"))?),
-            "--log" => log = Some(value()?.clone()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    match (id, fd) {
-        (Some(id), Some(fd)) => Ok((id, fd, log)),
-        _ => Err("--id and --fd are required".into()),
-    }
-}
-
-fn instance_main(argv: &[String]) -> i32 {
-    let (id, fd, level) = match parse_instance_args(argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("smss-session: {e}\n{USAGE}");
-            return 2;
-        }
-    };
+fn instance_main(a: args::Instance) -> i32 {
+    let (id, fd, level) = (a.id, a.fd, a.log);
     let level = level.or_else(|| std::env::var("SMSS_LOG").ok());
     logging::init(level.as_deref(), log::LevelFilter::Warn);
     let fd = match smss::sys::fd::take_inherited(fd) {
@@ -661,42 +628,17 @@ fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
 /// (a session process held until PID 1 knows of it), join the cgroup, drop to the user,
 /// exec. Used for every process an instance starts and for subsystems started later inside
 /// a session (LoadDeferredSubsystem).
-fn exec_main(argv: &[String]) -> i32 {
+fn exec_main(a: args::Exec) -> i32 {
     logging::init(
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
-    let (mut cgroup, mut user, mut cmd, mut hold) = (None, None, None, None);
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        match a.as_str() {
-            "--hold" => {
-                hold = argv.get(i + 1).cloned();
-                i += 1;
-            }
-            "--cgroup" => {
-                cgroup = argv.get(i + 1).cloned();
-                i += 1;
-            }
-            "--user" => {
-                user = argv.get(i + 1).cloned();
-                i += 1;
-            }
-            "--" => {
-                cmd = argv.get(i + 1..).map(<[String]>::to_vec);
-                break;
-            }
-            other => {
-                eprintln!("smss-session exec: unknown argument {other}\n{USAGE}");
-                return 2;
-            }
-        }
-        i += 1;
-    }
-    let Some(cmd) = cmd.filter(|c| !c.is_empty()) else {
-        eprintln!("smss-session exec: no command\n{USAGE}");
-        return 2;
-    };
+    let args::Exec {
+        hold,
+        cgroup,
+        user,
+        command: cmd,
+    } = a;
     if let Some(fd) = hold {
         // Held until the instance has told PID 1 about us; its going away first means the
         // session is being torn down: run nothing.
@@ -718,9 +660,9 @@ fn exec_main(argv: &[String]) -> i32 {
         }
     }
     if let Some(cg) = cgroup {
-        let procs = Path::new(&cg).join("cgroup.procs");
+        let procs = cg.join("cgroup.procs");
         if let Err(e) = fs::write(&procs, std::process::id().to_string()) {
-            log::warn!("failed to join cgroup {cg}: {e}");
+            log::warn!("failed to join cgroup {}: {e}", cg.display());
         }
     }
     if let Some(name) = user {
@@ -735,7 +677,7 @@ fn exec_main(argv: &[String]) -> i32 {
     }
     let args: Vec<std::ffi::CString> = match cmd
         .iter()
-        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .map(|a| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())))
         .collect()
     {
         Ok(a) => a,
@@ -755,7 +697,8 @@ fn exec_main(argv: &[String]) -> i32 {
     };
     log::error!(
         "failed to execute {}: {}",
-        cmd.first().map_or("", String::as_str),
+        cmd.first()
+            .map_or(String::new(), |c| c.to_string_lossy().into_owned()),
         err.map_or("unknown error".to_string(), |e| e.to_string())
     );
     code
@@ -779,25 +722,6 @@ fn drop_privileges(u: &User) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn instance_arguments() {
-        assert_eq!(
-            parse_instance_args(&v(&["--id", "3", "--fd", "5"])),
-            Ok((3, 5, None))
-        );
-        assert_eq!(
-            parse_instance_args(&v(&["--fd", "5", "--id", "3", "--log", "debug"])),
-            Ok((3, 5, Some("debug".into())))
-        );
-        assert!(parse_instance_args(&v(&["--id", "x", "--fd", "5"])).is_err());
-        assert!(parse_instance_args(&v(&["--id", "3"])).is_err());
-        assert!(parse_instance_args(&v(&["--bogus"])).is_err());
-    }
 
     #[test]
     fn pids_max_default_is_sane() {
