@@ -473,6 +473,39 @@ mod tests {
         assert_eq!(a.unknown, vec!["single", "splash"]);
     }
 
+    proptest::proptest! {
+        /// Whatever precedes it, the command after `--` comes back exactly as given, and no
+        /// argv makes the decision panic (PID 1 reads what the kernel hands it).
+        #[test]
+        fn command_after_double_dash_is_kept_byte_exact(
+            pre in proptest::collection::vec(
+                proptest::sample::select(vec!["-g", "--forward-to-group", "--config=/c", "-c/c", "single"]),
+                0..4,
+            ),
+            cmd in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..8), 1..5),
+            noise in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..8), 0..5),
+        ) {
+            let raw = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+            let mut argv: Vec<OsString> = pre.iter().map(OsString::from).collect();
+            argv.push("--".into());
+            let cmd: Vec<OsString> = cmd.iter().map(|b| raw(b)).collect();
+            argv.extend(cmd.iter().cloned());
+            let Action::Run(a) = parse_args(&argv) else {
+                panic!("not run: {argv:?}");
+            };
+            proptest::prop_assert_eq!(a.command, Some(cmd));
+            let noise: Vec<OsString> = noise.iter().map(|b| raw(b)).collect();
+            for (pid, container) in [(1, false), (1, true), (42, false)] {
+                let _ = decide(&noise, pid, container);
+            }
+            // As the machine's init, without `--`, nothing is a usage error.
+            if !noise.iter().any(|a| a == "--") {
+                let machine = decide(&noise, 1, false);
+                proptest::prop_assert!(matches!(machine, Action::Run(_)));
+            }
+        }
+    }
+
     /// The command and the --config path are bytes, exactly as given.
     #[test]
     fn arguments_are_bytes() {
