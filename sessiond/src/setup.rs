@@ -161,3 +161,34 @@ pub fn resolve(argv: &[String], env: &Environment) -> Result<PathBuf, SetUpError
     process::resolve_program(first, env.get("PATH"))
         .ok_or_else(|| SetUpError::NoProgram(first.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report's error is these texts; PID 1 passes them on (CreateSession's `reason`).
+    #[test]
+    fn messages_name_their_object() {
+        let e = SetUpError::Subsystem {
+            name: "mute".into(),
+            source: ReadinessError::NotReady(Duration::from_millis(500)).into(),
+        };
+        assert_eq!(e.to_string(), "subsystem mute: not ready after 500 ms");
+        assert_eq!(
+            SetUpError::NoProgram("nope".into()).to_string(),
+            "failed to find program nope: not found in PATH"
+        );
+        let e = SetUpError::from(RuntimeDirError::Write {
+            path: PathBuf::from("/run/x/pids"),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert!(
+            e.to_string().starts_with("failed to write /run/x/pids: "),
+            "{e}"
+        );
+        assert_eq!(
+            SetUpError::NoUser("bob".into()).to_string(),
+            "failed to find user bob: no such user"
+        );
+    }
+}
