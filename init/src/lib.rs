@@ -10,6 +10,7 @@
 )]
 
 pub mod bugcheck;
+pub mod cli;
 pub mod control;
 pub mod devices;
 pub mod import_reg;
