@@ -109,14 +109,29 @@ pub fn expand_within<V: AsRef<str>>(
 /// ([`MAX_ARG_STRLEN`] per `NAME=VALUE`, [`MAX_ENVIRONMENT_SIZE`] in all) and leaves out one
 /// that does not fit; [`set`](Environment::set) (the inherited environment, generated facts)
 /// does not check, but is counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Environment {
     vars: Vec<(String, String)>,
-    /// name -> index in `vars`, so building a large environment stays linear.
-    index: HashMap<String, usize>,
+    /// name -> index in `vars`, so building a large environment stays linear. Built once there
+    /// are more than [`INDEX_FROM`] variables, then kept for good; a smaller environment (a
+    /// container's few, a shell's few dozen) is scanned, which costs PID 1 no second copy of
+    /// every name, no hashing and no `getrandom` for the hash keys at start-up.
+    index: Option<HashMap<String, usize>>,
     /// Sum of [`variable_cost`] over `vars`.
     size: usize,
 }
+
+/// Above this many variables, names are looked up through an index instead of a scan.
+const INDEX_FROM: usize = 64;
+
+/// Equal when the variables and their order are (the index is a cache).
+impl PartialEq for Environment {
+    fn eq(&self, other: &Self) -> bool {
+        self.vars == other.vars
+    }
+}
+
+impl Eq for Environment {}
 
 impl Environment {
     /// Starts from `base` (typically the kernel-given environment). A name repeated in `base`
@@ -158,39 +173,60 @@ impl Environment {
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
         let cost = variable_cost(name, &value);
-        match self.index.get(name).and_then(|i| self.vars.get_mut(*i)) {
+        match self.position(name).and_then(|i| self.vars.get_mut(i)) {
             Some(slot) => {
                 self.size = self.size.saturating_sub(variable_cost(name, &slot.1)) + cost;
                 slot.1 = value;
             }
             None => {
-                self.index.insert(name.to_owned(), self.vars.len());
+                if let Some(index) = self.index.as_mut() {
+                    index.insert(name.to_owned(), self.vars.len());
+                }
                 self.vars.push((name.to_owned(), value));
                 self.size += cost;
+                if self.index.is_none() && self.vars.len() > INDEX_FROM {
+                    let index = self
+                        .vars
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (n, _))| (n.clone(), i))
+                        .collect();
+                    self.index = Some(index);
+                }
             }
+        }
+    }
+
+    /// Where `name` is in `vars`.
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.vars.iter().position(|(n, _)| n == name),
         }
     }
 
     /// Removes `name`; returns its value if it was set.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self.index.remove(name)?;
+        let i = self.position(name)?;
         if i >= self.vars.len() {
             return None;
         }
         let (_, value) = self.vars.remove(i);
         self.size = self.size.saturating_sub(variable_cost(name, &value));
-        for j in self.index.values_mut() {
-            if *j > i {
-                *j -= 1;
+        if let Some(index) = self.index.as_mut() {
+            index.remove(name);
+            for j in index.values_mut() {
+                if *j > i {
+                    *j -= 1;
+                }
             }
         }
         Some(value)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.index
-            .get(name)
-            .and_then(|i| self.vars.get(*i))
+        self.position(name)
+            .and_then(|i| self.vars.get(i))
             .map(|(_, v)| v.as_str())
     }
 
@@ -221,6 +257,39 @@ impl Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Across the size where the index is built, lookups, replacements in place and removals
+    /// agree with a plain list.
+    #[test]
+    fn scanned_and_indexed_environments_agree() {
+        let mut e = Environment::default();
+        let mut model: Vec<(String, String)> = Vec::new();
+        for i in 0..(INDEX_FROM * 2) {
+            let (n, v) = (format!("V{}", i % (INDEX_FROM + 10)), format!("{i}"));
+            e.set(&n, v.clone());
+            match model.iter_mut().find(|(m, _)| *m == n) {
+                Some(slot) => slot.1 = v,
+                None => model.push((n, v)),
+            }
+            if i % 7 == 3 {
+                let gone = format!("V{}", i / 2);
+                let had = model.iter().position(|(m, _)| *m == gone);
+                let want = had.map(|p| model.remove(p).1);
+                assert_eq!(e.remove(&gone), want, "remove {gone} at step {i}");
+            }
+            assert_eq!(e.vars(), &model[..], "step {i}");
+            for (n, v) in &model {
+                assert_eq!(e.get(n), Some(v.as_str()), "get {n} at step {i}");
+            }
+            assert_eq!(e.get("absent"), None);
+            let size: usize = model.iter().map(|(n, v)| variable_cost(n, v)).sum();
+            assert_eq!(e.size(), size);
+        }
+        assert!(e.index.is_some(), "a large environment is indexed");
+        assert!(Environment::new(vec![("A".into(), "1".into())])
+            .index
+            .is_none());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
         Environment::new(

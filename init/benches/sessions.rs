@@ -1,6 +1,7 @@
 //! Session creation cost: CreateSession + TerminateSession round trips per second against a
-//! real smss (PID 1 of a fresh PID + mount namespace, like tier 3), and the median
-//! CreateSession latency next to a bare fork+exec of the same processes.
+//! real smss (PID 1 of a fresh PID + mount namespace, like tier 3), the median
+//! CreateSession latency next to a bare fork+exec of the same processes, and the median
+//! TerminateSession latency next to a bare kill + reap of the command.
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
@@ -136,6 +137,7 @@ fn main() {
     // (std's spawn returns once exec succeeded, as smss's does), then kill and reap.
     let mut bare_cmd = Vec::with_capacity(n);
     let mut bare_both = Vec::with_capacity(n);
+    let mut bare_kill = Vec::with_capacity(n);
     for _ in 0..n {
         let c = Instant::now();
         let mut a = Command::new(&instance)
@@ -147,8 +149,11 @@ fn main() {
         let mut b = Command::new("sleep").arg("1000").spawn().unwrap();
         bare_cmd.push(b0.elapsed());
         bare_both.push(c.elapsed());
+        // TerminateSession's baseline: signal the command and reap it.
+        let k = Instant::now();
         let _ = b.kill();
         let _ = b.wait();
+        bare_kill.push(k.elapsed());
         let _ = a.wait();
     }
 
@@ -157,6 +162,7 @@ fn main() {
     let term_med = percentile(&mut terminate, 0.5);
     let cmd_med = percentile(&mut bare_cmd, 0.5);
     let both_med = percentile(&mut bare_both, 0.5);
+    let kill_med = percentile(&mut bare_kill, 0.5);
     println!(
         "sessions: {n} CreateSession+TerminateSession round trips in {:.3} s = {:.0} round trips/s",
         total.as_secs_f64(),
@@ -174,6 +180,11 @@ fn main() {
         us(create_med) / us(cmd_med),
         us(both_med),
         us(create_med) / us(both_med)
+    );
+    println!(
+        "bare kill+reap of the command: median {:.0} us (TerminateSession ratio {:.1}x)",
+        us(kill_med),
+        us(term_med) / us(kill_med)
     );
     call(&socket, "Shutdown", json!({"action": "poweroff"}));
     let _ = child.wait();

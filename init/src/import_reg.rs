@@ -8,7 +8,11 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::ffi::OsString;
+
 use smss_config::reg::{self, Options, MAX_REG_FILE_SIZE};
+
+use crate::cli::{self, Usage};
 
 pub const USAGE: &str = "\
 usage: smss import-reg [--drive X:=PATH]... [-o FILE] FILE.reg|-
@@ -38,47 +42,49 @@ pub enum Cmd {
 }
 
 /// Parses the arguments after `import-reg`.
-pub fn parse_args(argv: &[String]) -> Result<Cmd, String> {
+pub fn parse_args(argv: &[OsString]) -> Result<Cmd, String> {
+    parse(argv).map_err(|e| e.0)
+}
+
+fn parse(argv: &[OsString]) -> Result<Cmd, Usage> {
+    use crate::cli::Arg::*;
     let mut drives: Vec<(char, String)> = Vec::new();
     let mut output: Option<PathBuf> = None;
     let mut input: Option<String> = None;
-    let mut only_files = false;
-    let mut i = 0;
-    while let Some(a) = argv.get(i) {
-        let a = a.as_str();
-        let mut value = |name: &str| -> Result<String, String> {
-            i += 1;
-            argv.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        if !only_files && a.starts_with('-') && a != "-" {
-            match a {
-                "--" => only_files = true,
-                "-h" | "--help" => return Ok(Cmd::Help),
-                "--drive" => drives.push(reg::parse_drive_flag(&value("--drive")?)?),
-                "-o" | "--output" => {
-                    let v = value(a)?;
-                    if output.replace(PathBuf::from(v)).is_some() {
+    let mut p = cli::parser(argv.iter().cloned());
+    loop {
+        let files = cli::after_double_dash(&mut p);
+        let after_dash = files.is_some();
+        let words: Vec<OsString> = match files {
+            Some(rest) => rest,
+            None => match p.next()? {
+                None => break,
+                Some(Short('h') | Long("help")) => return Ok(Cmd::Help),
+                Some(Long("drive")) => {
+                    drives.push(reg::parse_drive_flag(&cli::string_value(&mut p)?)?);
+                    continue;
+                }
+                Some(Short('o') | Long("output")) => {
+                    if output.replace(PathBuf::from(p.value()?)).is_some() {
                         return Err("-o given twice".into());
                     }
+                    continue;
                 }
-                _ => {
-                    if let Some(d) = a.strip_prefix("--drive=") {
-                        drives.push(reg::parse_drive_flag(d)?);
-                    } else if let Some(o) = a.strip_prefix("--output=") {
-                        if output.replace(PathBuf::from(o)).is_some() {
-                            return Err("-o given twice".into());
-                        }
-                    } else {
-                        return Err(format!("unknown option {a}"));
-                    }
-                }
+                Some(Value(v)) => vec![v],
+                Some(other) => return Err(other.unexpected().into()),
+            },
+        };
+        for w in words {
+            let w = w
+                .into_string()
+                .map_err(|w| format!("not UTF-8: {}", w.to_string_lossy()))?;
+            if input.replace(w).is_some() {
+                return Err("import-reg takes one FILE.reg (or - for standard input)".into());
             }
-        } else if input.replace(a.to_owned()).is_some() {
-            return Err("import-reg takes one FILE.reg (or - for standard input)".into());
         }
-        i += 1;
+        if after_dash {
+            break;
+        }
     }
     let Some(input) = input else {
         return Err("import-reg needs a FILE.reg (or - for standard input)".into());
@@ -121,17 +127,11 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// `smss import-reg ARGS`: returns the exit status.
-pub fn main(argv: &[String]) -> i32 {
-    let args = match parse_args(argv) {
+pub fn main(argv: &[OsString]) -> i32 {
+    let args = match parse(argv) {
         Ok(Cmd::Import(a)) => a,
-        Ok(Cmd::Help) => {
-            println!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("smss import-reg: {e}\n{USAGE}");
-            return 2;
-        }
+        Ok(Cmd::Help) => return cli::help(USAGE),
+        Err(e) => return cli::usage_error("smss import-reg", &e, USAGE),
     };
     let shown = if args.input == "-" {
         "<stdin>".to_owned()
@@ -200,8 +200,8 @@ pub fn main(argv: &[String]) -> i32 {
 mod tests {
     use super::*;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn v(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
     }
 
     #[test]

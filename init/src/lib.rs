@@ -5,6 +5,7 @@
 // Lints (no unsafe outside sys/, no panicking shortcuts): [workspace.lints] in Cargo.toml.
 
 pub mod bugcheck;
+pub mod cli;
 pub mod control;
 pub mod devices;
 pub mod import_reg;

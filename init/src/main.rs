@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use smss::mode::Mode;
 use smss::supervise::{Options, PhaseRecord, Supervisor};
-use smss::{bugcheck, logging, phases, sys};
+use smss::{bugcheck, cli, logging, phases, sys};
 use smss_config::{Config, ForwardTo};
 
 const DEFAULT_CONFIG: &str = "/etc/smss/smss.toml";
@@ -51,49 +51,51 @@ enum Action {
 }
 
 fn parse_args(argv: &[OsString]) -> Action {
-    let mut args = Args::default();
-    let word = |i: usize| argv.get(i).and_then(|a| a.to_str());
-    if word(0) == Some("check") {
-        return match argv.len() {
-            1 => Action::Check(None),
-            2 if !argv[1].as_bytes().starts_with(b"-") => {
-                Action::Check(Some(PathBuf::from(&argv[1])))
-            }
-            _ => Action::Usage("check takes at most one PATH".into()),
-        };
+    if argv.first().is_some_and(|a| a == "check") {
+        return parse_check(&argv[1..]).unwrap_or_else(|e| Action::Usage(e.0));
     }
-    let mut i = 0;
-    while i < argv.len() {
-        let a = argv[i].as_os_str();
-        match a.to_str().unwrap_or("") {
-            "--" => {
-                let cmd = argv[i + 1..].to_vec();
-                if cmd.is_empty() {
-                    return Action::Usage("-- needs a command".into());
-                }
-                args.command = Some(cmd);
-                break;
-            }
-            "--help" | "-h" => return Action::Print(USAGE),
-            "--version" | "-V" => {
-                return Action::Print(concat!("smss ", env!("CARGO_PKG_VERSION")))
-            }
-            "--forward-to-group" | "-g" => args.forward_to_group = true,
-            "--config" | "-c" => match argv.get(i + 1) {
-                Some(p) => {
-                    args.config = Some(PathBuf::from(p));
-                    i += 1;
-                }
-                None => return Action::Usage("--config needs a PATH".into()),
-            },
-            _ => match a.as_bytes().strip_prefix(b"--config=") {
-                Some(p) => args.config = Some(PathBuf::from(OsStr::from_bytes(p))),
-                None => args.unknown.push(a.to_string_lossy().into_owned()),
-            },
+    parse_run(argv).unwrap_or_else(|e| Action::Usage(e.0))
+}
+
+/// `check [PATH]`.
+fn parse_check(argv: &[OsString]) -> Result<Action, cli::Usage> {
+    use cli::Arg::*;
+    let mut p = cli::parser(argv.iter().cloned());
+    let mut path = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Action::Print(USAGE)),
+            Value(v) if path.is_none() => path = Some(PathBuf::from(v)),
+            Value(_) => return Err("check takes at most one PATH".into()),
+            other => return Err(other.unexpected().into()),
         }
-        i += 1;
     }
-    Action::Run(args)
+    Ok(Action::Check(path))
+}
+
+fn parse_run(argv: &[OsString]) -> Result<Action, cli::Usage> {
+    use cli::Arg::*;
+    let mut args = Args::default();
+    let mut p = cli::parser(argv.iter().cloned());
+    loop {
+        if let Some(cmd) = cli::command_after_double_dash(&mut p)? {
+            args.command = Some(cmd);
+            break;
+        }
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Short('h') | Long("help") => return Ok(Action::Print(USAGE)),
+            Short('V') | Long("version") => {
+                return Ok(Action::Print(concat!("smss ", env!("CARGO_PKG_VERSION"))))
+            }
+            Short('g') | Long("forward-to-group") => args.forward_to_group = true,
+            Short('c') | Long("config") => args.config = Some(PathBuf::from(p.value()?)),
+            // The kernel's words (`single`, `splash`...): judged by `run`, which knows the mode.
+            Value(v) => args.unknown.push(v.to_string_lossy().into_owned()),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Action::Run(args))
 }
 
 /// `--config PATH` / `--config=PATH` out of an argv that otherwise did not parse.
@@ -141,12 +143,7 @@ fn smss_main(argv: Vec<OsString>) {
     let container_env = std::env::var_os("container").is_some();
     let machine_init = sys::getpid() == 1 && !container_env;
     if !machine_init && argv.first().is_some_and(|a| a == "import-reg") {
-        let rest: Vec<String> = argv
-            .iter()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        std::process::exit(smss::import_reg::main(&rest));
+        std::process::exit(smss::import_reg::main(&argv[1..]));
     }
     let action = decide(&argv, sys::getpid(), container_env);
     if !matches!(action, Action::Run(_)) {
@@ -156,14 +153,8 @@ fn smss_main(argv: Vec<OsString>) {
     let args = match action {
         Action::Run(a) => a,
         Action::Check(path) => std::process::exit(check(path.as_deref())),
-        Action::Print(text) => {
-            println!("{text}");
-            return;
-        }
-        Action::Usage(msg) => {
-            eprintln!("smss: {msg}\n{USAGE}");
-            std::process::exit(2);
-        }
+        Action::Print(text) => std::process::exit(cli::help(text)),
+        Action::Usage(msg) => std::process::exit(cli::usage_error("smss", &cli::Usage(msg), USAGE)),
     };
     std::process::exit(run(args))
 }
@@ -483,6 +474,39 @@ mod tests {
             panic!("not run");
         };
         assert_eq!(a.unknown, vec!["single", "splash"]);
+    }
+
+    proptest::proptest! {
+        /// Whatever precedes it, the command after `--` comes back exactly as given, and no
+        /// argv makes the decision panic (PID 1 reads what the kernel hands it).
+        #[test]
+        fn command_after_double_dash_is_kept_byte_exact(
+            pre in proptest::collection::vec(
+                proptest::sample::select(vec!["-g", "--forward-to-group", "--config=/c", "-c/c", "single"]),
+                0..4,
+            ),
+            cmd in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..8), 1..5),
+            noise in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..8), 0..5),
+        ) {
+            let raw = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+            let mut argv: Vec<OsString> = pre.iter().map(OsString::from).collect();
+            argv.push("--".into());
+            let cmd: Vec<OsString> = cmd.iter().map(|b| raw(b)).collect();
+            argv.extend(cmd.iter().cloned());
+            let Action::Run(a) = parse_args(&argv) else {
+                panic!("not run: {argv:?}");
+            };
+            proptest::prop_assert_eq!(a.command, Some(cmd));
+            let noise: Vec<OsString> = noise.iter().map(|b| raw(b)).collect();
+            for (pid, container) in [(1, false), (1, true), (42, false)] {
+                let _ = decide(&noise, pid, container);
+            }
+            // As the machine's init, without `--`, nothing is a usage error.
+            if !noise.iter().any(|a| a == "--") {
+                let machine = decide(&noise, 1, false);
+                proptest::prop_assert!(matches!(machine, Action::Run(_)));
+            }
+        }
     }
 
     /// The command and the --config path are bytes, exactly as given.

@@ -250,9 +250,13 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                         // `started` is written by spawn_held.
                         match super::spawn_held(held, &link, name.clone(), false) {
                             Ok(m) => k.started(m.pid),
-                            Err(error) => {
-                                tell(&link, &InstanceMessage::SpawnFailed { name, error })
-                            }
+                            Err(e) => tell(
+                                &link,
+                                &InstanceMessage::SpawnFailed {
+                                    name,
+                                    error: e.to_string(),
+                                },
+                            ),
                         }
                     }
                 }

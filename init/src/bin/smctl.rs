@@ -1,9 +1,11 @@
 //! `smctl`: the client of smss's control socket (interface.md section 5). Exit 0 on success,
 //! 1 on an error reply or when smss cannot be reached (message on stderr), 2 on usage.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use smss::cli::{self, Arg::*, Parser, ValueExt};
 use smss::control::client::{Client, ClientError};
 use smss::control::wire::Reply;
 
@@ -41,17 +43,26 @@ fn usage(msg: impl Into<String>) -> Failure {
     Failure::Usage(msg.into())
 }
 
+impl From<cli::Usage> for Failure {
+    fn from(u: cli::Usage) -> Self {
+        Failure::Usage(u.0)
+    }
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
 fn main() {
     // A reader that went away (`smctl session list | head -1`) ends smctl quietly, killed by
     // SIGPIPE as coreutils are, not with a panic on EPIPE (Rust's runtime ignores SIGPIPE).
     smss::sys::default_sigpipe();
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let code = match run(argv) {
         Ok(()) => 0,
-        Err(Failure::Usage(m)) => {
-            eprintln!("smctl: {m}\n{USAGE}");
-            2
-        }
+        Err(Failure::Usage(m)) => cli::usage_error("smctl", &cli::Usage(m), USAGE),
         Err(Failure::Error(m)) => {
             eprintln!("smctl: {m}");
             1
@@ -60,25 +71,30 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The arguments with `--socket PATH` (anywhere before `--`) taken out.
-fn split_socket(argv: Vec<String>) -> Result<(Option<PathBuf>, Vec<String>), Failure> {
-    let mut socket = None;
-    let mut rest = Vec::new();
-    let mut it = argv.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            rest.push(a);
-            rest.extend(it.by_ref());
+/// The arguments with `--socket PATH` (anywhere before `--`) taken out; the rest, each option
+/// as one word again, for the command's own parser.
+fn split_socket(argv: Vec<OsString>) -> Result<(Option<PathBuf>, Vec<OsString>), Failure> {
+    let mut p = cli::parser(argv);
+    let (mut socket, mut rest) = (None, Vec::new());
+    loop {
+        if let Some(after) = cli::after_double_dash(&mut p) {
+            rest.push("--".into());
+            rest.extend(after);
             break;
         }
-        if a == "--socket" {
-            socket = Some(PathBuf::from(
-                it.next().ok_or_else(|| usage("--socket needs a PATH"))?,
-            ));
-        } else if let Some(p) = a.strip_prefix("--socket=") {
-            socket = Some(PathBuf::from(p));
-        } else {
-            rest.push(a);
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Long("socket") => socket = Some(PathBuf::from(p.value()?)),
+            Long(l) => {
+                let mut w = OsString::from(format!("--{l}"));
+                if let Some(v) = p.optional_value() {
+                    w.push("=");
+                    w.push(v);
+                }
+                rest.push(w);
+            }
+            Short(c) => rest.push(format!("-{c}").into()),
+            Value(v) => rest.push(v),
         }
     }
     Ok((socket, rest))
@@ -91,29 +107,43 @@ fn configured_socket() -> PathBuf {
     }
 }
 
-fn run(argv: Vec<String>) -> Outcome {
+fn run(argv: Vec<OsString>) -> Outcome {
     let (socket, args) = split_socket(argv)?;
     let socket = socket.unwrap_or_else(configured_socket);
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        [] => Err(usage("no command")),
-        ["--help" | "-h" | "help"] => {
-            println!("{USAGE}");
-            Ok(())
+    let mut p = cli::parser(args);
+    let command = match p.next()? {
+        None => return Err(usage("no command")),
+        Some(Short('h') | Long("help")) => {
+            cli::help(USAGE);
+            return Ok(());
         }
-        ["--version" | "-V"] => {
+        Some(Short('V') | Long("version")) => {
             println!("smctl {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Some(Value(w)) => w.string()?,
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    match command.as_str() {
+        "help" => {
+            no_more(&mut p)?;
+            cli::help(USAGE);
             Ok(())
         }
-        ["status", rest @ ..] => status(&socket, json_flag(rest)?),
-        ["session", "create", rest @ ..] => session_create(&socket, rest),
-        ["session", "list", rest @ ..] => session_list(&socket, json_flag(rest)?),
-        ["session", "terminate", rest @ ..] => session_terminate(&socket, rest),
-        ["session", ..] => Err(usage("session needs create, list or terminate")),
-        ["subsystem", "start", rest @ ..] => subsystem_start(&socket, rest),
-        ["subsystem", ..] => Err(usage("subsystem needs start")),
-        ["rename", rest @ ..] => rename(&socket, rest),
-        [action @ ("reboot" | "poweroff" | "halt")] => {
+        "status" => status(&socket, json_flag(&mut p)?),
+        "session" => match word(&mut p)?.as_deref() {
+            Some("create") => session_create(&socket, &mut p),
+            Some("list") => session_list(&socket, json_flag(&mut p)?),
+            Some("terminate") => session_terminate(&socket, &mut p),
+            _ => Err(usage("session needs create, list or terminate")),
+        },
+        "subsystem" => match word(&mut p)?.as_deref() {
+            Some("start") => subsystem_start(&socket, &mut p),
+            _ => Err(usage("subsystem needs start")),
+        },
+        "rename" => rename(&socket, &mut p),
+        action @ ("reboot" | "poweroff" | "halt") => {
+            no_more(&mut p)?;
             call(
                 &socket,
                 "io.smss.Manager.Shutdown",
@@ -121,23 +151,58 @@ fn run(argv: Vec<String>) -> Outcome {
             )?;
             Ok(())
         }
-        ["analyze", "blame", rest @ ..] => analyze_blame(&socket, json_flag(rest)?),
-        ["analyze", "plot"] => analyze_plot(&socket),
-        ["analyze", "plot", other, ..] => Err(usage(format!("unexpected argument {other}"))),
-        ["analyze", ..] => Err(usage("analyze needs blame or plot")),
-        ["notify", rest @ ..] => notify(rest),
-        ["call", method] => raw_call(&socket, method, "{}"),
-        ["call", method, params] => raw_call(&socket, method, params),
-        [other, ..] => Err(usage(format!("unknown command {other}"))),
+        "analyze" => match word(&mut p)?.as_deref() {
+            Some("blame") => analyze_blame(&socket, json_flag(&mut p)?),
+            Some("plot") => {
+                no_more(&mut p)?;
+                analyze_plot(&socket)
+            }
+            _ => Err(usage("analyze needs blame or plot")),
+        },
+        "notify" => notify(&values(&mut p)?),
+        "call" => match values(&mut p)?.as_slice() {
+            [method] => raw_call(&socket, method, "{}"),
+            [method, params] => raw_call(&socket, method, params),
+            _ => Err(usage("call needs METHOD [JSON]")),
+        },
+        other => Err(usage(format!("unknown command {other}"))),
     }
 }
 
-fn json_flag(rest: &[&str]) -> Result<bool, Failure> {
-    match rest {
-        [] => Ok(false),
-        ["--json"] => Ok(true),
-        [other, ..] => Err(usage(format!("unexpected argument {other}"))),
+/// The next word when it is not an option (a subcommand's name).
+fn word(p: &mut Parser) -> Result<Option<String>, Failure> {
+    match p.next()? {
+        Some(Value(w)) => Ok(Some(w.string()?)),
+        None => Ok(None),
+        Some(other) => Err(other.unexpected().into()),
     }
+}
+
+/// The remaining words, none of them an option.
+fn values(p: &mut Parser) -> Result<Vec<String>, Failure> {
+    let mut out = Vec::new();
+    while let Some(w) = word(p)? {
+        out.push(w);
+    }
+    Ok(out)
+}
+
+fn no_more(p: &mut Parser) -> Result<(), Failure> {
+    match p.next()? {
+        None => Ok(()),
+        Some(other) => Err(other.unexpected().into()),
+    }
+}
+
+fn json_flag(p: &mut Parser) -> Result<bool, Failure> {
+    let mut json = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("json") => json = true,
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(json)
 }
 
 /// One call; an error reply becomes a readable message.
@@ -269,48 +334,34 @@ fn print_sessions(sessions: &Value) {
     }
 }
 
-fn value_of<'a>(rest: &[&'a str], i: usize, flag: &str) -> Result<&'a str, Failure> {
-    rest.get(i + 1)
-        .copied()
-        .ok_or_else(|| usage(format!("{flag} needs a value")))
-}
-
-fn session_create(socket: &Path, rest: &[&str]) -> Outcome {
+fn session_create(socket: &Path, p: &mut Parser) -> Outcome {
     let mut params = serde_json::Map::new();
     let mut env = Vec::new();
-    let mut i = 0;
-    while let Some(a) = rest.get(i) {
-        match *a {
-            "--seat" | "--tty" | "--user" => {
-                let v = value_of(rest, i, a)?;
-                params.insert(a.trim_start_matches('-').into(), json!(v));
-                i += 1;
+    loop {
+        if let Some(cmd) = cli::command_after_double_dash(p)? {
+            let cmd = cmd
+                .into_iter()
+                .map(|w| w.string())
+                .collect::<Result<Vec<_>, _>>()?;
+            params.insert("command".into(), json!(cmd));
+            break;
+        }
+        let Some(arg) = p.next()? else { break };
+        match arg {
+            Long(key @ ("seat" | "tty" | "user")) => {
+                let key = key.to_string();
+                params.insert(key, json!(cli::string_value(p)?));
             }
-            "--env" => {
-                env.push(value_of(rest, i, a)?.to_string());
-                i += 1;
-            }
-            "--pids-max" => {
-                let n: u64 = value_of(rest, i, a)?
-                    .parse()
-                    .map_err(|_| usage("--pids-max needs a number"))?;
+            Long("env") => env.push(cli::string_value(p)?),
+            Long("pids-max") => {
+                let n: u64 = cli::parsed_value(p, "--pids-max")?;
                 params.insert("pids_max".into(), json!(n));
-                i += 1;
             }
-            "--shared-seat" => {
+            Long("shared-seat") => {
                 params.insert("allow_shared_seat".into(), json!(true));
             }
-            "--" => {
-                let cmd: Vec<&str> = rest.get(i + 1..).unwrap_or_default().to_vec();
-                if cmd.is_empty() {
-                    return Err(usage("-- needs a command"));
-                }
-                params.insert("command".into(), json!(cmd));
-                break;
-            }
-            other => return Err(usage(format!("unexpected argument {other}"))),
+            other => return Err(other.unexpected().into()),
         }
-        i += 1;
     }
     if !env.is_empty() {
         params.insert("environment".into(), json!(env));
@@ -338,11 +389,17 @@ fn session_list(socket: &Path, as_json: bool) -> Outcome {
     Ok(())
 }
 
-fn session_terminate(socket: &Path, rest: &[&str]) -> Outcome {
-    let (id, wait) = match rest {
-        [id] => (id, true),
-        [id, "--no-wait"] | ["--no-wait", id] => (id, false),
-        _ => return Err(usage("session terminate needs an ID")),
+fn session_terminate(socket: &Path, p: &mut Parser) -> Outcome {
+    let (mut id, mut wait) = (None, true);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("no-wait") => wait = false,
+            Value(v) if id.is_none() => id = Some(v.string()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let Some(id) = id else {
+        return Err(usage("session terminate needs an ID"));
     };
     let id: u32 = id
         .parse()
@@ -355,17 +412,17 @@ fn session_terminate(socket: &Path, rest: &[&str]) -> Outcome {
     Ok(())
 }
 
-fn subsystem_start(socket: &Path, rest: &[&str]) -> Outcome {
-    let (name, session) = match rest {
-        [name] => (name, None),
-        [name, "--session", id] | ["--session", id, name] => (
-            name,
-            Some(
-                id.parse::<u32>()
-                    .map_err(|_| usage(format!("not a session id: {id}")))?,
-            ),
-        ),
-        _ => return Err(usage("subsystem start needs a NAME")),
+fn subsystem_start(socket: &Path, p: &mut Parser) -> Outcome {
+    let (mut name, mut session) = (None, None);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("session") => session = Some(cli::parsed_value::<u32>(p, "--session")?),
+            Value(v) if name.is_none() => name = Some(v.string()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let Some(name) = name else {
+        return Err(usage("subsystem start needs a NAME"));
     };
     let v = call(
         socket,
@@ -376,27 +433,22 @@ fn subsystem_start(socket: &Path, rest: &[&str]) -> Outcome {
     Ok(())
 }
 
-fn rename(socket: &Path, rest: &[&str]) -> Outcome {
+fn rename(socket: &Path, p: &mut Parser) -> Outcome {
     let mut paths = Vec::new();
     let (mut replace, mut offline, mut config) = (false, false, None);
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match *a {
-            "--replace" => replace = true,
-            "--offline" => offline = true,
-            "--config" => {
-                config = Some(Path::new(
-                    it.next().ok_or_else(|| usage("--config needs a PATH"))?,
-                ))
-            }
-            p if p.starts_with("--config=") => config = Some(Path::new(&p["--config=".len()..])),
-            p if p.starts_with('-') => return Err(usage(format!("unexpected argument {p}"))),
-            p => paths.push(p),
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("replace") => replace = true,
+            Long("offline") => offline = true,
+            Long("config") => config = Some(PathBuf::from(p.value()?)),
+            Value(v) => paths.push(v.string()?),
+            other => return Err(other.unexpected().into()),
         }
     }
+    let config = config.as_deref();
     let (src, dst) = match paths.as_slice() {
-        [src] => (*src, None),
-        [src, dst] => (*src, Some(*dst)),
+        [src] => (src.as_str(), None),
+        [src, dst] => (src.as_str(), Some(dst.as_str())),
         _ => return Err(usage("rename needs SRC [DST]")),
     };
     if !offline {
@@ -476,10 +528,10 @@ fn analyze_plot(socket: &Path) -> Outcome {
 
 /// sd_notify(3) from a shell: one datagram to $NOTIFY_SOCKET (`@name` = abstract), with
 /// MAINPID=<our parent> so smss accepts it for the shell that runs us.
-fn notify(rest: &[&str]) -> Outcome {
+fn notify(rest: &[String]) -> Outcome {
     use nix::sys::socket::{sendto, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
-    let mut fields: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+    let mut fields: Vec<String> = rest.to_vec();
     if let Some(bad) = fields.iter().find(|f| !f.contains('=')) {
         return Err(usage(format!("notify fields are KEY=VALUE, not {bad}")));
     }
@@ -532,8 +584,8 @@ fn raw_call(socket: &Path, method: &str, params: &str) -> Outcome {
 mod tests {
     use super::*;
 
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|x| x.to_string()).collect()
+    fn v(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
     }
 
     #[test]

@@ -577,11 +577,11 @@ impl Supervisor {
         let path = self.env.get("PATH").map(std::ffi::OsStr::new);
         let program = process::resolve_program_os(first, path)
             .ok_or_else(|| SpawnError::NotFound(name.to_string()))?;
-        let env = self.env.clone();
+        let envp = super::exec_environment(self.env.vars(), &self.raw_env);
         self.spawn_os(
             program,
             argv,
-            &env,
+            &envp,
             name,
             Role::InitialCommand,
             true,

@@ -106,7 +106,15 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let envp: Vec<CString> = spec
         .env
         .iter()
-        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes(), &name))
+        .map(|(k, v)| {
+            // One allocation per variable, no formatting machinery: `CString::new` takes the
+            // buffer over (its capacity already has room for the NUL).
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| SpawnError::Nul(name.clone()))
+        })
         .collect::<Result<_, _>>()?;
     spawn_c(spec, argv, envp)
 }
@@ -125,7 +133,14 @@ pub fn spawn_os(
         .collect::<Result<_, _>>()?;
     let envp: Vec<CString> = env
         .iter()
-        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), &name))
+        .map(|(k, v)| {
+            // One allocation per variable, as in [`spawn`].
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| SpawnError::Nul(name.clone()))
+        })
         .collect::<Result<_, _>>()?;
     spawn_c(spec, argv, envp)
 }

@@ -1,0 +1,173 @@
+//! The three binaries read their command lines alike (one parser, `smss::cli`): `--help` prints
+//! the usage on stdout and exits 0; an unknown option exits 2 with a message naming it and the
+//! usage on stderr; `--` ends the options, and `--` with nothing after it is a usage error.
+//! Needs `cargo build --workspace --bins` (for smss-session).
+// Tests may fail loudly and use libc directly: the workspace lints guard what ships.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::TIMEOUT;
+
+fn session_binary() -> PathBuf {
+    let p = Path::new(common::smss()).with_file_name("smss-session");
+    assert!(
+        p.exists(),
+        "{} is not built: `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// `prog ARGS` under a hard timeout, outside any container, with stdin closed.
+fn run(prog: &Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-s", "KILL", &TIMEOUT.as_secs().to_string()])
+        .arg(prog)
+        .args(args)
+        .env_remove("container")
+        .env_remove("SMSS_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn binaries() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("smss", PathBuf::from(common::smss())),
+        ("smctl", PathBuf::from(common::smctl())),
+        ("smss-session", session_binary()),
+    ]
+}
+
+#[test]
+fn help_is_the_usage_on_stdout_and_exit_0() {
+    for (name, prog) in binaries() {
+        for flag in ["--help", "-h"] {
+            let o = run(&prog, &[flag]);
+            assert_eq!(o.status.code(), Some(0), "{name} {flag}: {o:?}");
+            assert!(
+                text(&o.stdout).starts_with("usage: "),
+                "{name} {flag}: {o:?}"
+            );
+            assert!(o.stderr.is_empty(), "{name} {flag}: {o:?}");
+        }
+    }
+    // Subcommands too.
+    let smss = PathBuf::from(common::smss());
+    for args in [&["check", "--help"][..], &["import-reg", "--help"][..]] {
+        let o = run(&smss, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        assert!(text(&o.stdout).starts_with("usage: "), "{args:?}: {o:?}");
+    }
+    let o = run(&session_binary(), &["exec", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}
+
+#[test]
+fn an_unknown_option_exits_2_naming_it() {
+    let smss = PathBuf::from(common::smss());
+    let smctl = PathBuf::from(common::smctl());
+    let session = session_binary();
+    let cases: Vec<(&Path, Vec<&str>, &str)> = vec![
+        (&smss, vec!["--bogus"], "smss: "),
+        (&smss, vec!["--config", "/x", "--bogus"], "smss: "),
+        (&smss, vec!["check", "--bogus"], "smss: "),
+        (
+            &smss,
+            vec!["import-reg", "--bogus", "a.reg"],
+            "smss import-reg: ",
+        ),
+        (&smctl, vec!["--bogus"], "smctl: "),
+        (
+            &smctl,
+            vec!["--socket", "/nonexistent", "status", "--bogus"],
+            "smctl: ",
+        ),
+        (
+            &smctl,
+            vec!["--socket", "/nonexistent", "session", "create", "--bogus"],
+            "smctl: ",
+        ),
+        (&session, vec!["--bogus"], "smss-session: "),
+        (
+            &session,
+            vec!["exec", "--bogus", "--", "true"],
+            "smss-session exec: ",
+        ),
+    ];
+    for (prog, args, prefix) in cases {
+        let o = run(prog, &args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(err.starts_with(prefix), "{args:?}: {err}");
+        assert!(
+            err.lines().next().unwrap_or("").contains("--bogus"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("usage: "), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+    }
+}
+
+#[test]
+fn double_dash_with_nothing_after_it_is_a_usage_error() {
+    let smss = PathBuf::from(common::smss());
+    let smctl = PathBuf::from(common::smctl());
+    let session = session_binary();
+    let cases: Vec<(&Path, Vec<&str>)> = vec![
+        (&smss, vec!["--"]),
+        (&smss, vec!["-g", "--config", "/x", "--"]),
+        (
+            &smctl,
+            vec!["--socket", "/nonexistent", "session", "create", "--"],
+        ),
+        (&session, vec!["exec", "--"]),
+        (&session, vec!["exec", "--user", "nobody", "--"]),
+    ];
+    for (prog, args) in cases {
+        let o = run(prog, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(
+            text(&o.stderr).contains("-- needs a command"),
+            "{args:?}: {o:?}"
+        );
+    }
+}
+
+/// After `--` every word is the command's, options and `--` included.
+#[test]
+fn double_dash_ends_the_options() {
+    let o = run(
+        &session_binary(),
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$0 $1\"; exit 7",
+            "--help",
+            "--",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+    assert_eq!(text(&o.stdout), "--help --\n");
+    // smss import-reg: a file named like an option.
+    let o = run(Path::new(common::smss()), &["import-reg", "--", "--help"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(text(&o.stderr).contains("--help"), "{o:?}");
+    // smctl: `--` before the command ends smctl's options, not the command's words.
+    let o = run(
+        Path::new(common::smctl()),
+        &["--socket", "/nonexistent", "--", "--help"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}

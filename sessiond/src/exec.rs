@@ -1,0 +1,127 @@
+//! `smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a
+//! byte on FD (a session process held until PID 1 knows of it), join the cgroup, drop to the
+//! user, exec. Used for every process an instance starts and for subsystems started later
+//! inside a session (LoadDeferredSubsystem).
+
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+use smss::logging;
+use smss::os::users::{self, User};
+
+use crate::args;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("failed to find user {0}: no such user")]
+    NoUser(String),
+    #[error("failed to become {user}: {source}")]
+    DropPrivileges {
+        user: String,
+        source: nix::errno::Errno,
+    },
+    #[error("failed to execute {}: an argument contains NUL", .0.to_string_lossy())]
+    Nul(OsString),
+    #[error("failed to execute {}: {source}", program.to_string_lossy())]
+    Exec {
+        program: OsString,
+        source: nix::errno::Errno,
+    },
+}
+
+impl ExecError {
+    /// The exit status a shell would give: 127 not found, 126 otherwise.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExecError::Exec {
+                source: nix::errno::Errno::ENOENT,
+                ..
+            } => 127,
+            _ => 126,
+        }
+    }
+}
+
+pub fn main(a: args::Exec) -> i32 {
+    logging::init(
+        std::env::var("SMSS_LOG").ok().as_deref(),
+        log::LevelFilter::Warn,
+    );
+    if let Some(fd) = &a.hold {
+        // Held until the instance has told PID 1 about us; its going away first means the
+        // session is being torn down: run nothing.
+        if !released(fd) {
+            return 126;
+        }
+    }
+    if let Some(cg) = &a.cgroup {
+        let procs = cg.join("cgroup.procs");
+        if let Err(e) = fs::write(&procs, std::process::id().to_string()) {
+            log::warn!("failed to join cgroup {}: {e}", cg.display());
+        }
+    }
+    let e = run(a.user.as_deref(), &a.command);
+    log::error!("{e}");
+    e.code()
+}
+
+/// A byte arrived on the hold descriptor (`fd` as given on the command line).
+fn released(fd: &str) -> bool {
+    fd.parse::<i32>()
+        .ok()
+        .and_then(|fd| smss::sys::fd::take_inherited(fd).ok())
+        .is_some_and(|fd| {
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(fd.as_raw_fd(), &mut b) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => break r == Ok(1),
+                }
+            }
+        })
+}
+
+/// Drop to `user`, exec `cmd`: returns only on failure.
+fn run(user: Option<&str>, cmd: &[OsString]) -> ExecError {
+    if let Some(name) = user {
+        let Some(u) = users::find_user(name) else {
+            return ExecError::NoUser(name.to_string());
+        };
+        if let Err(source) = drop_privileges(&u) {
+            return ExecError::DropPrivileges {
+                user: name.to_string(),
+                source,
+            };
+        }
+    }
+    let program = cmd.first().cloned().unwrap_or_default();
+    let args: Vec<CString> = match cmd.iter().map(|a| CString::new(a.as_bytes())).collect() {
+        Ok(a) => a,
+        Err(_) => return ExecError::Nul(program),
+    };
+    let Some(prog) = args.first() else {
+        return ExecError::Nul(program);
+    };
+    let source = match nix::unistd::execvp(prog, &args) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    ExecError::Exec { program, source }
+}
+
+/// initgroups + setgid + setuid, in that order (after setuid we could do neither).
+fn drop_privileges(u: &User) -> nix::Result<()> {
+    let gids: Vec<nix::unistd::Gid> = users::supplementary_groups(u)
+        .into_iter()
+        .map(nix::unistd::Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&gids)?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(u.gid))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid))?;
+    if std::env::set_current_dir(&u.home).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
+    Ok(())
+}
