@@ -1168,3 +1168,69 @@ fn a_subsystem_started_later_in_a_session_without_a_cgroup_cannot_escape_it() {
     );
     s.assert_serving();
 }
+
+/// CreateSession fails (as SmStartCsr does when the process cannot be created) when its
+/// command cannot be executed: a path that does not exist, a file without the execute bit,
+/// the same as another user. The reply says so;
+/// no session is left behind. Without cgroup2 (the instance is the session's keeper) and
+/// with a cgroup (which the command is held in before it runs) alike.
+#[test]
+fn a_command_that_cannot_be_executed_fails_the_creation() {
+    require_unshare!();
+    unexecutable_commands_fail_the_creation("noexec", Opts::default());
+}
+
+#[test]
+fn a_command_that_cannot_be_executed_fails_the_creation_with_a_cgroup() {
+    require_unshare!();
+    if ns_control_common::host_cgroup2().is_none() {
+        panic!("no cgroup2 mount on this host: the QEMU tier covers cgroup sessions");
+    }
+    unexecutable_commands_fail_the_creation(
+        "noexeccg",
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+}
+
+fn unexecutable_commands_fail_the_creation(name: &str, opts: Opts) {
+    let pre = super_dir(name);
+    let plain = pre.join("plain-file");
+    std::fs::write(&plain, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let missing = pre.join("no-such-program").display().to_string();
+    let plain = plain.display().to_string();
+    let s = start(name, "[shutdown]\ngrace-period = \"2s\"\n", opts);
+    for (what, params) in [
+        ("missing path", json!({"command": [missing]})),
+        ("not executable", json!({"command": [plain]})),
+        (
+            "missing, as a user",
+            json!({"user": "nobody", "command": ["no-such-program-anywhere"]}),
+        ),
+        (
+            "not executable, as a user",
+            json!({"user": "nobody", "command": [plain]}),
+        ),
+    ] {
+        match s.call("CreateSession", params) {
+            smss::control::wire::Reply::Error { error, parameters } => {
+                assert_eq!(error, "io.smss.Manager.Failed", "{what}: {parameters}");
+                let reason = parameters["reason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.contains("no-such-program") || reason.contains("plain-file"),
+                    "{what}: the reason names the command: {parameters}"
+                );
+            }
+            other => panic!("{what}: created anyway: {other:?}"),
+        }
+    }
+    // Each failed creation ended its session.
+    for id in 1..=4 {
+        s.expect_log(&format!("session {id} ended"), TIMEOUT);
+    }
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}

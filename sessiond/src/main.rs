@@ -225,9 +225,11 @@ pub(crate) struct Held {
 }
 
 /// Start a session process held back until PID 1 knows of it: it starts as `smss-session
-/// exec --hold FD`, which waits for a byte on a pipe before it execs the command; the byte is
-/// written once the `started` line is. An instance killed in between closes the pipe, and the
-/// process exits without having run anything (so nothing can start unknown to PID 1).
+/// exec --hold FD`, which waits for a byte on a socket before it execs the command; the byte
+/// is written once the `started` line is. An instance killed in between closes the socket,
+/// and the process exits without having run anything (so nothing can start unknown to PID 1).
+/// The same socket brings back why the exec failed (it is closed on a successful exec), so a
+/// command that cannot run fails its request, as SmStartCsr does, instead of exiting later.
 pub(crate) fn spawn_held(
     h: Held,
     link: &UnixStream,
@@ -235,8 +237,16 @@ pub(crate) fn spawn_held(
     critical: bool,
 ) -> Result<Member, String> {
     let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
-    let (hold, go) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("failed to create a pipe: {e}"))?;
+    let (hold, go) = {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("failed to create a socket pair: {e}"))?
+    };
     let mut argv = vec![
         me.display().to_string(),
         "exec".into(),
@@ -262,8 +272,53 @@ pub(crate) fn spawn_held(
     let member = started(link, pid, name, critical);
     if let Err(e) = nix::unistd::write(&go, b"g") {
         log::warn!("failed to release pid {pid}: {e}");
+        return Ok(member);
     }
-    Ok(member)
+    match exec_outcome(&go, EXEC_OUTCOME_TIMEOUT) {
+        Some(why) => Err(why),
+        None => Ok(member),
+    }
+}
+
+/// How long a released process may take to exec (or say why it could not) before it is taken
+/// as started: a user lookup and a cgroup write, normally milliseconds.
+const EXEC_OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a released `exec --hold` process wrote before its socket closed: nothing when it
+/// exec'd (close-on-exec), the reason when it could not. Bounded in size and time.
+fn exec_outcome(go: &OwnedFd, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    let mut why = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::warn!(
+                "a session process did not exec within {} s",
+                timeout.as_secs()
+            );
+            break;
+        }
+        let ms = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        match nix::unistd::read(go.as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                why.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if why.len() >= 4096 {
+                    break;
+                }
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+            Err(_) => break,
+        }
+    }
+    (!why.is_empty()).then(|| String::from_utf8_lossy(&why).into_owned())
 }
 
 /// A process was started: into the report, and at once to PID 1 (so that an instance killed
@@ -697,14 +752,16 @@ fn exec_main(argv: &[String]) -> i32 {
         eprintln!("smss-session exec: no command\n{USAGE}");
         return 2;
     };
+    // Held until the instance has told PID 1 about us; its going away first means the
+    // session is being torn down: run nothing. The socket stays open (close-on-exec) to tell
+    // the instance why the exec failed, if it does.
+    let mut held = None;
     if let Some(fd) = hold {
-        // Held until the instance has told PID 1 about us; its going away first means the
-        // session is being torn down: run nothing.
         let released = fd
             .parse::<i32>()
             .ok()
             .and_then(|fd| smss::sys::fd::take_inherited(fd).ok())
-            .is_some_and(|fd| {
+            .filter(|fd| {
                 let mut b = [0u8; 1];
                 loop {
                     match nix::unistd::read(fd.as_raw_fd(), &mut b) {
@@ -713,10 +770,23 @@ fn exec_main(argv: &[String]) -> i32 {
                     }
                 }
             });
-        if !released {
+        let Some(fd) = released else {
             return 126;
-        }
+        };
+        held = Some(fd);
     }
+    // Log why we could not run the command, and tell the instance holding us.
+    let fail = |code: i32, why: String| -> i32 {
+        log::error!("{why}");
+        if let Some(fd) = &held {
+            let _ = nix::sys::socket::send(
+                fd.as_raw_fd(),
+                why.as_bytes(),
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            );
+        }
+        code
+    };
     if let Some(cg) = cgroup {
         let procs = Path::new(&cg).join("cgroup.procs");
         if let Err(e) = fs::write(&procs, std::process::id().to_string()) {
@@ -725,12 +795,10 @@ fn exec_main(argv: &[String]) -> i32 {
     }
     if let Some(name) = user {
         let Some(u) = users::find_user(&name) else {
-            log::error!("no user {name}");
-            return 126;
+            return fail(126, format!("no user {name}"));
         };
         if let Err(e) = drop_privileges(&u) {
-            log::error!("failed to become {name}: {e}");
-            return 126;
+            return fail(126, format!("failed to become {name}: {e}"));
         }
     }
     let args: Vec<std::ffi::CString> = match cmd
@@ -739,10 +807,7 @@ fn exec_main(argv: &[String]) -> i32 {
         .collect()
     {
         Ok(a) => a,
-        Err(_) => {
-            log::error!("argument contains NUL");
-            return 126;
-        }
+        Err(_) => return fail(126, "argument contains NUL".into()),
     };
     let Some(prog) = args.first() else {
         return 126;
@@ -753,12 +818,14 @@ fn exec_main(argv: &[String]) -> i32 {
     } else {
         126
     };
-    log::error!(
-        "failed to execute {}: {}",
-        cmd.first().map_or("", String::as_str),
-        err.map_or("unknown error".to_string(), |e| e.to_string())
-    );
-    code
+    fail(
+        code,
+        format!(
+            "failed to execute {}: {}",
+            cmd.first().map_or("", String::as_str),
+            err.map_or("unknown error".to_string(), |e| e.to_string())
+        ),
+    )
 }
 
 /// initgroups + setgid + setuid, in that order (after setuid we could do neither).
