@@ -235,7 +235,7 @@ pub(crate) fn spawn_held(
     link: &UnixStream,
     name: String,
     critical: bool,
-) -> Result<Member, String> {
+) -> Result<Member, SpawnFailure> {
     let me = std::env::current_exe().map_err(|e| format!("failed to find myself: {e}"))?;
     let (hold, go) = {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -275,8 +275,31 @@ pub(crate) fn spawn_held(
         return Ok(member);
     }
     match exec_outcome(&go, EXEC_OUTCOME_TIMEOUT) {
-        Some(why) => Err(why),
+        Some(why) => Err(SpawnFailure {
+            started: Some(pid),
+            why,
+        }),
         None => Ok(member),
+    }
+}
+
+/// Why [`spawn_held`] failed, and the pid PID 1 was already told of when the process was
+/// started but could not exec (it exits at once; its exit is still to be reported).
+#[derive(Debug)]
+pub(crate) struct SpawnFailure {
+    pub started: Option<i32>,
+    pub why: String,
+}
+
+impl From<String> for SpawnFailure {
+    fn from(why: String) -> SpawnFailure {
+        SpawnFailure { started: None, why }
+    }
+}
+
+impl std::fmt::Display for SpawnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
     }
 }
 

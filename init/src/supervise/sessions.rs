@@ -651,12 +651,15 @@ impl Supervisor {
                 if s.state == SessionState::Starting {
                     s.members.insert(m.pid, m);
                 } else if s.keeper && s.state == SessionState::Active {
-                    // A subsystem started on request.
-                    let (pid, name) = (m.pid, m.name.clone());
+                    // A subsystem started on request: a member now; the reply waits for
+                    // `running` (or `spawn_failed` when it cannot exec).
+                    s.members.insert(m.pid, m);
+                }
+            }
+            Ok(InstanceMessage::Running { pid }) => {
+                if let Some(name) = s.members.get(&pid).map(|m| m.name.clone()) {
                     log::info!("session {id}: subsystem {name} started on request (pid {pid})");
-                    s.members.insert(pid, m);
-                    let waiters = take_spawning(s, &name);
-                    for w in waiters {
+                    for w in take_spawning(s, &name) {
                         self.reply_deferred(w, Ok(json!({ "pid": pid })));
                     }
                 }
