@@ -197,9 +197,12 @@ fn seats_get_login_managers_on_their_terminals_and_sessions_come_and_go() {
         "io.smss.Manager.InvalidParameter",
     );
     assert_eq!(p["parameter"], "seat");
+    // (On a terminal of its own: a tty must be a terminal, see
+    // a_tty_that_is_not_a_terminal_fails_the_creation.)
+    let t2 = pty();
     let shared = s.ok(
         "CreateSession",
-        json!({"seat": "seat1", "allow_shared_seat": true, "tty": "/dev/null", "command": ["sleep", "1000"]}),
+        json!({"seat": "seat1", "allow_shared_seat": true, "tty": t2.path, "command": ["sleep", "1000"]}),
     );
 
     // TerminateSession replies once the session is gone: processes, runtime directory.
@@ -1290,5 +1293,33 @@ fn deferred_unexecutable_fails(name: &str, opts: Opts) {
     // The session is untouched.
     assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
     s.ok("TerminateSession", json!({ "id": id }));
+    s.assert_serving();
+}
+
+/// A session's `tty` must be a terminal: the login manager is given it as its controlling
+/// terminal, which a character device like /dev/null cannot be (TIOCSCTTY fails, and the
+/// program would run with no terminal at all). The creation fails and says why.
+#[test]
+fn a_tty_that_is_not_a_terminal_fails_the_creation() {
+    require_unshare!();
+    let s = start(
+        "nottytty",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    match s.call(
+        "CreateSession",
+        json!({"tty": "/dev/null", "command": ["sleep", "1000"]}),
+    ) {
+        smss::control::wire::Reply::Error { error, parameters } => {
+            assert_eq!(error, "io.smss.Manager.Failed", "{parameters}");
+            let reason = parameters["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("/dev/null"), "{parameters}");
+            assert!(reason.contains("not a terminal"), "{parameters}");
+        }
+        other => panic!("created anyway: {other:?}"),
+    }
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
     s.assert_serving();
 }
