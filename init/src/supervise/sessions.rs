@@ -760,7 +760,7 @@ impl Supervisor {
             self.end_session(id, "terminated by request".into());
         } else if report
             .leader
-            .is_none_or(|l| dead.iter().any(|m| m.pid == l))
+            .map_or(true, |l| dead.iter().any(|m| m.pid == l))
         {
             self.end_session(id, "its login manager exited".into());
         } else if let Some(m) = dead.iter().find(|m| m.critical) {
@@ -1428,7 +1428,13 @@ impl Supervisor {
                     return Ok(None);
                 }
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
-                // session's user) before exec, so nothing it forks escapes the session.
+                // session's user) before exec, so nothing it forks escapes the session. Its
+                // exec failing is not seen here: as root, what cannot run is refused first.
+                if user.as_ref().map_or(true, |u| u.uid == 0) {
+                    let first = argv.first().map_or("", String::as_str);
+                    process::check_root_can_execute(first, env.get("PATH"))
+                        .map_err(MethodError::failed)?;
+                }
                 let program = self.session_binary.clone();
                 let mut full = vec![program.display().to_string(), "exec".to_string()];
                 if let Some(cg) = &s.cgroup {
