@@ -1323,3 +1323,28 @@ fn a_tty_that_is_not_a_terminal_fails_the_creation() {
     assert!(s.sessions().is_empty(), "{:?}", s.sessions());
     s.assert_serving();
 }
+
+/// A session subsystem that cannot be executed fails its session's creation the same way.
+#[test]
+fn a_session_subsystem_that_cannot_be_executed_fails_the_creation() {
+    require_unshare!();
+    let s = start(
+        "subnoexec",
+        "[subsystems]\nghost = { command = [\"/etc/passwd\"] }\n\
+         [sessions]\nsession-subsystems = [\"ghost\"]\n[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        "io.smss.Manager.Failed",
+    );
+    let reason = p["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("subsystem ghost") && reason.contains("/etc/passwd"),
+        "{p}"
+    );
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(live_named(&s, "sleep").is_empty(), "the login manager ran");
+    s.assert_serving();
+}
