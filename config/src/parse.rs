@@ -516,6 +516,44 @@ impl<'s> Ctx<'s> {
         }
     }
 
+    /// A `[[volumes]] device` the boot can wait for (init's `DeviceSpec`): an absolute path, or
+    /// `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` with a value (optionally in double quotes).
+    /// Labels and paths may hold spaces ("EFI System Partition"), not control characters.
+    fn volume_device(&mut self, s: &str, pos: Pos, what: &str) -> Option<String> {
+        if s.is_empty() {
+            self.err(pos, format!("`{what}`: device is empty"));
+            return None;
+        }
+        if s.chars().any(char::is_control) {
+            self.err(
+                pos,
+                format!("`{what}`: device {s:?} contains a control character"),
+            );
+            return None;
+        }
+        for tag in ["LABEL=", "UUID=", "PARTUUID=", "PARTLABEL="] {
+            if let Some(v) = s.strip_prefix(tag) {
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                if v.is_empty() {
+                    self.err(pos, format!("`{what}`: {tag} needs a value"));
+                    return None;
+                }
+                return Some(s.to_owned());
+            }
+        }
+        if !s.starts_with('/') {
+            self.err(
+                pos,
+                format!("`{what}`: expected an absolute path, LABEL=, UUID=, PARTUUID= or PARTLABEL=, found {s:?}"),
+            );
+            return None;
+        }
+        Some(s.to_owned())
+    }
+
     fn no_nul(&mut self, s: &str, pos: Pos, what: &str) -> bool {
         if s.contains('\0') {
             self.err(pos, format!("`{what}`: {s:?} contains a NUL character"));
@@ -923,7 +961,7 @@ impl<'s> Ctx<'s> {
                     "device" => {
                         device = self
                             .string(e.node, &kp)
-                            .and_then(|s| self.name(s, e.pos(), &kp, "device"));
+                            .and_then(|s| self.volume_device(s, e.pos(), &kp));
                         ok &= device.is_some();
                     }
                     "mountpoint" => {

@@ -705,6 +705,34 @@ fn volume_missing_keys_and_empty_values() {
     );
 }
 
+/// `device` is what the boot can wait for: an absolute path or a tag with a value. A label may
+/// hold spaces (GPT's "EFI System Partition", an ext4 "My Data"); `tmpfs` (fstab's habit) and a
+/// tag without a value are refused here, not only at boot.
+#[test]
+fn volume_devices_the_boot_can_resolve() {
+    let c = ok(concat!(
+        "[[volumes]]\ndevice = \"PARTLABEL=EFI System Partition\"\nmountpoint = \"/a\"\nfstype = \"vfat\"\n",
+        "[[volumes]]\ndevice = 'LABEL=\"My Data\"'\nmountpoint = \"/b\"\nfstype = \"ext4\"\n",
+        "[[volumes]]\ndevice = \"/dev/disk/by-id/usb-My Disk\"\nmountpoint = \"/c\"\nfstype = \"ext4\"\n",
+    ));
+    assert_eq!(c.volumes[0].device, "PARTLABEL=EFI System Partition");
+    assert_eq!(c.volumes[1].device, "LABEL=\"My Data\"");
+    check(
+        concat!(
+            "[[volumes]]\ndevice = \"tmpfs\"\nmountpoint = \"/x\"\nfstype = \"tmpfs\"\n",
+            "[[volumes]]\ndevice = \"LABEL=\"\nmountpoint = \"/y\"\nfstype = \"ext4\"\n",
+            "[[volumes]]\ndevice = 'UUID=\"\"'\nmountpoint = \"/z\"\nfstype = \"ext4\"\n",
+            "[[volumes]]\ndevice = \"/dev/a\\tb\"\nmountpoint = \"/w\"\nfstype = \"ext4\"\n",
+        ),
+        &[
+            "2:10: `volumes.device`: expected an absolute path, LABEL=, UUID=, PARTUUID= or PARTLABEL=, found \"tmpfs\"",
+            "6:10: `volumes.device`: LABEL= needs a value",
+            "10:10: `volumes.device`: UUID= needs a value",
+            "14:10: `volumes.device`: device \"/dev/a\\tb\" contains a control character",
+        ],
+    );
+}
+
 #[test]
 fn volume_read_only() {
     let c = ok("volumes = [{ device = \"/dev/a\", mountpoint = \"/a\", fstype = \"ext4\", options = \"nodev,ro\" }, { device = \"UUID=1\", mountpoint = \"/b\", fstype = \"xfs\", options = \"rw,noatime\" }]\n");

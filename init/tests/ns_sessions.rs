@@ -199,9 +199,12 @@ fn seats_get_login_managers_on_their_terminals_and_sessions_come_and_go() {
         "io.smss.Manager.InvalidParameter",
     );
     assert_eq!(p["parameter"], "seat");
+    // (On a terminal of its own: a tty must be a terminal, see
+    // a_tty_that_is_not_a_terminal_fails_the_creation.)
+    let t2 = pty();
     let shared = s.ok(
         "CreateSession",
-        json!({"seat": "seat1", "allow_shared_seat": true, "tty": "/dev/null", "command": ["sleep", "1000"]}),
+        json!({"seat": "seat1", "allow_shared_seat": true, "tty": t2.path, "command": ["sleep", "1000"]}),
     );
 
     // TerminateSession replies once the session is gone: processes, runtime directory.
@@ -1241,4 +1244,181 @@ fn a_session_process_with_a_terminal_gets_sighup_at_the_end() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "HUP");
     drop(term);
+}
+
+/// CreateSession fails (as SmStartCsr does when the process cannot be created) when its
+/// command cannot be executed: a path that does not exist, a file without the execute bit,
+/// the same as another user. The reply says so;
+/// no session is left behind. Without cgroup2 (the instance is the session's keeper) and
+/// with a cgroup (which the command is held in before it runs) alike.
+#[test]
+fn a_command_that_cannot_be_executed_fails_the_creation() {
+    require_unshare!();
+    unexecutable_commands_fail_the_creation("noexec", Opts::default());
+}
+
+#[test]
+fn a_command_that_cannot_be_executed_fails_the_creation_with_a_cgroup() {
+    require_unshare!();
+    if ns_control_common::host_cgroup2().is_none() {
+        panic!("no cgroup2 mount on this host: the QEMU tier covers cgroup sessions");
+    }
+    unexecutable_commands_fail_the_creation(
+        "noexeccg",
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+}
+
+fn unexecutable_commands_fail_the_creation(name: &str, opts: Opts) {
+    let pre = super_dir(name);
+    let plain = pre.join("plain-file");
+    std::fs::write(&plain, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let missing = pre.join("no-such-program").display().to_string();
+    let plain = plain.display().to_string();
+    let s = start(name, "[shutdown]\ngrace-period = \"2s\"\n", opts);
+    for (what, params) in [
+        ("missing path", json!({"command": [missing]})),
+        ("not executable", json!({"command": [plain]})),
+        (
+            "missing, as a user",
+            json!({"user": "nobody", "command": ["no-such-program-anywhere"]}),
+        ),
+        (
+            "not executable, as a user",
+            json!({"user": "nobody", "command": [plain]}),
+        ),
+    ] {
+        match s.call("CreateSession", params) {
+            smss::control::wire::Reply::Error { error, parameters } => {
+                assert_eq!(error, "io.smss.Manager.Failed", "{what}: {parameters}");
+                let reason = parameters["reason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.contains("no-such-program") || reason.contains("plain-file"),
+                    "{what}: the reason names the command: {parameters}"
+                );
+            }
+            other => panic!("{what}: created anyway: {other:?}"),
+        }
+    }
+    // Each failed creation ended its session.
+    for id in 1..=4 {
+        s.expect_log(&format!("session {id} ended"), TIMEOUT);
+    }
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
+
+/// LoadDeferredSubsystem into a session fails when the subsystem's command cannot be executed,
+/// as it does in session 0 (where smss starts it itself): the reply is an error, not the pid
+/// of a process that is already gone. Without cgroup2 the session's keeper starts it.
+#[test]
+fn a_deferred_subsystem_that_cannot_be_executed_fails_in_a_session() {
+    require_unshare!();
+    deferred_unexecutable_fails("deferrednoexec", Opts::default());
+}
+
+/// The same with a session cgroup: smss starts `smss-session exec --cgroup` itself and does
+/// not see that wrapper's exec fail, so for a root session it checks the program first (a
+/// missing file, no execute bit). Not covered: a session of another user, and an exec that
+/// fails for other reasons (ENOEXEC), which still get a pid and exit at once.
+#[test]
+fn a_deferred_subsystem_that_cannot_be_executed_fails_in_a_session_with_a_cgroup() {
+    require_unshare!();
+    deferred_unexecutable_fails(
+        "deferrednoexeccg",
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+}
+
+fn deferred_unexecutable_fails(name: &str, opts: Opts) {
+    let config = "[subsystems]\noptional = [\"ghost\", \"plain\"]\n\
+                  ghost = \"/nonexistent/ghost\"\nplain = \"/etc/passwd\"\n\
+                  [shutdown]\ngrace-period = \"2s\"\n";
+    let s = start(name, config, opts);
+    // Session 0: smss's own spawn reports it.
+    for sub in ["ghost", "plain"] {
+        s.err(
+            "LoadDeferredSubsystem",
+            json!({ "name": sub }),
+            "io.smss.Manager.Failed",
+        );
+    }
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    for sub in ["ghost", "plain"] {
+        let p = s.err(
+            "LoadDeferredSubsystem",
+            json!({ "name": sub, "session": id }),
+            "io.smss.Manager.Failed",
+        );
+        let reason = p["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("/nonexistent/ghost") || reason.contains("/etc/passwd"),
+            "{sub}: {p}"
+        );
+    }
+    // The session is untouched.
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    s.ok("TerminateSession", json!({ "id": id }));
+    s.assert_serving();
+}
+
+/// A session's `tty` must be a terminal: the login manager is given it as its controlling
+/// terminal, which a character device like /dev/null cannot be (TIOCSCTTY fails, and the
+/// program would run with no terminal at all). The creation fails and says why.
+#[test]
+fn a_tty_that_is_not_a_terminal_fails_the_creation() {
+    require_unshare!();
+    let s = start(
+        "nottytty",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    match s.call(
+        "CreateSession",
+        json!({"tty": "/dev/null", "command": ["sleep", "1000"]}),
+    ) {
+        smss::control::wire::Reply::Error { error, parameters } => {
+            assert_eq!(error, "io.smss.Manager.Failed", "{parameters}");
+            let reason = parameters["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("/dev/null"), "{parameters}");
+            assert!(reason.contains("not a terminal"), "{parameters}");
+        }
+        other => panic!("created anyway: {other:?}"),
+    }
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
+
+/// A session subsystem that cannot be executed fails its session's creation the same way.
+#[test]
+fn a_session_subsystem_that_cannot_be_executed_fails_the_creation() {
+    require_unshare!();
+    let s = start(
+        "subnoexec",
+        "[subsystems]\nghost = { command = [\"/etc/passwd\"] }\n\
+         [sessions]\nsession-subsystems = [\"ghost\"]\n[shutdown]\ngrace-period = \"2s\"\n",
+        Opts::default(),
+    );
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        "io.smss.Manager.Failed",
+    );
+    let reason = p["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("subsystem ghost") && reason.contains("/etc/passwd"),
+        "{p}"
+    );
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(live_named(&s, "sleep").is_empty(), "the login manager ran");
+    s.assert_serving();
 }

@@ -49,12 +49,15 @@ pub fn main(a: args::Exec) -> i32 {
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
+    // Held until the instance has told PID 1 about us; its going away first means the
+    // session is being torn down: run nothing. The socket stays open (close-on-exec) to tell
+    // the instance why the exec failed, if it does.
+    let mut held = None;
     if let Some(fd) = &a.hold {
-        // Held until the instance has told PID 1 about us; its going away first means the
-        // session is being torn down: run nothing.
-        if !released(fd) {
+        let Some(fd) = released(fd) else {
             return 126;
-        }
+        };
+        held = Some(fd);
     }
     if let Some(cg) = &a.cgroup {
         let procs = cg.join("cgroup.procs");
@@ -64,15 +67,22 @@ pub fn main(a: args::Exec) -> i32 {
     }
     let e = run(a.user.as_deref(), &a.command);
     log::error!("{e}");
+    if let Some(fd) = &held {
+        let _ = nix::sys::socket::send(
+            fd.as_raw_fd(),
+            e.to_string().as_bytes(),
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
+    }
     e.code()
 }
 
-/// A byte arrived on the hold descriptor (`fd` as given on the command line).
-fn released(fd: &str) -> bool {
+/// The hold descriptor (`fd` as given on the command line), once a byte arrived on it.
+fn released(fd: &str) -> Option<std::os::fd::OwnedFd> {
     fd.parse::<i32>()
         .ok()
         .and_then(|fd| smss::sys::fd::take_inherited(fd).ok())
-        .is_some_and(|fd| {
+        .filter(|fd| {
             let mut b = [0u8; 1];
             loop {
                 match nix::unistd::read(fd.as_raw_fd(), &mut b) {

@@ -247,16 +247,26 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                             cwd: None,
                             user,
                         };
-                        // `started` is written by spawn_held.
+                        // `started` is written by spawn_held; PID 1 replies once it knows
+                        // whether the command runs (`running`) or could not (`spawn_failed`).
                         match super::spawn_held(held, &link, name.clone(), false) {
-                            Ok(m) => k.started(m.pid),
-                            Err(e) => tell(
-                                &link,
-                                &InstanceMessage::SpawnFailed {
-                                    name,
-                                    error: e.to_string(),
-                                },
-                            ),
+                            Ok(m) => {
+                                k.started(m.pid);
+                                tell(&link, &InstanceMessage::Running { pid: m.pid });
+                            }
+                            Err(e) => {
+                                // Started but not exec'd: its exit is still reported.
+                                if let Some(pid) = e.started() {
+                                    k.started(pid);
+                                }
+                                tell(
+                                    &link,
+                                    &InstanceMessage::SpawnFailed {
+                                        name,
+                                        error: e.to_string(),
+                                    },
+                                )
+                            }
                         }
                     }
                 }

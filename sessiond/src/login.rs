@@ -78,7 +78,9 @@ pub fn start_login_manager(
 
 /// Open a seat's terminal for the login manager: O_NOCTTY (it must not become *our*
 /// controlling terminal) and O_NONBLOCK (a serial line without carrier would otherwise block
-/// the open forever, as agetty knows), then back to blocking for the login manager.
+/// the open forever, as agetty knows), then back to blocking for the login manager. It must
+/// be a terminal: it becomes the login manager's controlling terminal (TIOCSCTTY), which
+/// /dev/null, say, cannot be.
 fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let f = fs::OpenOptions::new()
@@ -86,6 +88,9 @@ fn open_seat_tty(path: &str) -> std::io::Result<fs::File> {
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)?;
+    if !nix::unistd::isatty(f.as_raw_fd()).unwrap_or(false) {
+        return Err(std::io::Error::other("not a terminal"));
+    }
     let flags = OFlag::from_bits_truncate(fcntl(f.as_raw_fd(), FcntlArg::F_GETFL)?);
     fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
     Ok(f)

@@ -90,8 +90,11 @@ pub enum InstanceMessage {
     Report(Report),
     /// A member exited (from a keeper, which reaps them): `status` as smss logs it.
     Exited { pid: i32, status: String },
-    /// A keeper failed to start a subsystem PID 1 asked for.
+    /// A keeper failed to start a subsystem PID 1 asked for (after its `Started`, when the
+    /// process was started but could not exec the command).
     SpawnFailed { name: String, error: String },
+    /// A process a keeper started on request (after its `Started`) has exec'd its command.
+    Running { pid: i32 },
 }
 
 /// The instance's one line back to PID 1.

@@ -176,7 +176,7 @@ impl LogLimiter {
     /// the interval that just ended (to log first).
     pub fn admit(&mut self, now: Instant) -> (bool, Option<u64>) {
         let summary = self.flush(now);
-        if self.window.is_none_or(|w| now >= w + DENIAL_LOG_INTERVAL) {
+        if self.window.map_or(true, |w| now >= w + DENIAL_LOG_INTERVAL) {
             self.window = Some(now);
             self.logged = 0;
         }

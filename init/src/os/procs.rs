@@ -140,7 +140,7 @@ pub fn signal_exact(pid: i32, start_time: u64, sig: i32) -> bool {
     let Ok(fd) = crate::sys::fd::pidfd_open(pid) else {
         return false;
     };
-    if read(pid).is_none_or(|p| p.start_time != start_time) {
+    if read(pid).map_or(true, |p| p.start_time != start_time) {
         return false;
     }
     crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok()

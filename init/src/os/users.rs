@@ -59,9 +59,19 @@ pub fn parse_group(text: &str) -> Vec<Group> {
         .collect()
 }
 
-/// Lossy: one entry with a Latin-1 comment field must not hide every user.
+/// The most of /etc/passwd or /etc/group read (PID 1 reads them for a connecting peer of
+/// `allowed-group` and for a session's user): far above any local file.
+pub const MAX_DATABASE_SIZE: u64 = 8 << 20;
+
+/// Lossy: one entry with a Latin-1 comment field must not hide every user. Bounded, and
+/// opened non-blocking as a regular file only: a FIFO must not hold PID 1's loop in open(2).
 fn read(path: &str) -> String {
-    String::from_utf8_lossy(&std::fs::read(Path::new(path)).unwrap_or_default()).into_owned()
+    use std::io::Read;
+    let mut b = Vec::new();
+    if let Ok(f) = crate::sys::open_regular_file(Path::new(path), false) {
+        let _ = f.take(MAX_DATABASE_SIZE).read_to_end(&mut b);
+    }
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// A user by name, or by number when `name` is all digits.
@@ -142,6 +152,28 @@ pub fn is_privileged(peer: &Peer, allowed_group: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_in_place_of_a_database_is_not_waited_on() {
+        let dir = std::env::temp_dir().join(format!("smss-users-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("group");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.display().to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&p));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if got.is_err() {
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        assert_eq!(got.as_deref(), Ok(""), "the read waited on a FIFO");
+        std::fs::write(dir.join("passwd"), "a:x:1:1::/:/bin/sh\n").unwrap();
+        assert!(read(&dir.join("passwd").display().to_string()).starts_with("a:x:1"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_passwd_and_group() {

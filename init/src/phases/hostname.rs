@@ -45,16 +45,26 @@ pub fn choose(current: &str, file: Option<&[u8]>) -> Choice {
     }
 }
 
+/// The first 4 KiB of `path` (plenty for a 64-byte name and its comments; never more in
+/// PID 1), None when it cannot be read. Opened non-blocking and only when it is a regular
+/// file: a FIFO at /etc/hostname must not hold the boot in open(2) (as a FIFO config did).
+fn read_name_file(path: &Path) -> Option<Vec<u8>> {
+    let f = match sys::open_regular_file(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{}: {e}; not read", path.display());
+            return None;
+        }
+    };
+    let mut b = Vec::new();
+    f.take(4096).read_to_end(&mut b).ok().map(|_| b)
+}
+
 /// Give the machine its name (system mode, after the early mounts). Failures are logged.
 pub fn run() {
     let current = sys::hostname().unwrap_or_default();
-    // The first 4 KiB are plenty for a 64-byte name and its comments; never more in PID 1.
-    let file = std::fs::File::open(Path::new(HOSTNAME_FILE))
-        .ok()
-        .and_then(|f| {
-            let mut b = Vec::new();
-            f.take(4096).read_to_end(&mut b).ok().map(|_| b)
-        });
+    let file = read_name_file(Path::new(HOSTNAME_FILE));
     match choose(&current, file.as_deref()) {
         Choice::Keep => log::info!("hostname {current}"),
         Choice::Set(name, source) => match sys::set_hostname(&name) {
@@ -67,6 +77,33 @@ pub fn run() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_not_waited_on() {
+        let dir = std::env::temp_dir().join(format!("smss-hostname-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("hostname");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_name_file(&p));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        if got.is_err() {
+            // Unblock the reader before failing (open for writing releases its open).
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        assert_eq!(got, Ok(None), "the read waited on a FIFO");
+        std::fs::write(dir.join("plain"), "demo\n").unwrap();
+        assert_eq!(
+            read_name_file(&dir.join("plain")).as_deref(),
+            Some(&b"demo\n"[..])
+        );
+        assert_eq!(read_name_file(&dir.join("none")), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn set(n: &str, from: &'static str) -> Choice {
         Choice::Set(n.to_string(), from)

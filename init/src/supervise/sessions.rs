@@ -652,12 +652,15 @@ impl Supervisor {
                 if s.state == SessionState::Starting {
                     s.members.insert(m.pid, m);
                 } else if s.keeper && s.state == SessionState::Active {
-                    // A subsystem started on request.
-                    let (pid, name) = (m.pid, m.name.clone());
+                    // A subsystem started on request: a member now; the reply waits for
+                    // `running` (or `spawn_failed` when it cannot exec).
+                    s.members.insert(m.pid, m);
+                }
+            }
+            Ok(InstanceMessage::Running { pid }) => {
+                if let Some(name) = s.members.get(&pid).map(|m| m.name.clone()) {
                     log::info!("session {id}: subsystem {name} started on request (pid {pid})");
-                    s.members.insert(pid, m);
-                    let waiters = take_spawning(s, &name);
-                    for w in waiters {
+                    for w in take_spawning(s, &name) {
                         self.reply_deferred(w, Ok(json!({ "pid": pid })));
                     }
                 }
@@ -758,7 +761,7 @@ impl Supervisor {
             self.end_session(id, "terminated by request".into());
         } else if report
             .leader
-            .is_none_or(|l| dead.iter().any(|m| m.pid == l))
+            .map_or(true, |l| dead.iter().any(|m| m.pid == l))
         {
             self.end_session(id, "its login manager exited".into());
         } else if let Some(m) = dead.iter().find(|m| m.critical) {
@@ -1423,7 +1426,13 @@ impl Supervisor {
                     return Ok(None);
                 }
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
-                // session's user) before exec, so nothing it forks escapes the session.
+                // session's user) before exec, so nothing it forks escapes the session. Its
+                // exec failing is not seen here: as root, what cannot run is refused first.
+                if user.as_ref().map_or(true, |u| u.uid == 0) {
+                    let first = argv.first().map_or("", String::as_str);
+                    process::check_root_can_execute(first, env.get("PATH"))
+                        .map_err(MethodError::failed)?;
+                }
                 let program = self.session_binary.clone();
                 let mut full = vec![program.display().to_string(), "exec".to_string()];
                 if let Some(cg) = &s.cgroup {

@@ -344,10 +344,15 @@ extern "C" {
 /// before the RELRO page, whose relocated (anonymous) copy must never be discarded.
 pub fn trim_working_set() {
     // Only the addresses of the two linker-defined symbols are taken, never their contents.
-    let (start, relro) = (
-        std::ptr::addr_of!(__ehdr_start) as usize,
-        std::ptr::addr_of!(__init_array_start) as usize,
-    );
+    // SAFETY: taking an extern static's address reads nothing (safe since Rust 1.82; the
+    // block is for rust-version 1.80, where it still needs one).
+    #[allow(unused_unsafe)]
+    let (start, relro) = unsafe {
+        (
+            std::ptr::addr_of!(__ehdr_start) as usize,
+            std::ptr::addr_of!(__init_array_start) as usize,
+        )
+    };
     let end = relro & !4095;
     if end > start {
         // SAFETY: [start, end) lies inside our executable's read-only mappings; MADV_DONTNEED

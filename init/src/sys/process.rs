@@ -83,6 +83,21 @@ pub fn resolve_program_os(program: &OsStr, path_var: Option<&OsStr>) -> Option<P
         .find(|p| is_executable(p))
 }
 
+/// Can root execute `program` (resolved like execvp)? The error reads like the failed exec's:
+/// for checks made where the exec itself happens in a wrapper whose failure is not seen.
+pub fn check_root_can_execute(program: &str, path_var: Option<&str>) -> Result<(), String> {
+    let resolved = resolve_program(program, path_var)
+        .ok_or_else(|| format!("failed to find program {program}: not found in PATH"))?;
+    match std::fs::metadata(&resolved) {
+        Ok(_) if is_executable(&resolved) => Ok(()),
+        Ok(_) => Err(format!(
+            "failed to execute {program}: {}",
+            io::Error::from_raw_os_error(libc::EACCES)
+        )),
+        Err(e) => Err(format!("failed to execute {program}: {e}")),
+    }
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)
