@@ -187,8 +187,8 @@ pub fn umount(path: &Path, flags: nix::mount::MntFlags) -> io::Result<()> {
 
 /// Does the calling process's stdin refer to a terminal?
 pub fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(0) == 1 }
+    // nix's isatty, as smss-session's tty check uses: ENOTTY (or EBADF) is "no".
+    nix::unistd::isatty(0).unwrap_or(false)
 }
 
 /// Open a terminal device read-write, without making it our controlling terminal.
