@@ -109,6 +109,16 @@ fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
     CString::new(s).map_err(|_| SpawnError::Nul(what.to_string()))
 }
 
+/// `NAME=VALUE` for execve in one allocation, no formatting machinery: `CString::new` takes
+/// the buffer over (its capacity already has room for the NUL).
+fn env_entry(name: &[u8], value: &[u8], what: &str) -> Result<CString, SpawnError> {
+    let mut kv = Vec::with_capacity(name.len() + value.len() + 2);
+    kv.extend_from_slice(name);
+    kv.push(b'=');
+    kv.extend_from_slice(value);
+    CString::new(kv).map_err(|_| SpawnError::Nul(what.to_string()))
+}
+
 /// Fork and exec `spec`. Returns once the child has exec'd (or failed to): a failed exec is
 /// reported here as an error, never as a mysterious child exit.
 pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
@@ -121,15 +131,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let envp: Vec<CString> = spec
         .env
         .iter()
-        .map(|(k, v)| {
-            // One allocation per variable, no formatting machinery: `CString::new` takes the
-            // buffer over (its capacity already has room for the NUL).
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).map_err(|_| SpawnError::Nul(name.clone()))
-        })
+        .map(|(k, v)| env_entry(k.as_bytes(), v.as_bytes(), &name))
         .collect::<Result<_, _>>()?;
     spawn_c(spec, argv, envp)
 }
@@ -148,14 +150,7 @@ pub fn spawn_os(
         .collect::<Result<_, _>>()?;
     let envp: Vec<CString> = env
         .iter()
-        .map(|(k, v)| {
-            // One allocation per variable, as in [`spawn`].
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 2);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).map_err(|_| SpawnError::Nul(name.clone()))
-        })
+        .map(|(k, v)| env_entry(k.as_bytes(), v.as_bytes(), &name))
         .collect::<Result<_, _>>()?;
     spawn_c(spec, argv, envp)
 }
