@@ -1,4 +1,4 @@
-//! Session cgroups (cgroup2): where they live, for PID 1 (supervise/sessions.rs reads and
+//! Session cgroups (cgroup2): where they live, for PID 1 (supervise/sessions/teardown.rs reads and
 //! removes them) and the session instance (smss-session's cgroup module creates and joins
 //! them) alike.
 

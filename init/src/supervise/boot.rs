@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use smss_config::plan::{BootPlan, Phase};
-use smss_config::{CommandSpec, Ready};
+use smss_config::CommandSpec;
 
 use super::{PhaseRecord, Role, Supervisor, Timer};
 use crate::mode::Mode;
@@ -41,11 +41,11 @@ pub struct BootState {
     phases: Vec<Phase>,
     index: usize,
     /// Position inside the current phase's list (commands, subsystems).
-    step: usize,
+    pub(super) step: usize,
     wait: Wait,
     phase_start: Instant,
     /// Non-fatal problems of the current phase, for its summary line.
-    problems: Vec<String>,
+    pub(super) problems: Vec<String>,
     pub done: bool,
     /// From boot-drivers to volumes: module tables, what is loaded, the uevent socket.
     devices: Option<crate::devices::DeviceBoot>,
@@ -70,7 +70,7 @@ impl BootState {
 }
 
 /// The outcome of running (part of) one phase.
-enum Step {
+pub(super) enum Step {
     /// The phase is over; its problems (if any) are in `BootState::problems`.
     Done,
     Skipped(&'static str),
@@ -183,7 +183,7 @@ impl Supervisor {
         });
     }
 
-    fn problem(&mut self, p: impl std::fmt::Display) {
+    pub(super) fn problem(&mut self, p: impl std::fmt::Display) {
         let text = p.to_string();
         log::warn!("{text}");
         self.boot.problems.push(text);
@@ -437,79 +437,6 @@ impl Supervisor {
                     return Step::Fatal(format!("smss:{phase}"));
                 }
                 Err(e) => self.problem(format!("{phase}: {e}")),
-            }
-        }
-        Step::Done
-    }
-
-    /// SubSystems\Required, in order, each ready before the next. "debug" was dropped by the
-    /// planner, as Windows skips it.
-    fn start_required(&mut self, subsystems: &[(String, CommandSpec)]) -> Step {
-        while let Some((name, spec)) = subsystems.get(self.boot.step) {
-            self.boot.step += 1;
-            let critical = spec.is_critical(true);
-            let mut extra = Vec::new();
-            if spec.ready == Ready::Notify {
-                match self.open_notify_socket().ok() {
-                    Some(address) => extra.push(("NOTIFY_SOCKET".to_string(), address)),
-                    // It could never say READY=1: fail now rather than after the timeout.
-                    None if critical => {
-                        self.boot
-                            .problems
-                            .push(format!("subsystem {name}: no readiness socket"));
-                        return Step::Fatal(name.clone());
-                    }
-                    None => {
-                        self.problem(format!(
-                            "subsystem {name}: no readiness socket; not started"
-                        ));
-                        continue;
-                    }
-                }
-            }
-            let now = self.uptime_us();
-            let spawned = self.spawn_command(
-                spec,
-                name,
-                Role::Subsystem(name.clone()),
-                critical,
-                Detach::Session,
-                &extra,
-            );
-            let notify = spec.ready == Ready::Notify;
-            match &spawned {
-                Ok(pid) if notify => {
-                    self.timeline
-                        .subsystem_started(name, Some(*pid), true, now, "waiting")
-                }
-                Ok(pid) => self
-                    .timeline
-                    .subsystem_started(name, Some(*pid), false, now, "running"),
-                Err(e) => self.timeline.subsystem_started(
-                    name,
-                    None,
-                    notify,
-                    now,
-                    &format!("failed: {e}"),
-                ),
-            }
-            match spawned {
-                Ok(pid) => {
-                    log::info!("subsystem {name} started (pid {pid})");
-                    if spec.ready == Ready::Notify {
-                        let timeout = spec.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT);
-                        self.add_timer(Self::deadline_after(timeout), Timer::Readiness { pid });
-                        return Step::Wait(Wait::Ready {
-                            pid,
-                            name: name.clone(),
-                        });
-                    }
-                }
-                Err(e) if critical => {
-                    self.boot.problems.push(format!("subsystem {name}: {e}"));
-                    return Step::Fatal(name.clone());
-                }
-                Err(e) => self.problem(format!("subsystem {name}: {e}")),
             }
         }
         Step::Done

@@ -9,6 +9,7 @@ pub mod boot;
 pub mod core;
 pub mod sessions;
 pub mod stop;
+mod subsystems;
 pub mod timeline;
 mod uevents;
 
