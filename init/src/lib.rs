@@ -3,6 +3,8 @@
 //! The binary is a thin `main`; everything lives here so the per-session instance
 //! (`smss-session`) and the tests can use the same engine.
 // Lints (no unsafe outside sys/, no panicking shortcuts): [workspace.lints] in Cargo.toml.
+// Indexing and slicing panic out of range: denied in what ships (the config crate does the same).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod bugcheck;
 pub mod cli;

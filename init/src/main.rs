@@ -1,5 +1,6 @@
 //! `smss`: parse the command line, decide the mode once, and hand over to the engine.
 #![cfg_attr(not(test), no_main)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -51,8 +52,10 @@ enum Action {
 }
 
 fn parse_args(argv: &[OsString]) -> Action {
-    if argv.first().is_some_and(|a| a == "check") {
-        return parse_check(&argv[1..]).unwrap_or_else(|e| Action::Usage(e.0));
+    if let Some((first, rest)) = argv.split_first() {
+        if first == "check" {
+            return parse_check(rest).unwrap_or_else(|e| Action::Usage(e.0));
+        }
     }
     parse_run(argv).unwrap_or_else(|e| Action::Usage(e.0))
 }
@@ -142,8 +145,10 @@ fn smss_main(argv: Vec<OsString>) {
     // Bytes, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
     let container_env = std::env::var_os("container").is_some();
     let machine_init = sys::getpid() == 1 && !container_env;
-    if !machine_init && argv.first().is_some_and(|a| a == "import-reg") {
-        std::process::exit(smss::import_reg::main(&argv[1..]));
+    if let Some((first, rest)) = argv.split_first() {
+        if !machine_init && first == "import-reg" {
+            std::process::exit(smss::import_reg::main(rest));
+        }
     }
     let action = decide(&argv, sys::getpid(), container_env);
     if !matches!(action, Action::Run(_)) {
@@ -289,11 +294,11 @@ fn run(args: Args) -> i32 {
     if mode != Mode::System && !stderr_is_file {
         logging::open_console("/proc/self/fd/2");
     }
-    if !args.unknown.is_empty() {
+    if let Some(first_unknown) = args.unknown.first() {
         if mode == Mode::System {
             log::info!("ignoring kernel arguments: {}", args.unknown.join(" "));
         } else {
-            eprintln!("smss: unknown argument {}\n{USAGE}", args.unknown[0]);
+            eprintln!("smss: unknown argument {first_unknown}\n{USAGE}");
             return 2;
         }
     }

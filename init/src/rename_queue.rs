@@ -171,10 +171,9 @@ impl<R: Read> QueueReader<R> {
                 return Ok(any.then_some(s));
             }
             any = true;
-            let (piece, used, end) = match buf.iter().position(|&b| b == 0) {
-                Some(i) => (&buf[..i], i + 1, true),
-                None => (buf, buf.len(), false),
-            };
+            let piece = buf.split(|&b| b == 0).next().unwrap_or_default();
+            let end = piece.len() < buf.len();
+            let used = if end { piece.len() + 1 } else { buf.len() };
             let room = MAX_STRING.saturating_sub(s.bytes.len());
             if piece.len() > room {
                 s.too_long = true;
@@ -184,7 +183,8 @@ impl<R: Read> QueueReader<R> {
             } else {
                 room
             };
-            s.bytes.extend_from_slice(&piece[..piece.len().min(keep)]);
+            s.bytes
+                .extend_from_slice(piece.get(..keep).unwrap_or(piece));
             if s.too_long {
                 s.bytes.truncate(SHOWN);
             }
@@ -251,7 +251,7 @@ fn entry(src: &QString, dst: &QString) -> Result<Entry, Dropped> {
     let invalid = || Dropped::Invalid(src.bytes.clone(), dst.bytes.clone());
     let path = |b: &[u8]| -> Result<PathBuf, Dropped> {
         if b.len() > MAX_PATH_LEN {
-            return Err(Dropped::TooLong(b[..SHOWN].to_vec()));
+            return Err(Dropped::TooLong(b.get(..SHOWN).unwrap_or(b).to_vec()));
         }
         let p = PathBuf::from(OsStr::from_bytes(b));
         if p.is_absolute() {
@@ -268,8 +268,8 @@ fn entry(src: &QString, dst: &QString) -> Result<Entry, Dropped> {
             action: Action::Delete,
         });
     }
-    let (d, replace) = match d.first() {
-        Some(b'!') | Some(b'@') => (&d[1..], true),
+    let (d, replace) = match d.split_first() {
+        Some((b'!' | b'@', rest)) => (rest, true),
         _ => (d, false),
     };
     Ok(Entry {
@@ -421,7 +421,7 @@ fn append_with(
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
-                scan.feed(&buf[..n]);
+                scan.feed(buf.get(..n).unwrap_or_default());
                 seen += n as u64;
             }
             let keep = scan.valid_len();

@@ -50,9 +50,12 @@ pub fn prog(argv: &[OsString]) -> &'static str {
 }
 
 pub fn parse(argv: &[OsString]) -> Result<Command, Usage> {
-    match argv.first().and_then(|a| a.to_str()) {
-        Some("exec") => parse_exec(&argv[1..]),
-        Some("remove") => parse_remove(&argv[1..]),
+    let Some((first, rest)) = argv.split_first() else {
+        return parse_instance(argv);
+    };
+    match first.to_str() {
+        Some("exec") => parse_exec(rest),
+        Some("remove") => parse_remove(rest),
         _ => parse_instance(argv),
     }
 }

@@ -12,6 +12,7 @@
 //!                                                  join DIR, drop to USER, exec CMD
 //! ```
 #![cfg_attr(not(test), no_main)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::ffi::OsString;
 use std::fs;

@@ -1,5 +1,6 @@
 //! `smctl`: the client of smss's control socket (interface.md section 5). Exit 0 on success,
 //! 1 on an error reply or when smss cannot be reached (message on stderr), 2 on usage.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -747,7 +747,9 @@ pub fn wait_for_volumes(
     boot.socket = socket;
     for (k, a) in waiter.items.into_iter().enumerate() {
         if let Some(dev) = a.found {
-            out[index[k]] = VolumeDevice::Found(dev);
+            if let Some(slot) = index.get(k).and_then(|&i| out.get_mut(i)) {
+                *slot = VolumeDevice::Found(dev);
+            }
         }
     }
     log::debug!(

@@ -166,26 +166,24 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        let step = if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => Some(1),
-                '[' => match class(&p[pi..], t[ti]) {
-                    Some((true, len)) => Some(len),
-                    Some((false, _)) => None,
-                    // An unterminated `[` is a literal, as in fnmatch.
-                    None => (t[ti] == '[').then_some(1),
-                },
-                '\\' if pi + 1 < p.len() => (p[pi + 1] == t[ti]).then_some(2),
-                c => (c == t[ti]).then_some(1),
+    while let Some(&tc) = t.get(ti) {
+        let rest = p.get(pi..).unwrap_or_default();
+        let step = match rest {
+            ['*', ..] => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
             }
-        } else {
-            None
+            ['?', ..] => Some(1),
+            ['[', ..] => match class(rest, tc) {
+                Some((true, len)) => Some(len),
+                Some((false, _)) => None,
+                // An unterminated `[` is a literal, as in fnmatch.
+                None => (tc == '[').then_some(1),
+            },
+            ['\\', next, ..] => (*next == tc).then_some(2),
+            [c, ..] => (*c == tc).then_some(1),
+            [] => None,
         };
         match step {
             Some(len) => {
@@ -202,7 +200,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == '*')
 }
 
 /// A `[...]` class at the start of `p` tested against `c`: (matched, length of the class in
@@ -221,8 +219,11 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
             return Some((matched != negate, i + 1));
         }
         first = false;
-        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&hi| hi != ']') {
-            let hi = p[i + 2];
+        let range_hi = match (p.get(i + 1), p.get(i + 2)) {
+            (Some('-'), Some(&hi)) if hi != ']' => Some(hi),
+            _ => None,
+        };
+        if let Some(hi) = range_hi {
             matched |= lo <= c && c <= hi;
             i += 3;
         } else {

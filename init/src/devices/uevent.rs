@@ -37,7 +37,7 @@ impl Uevent {
 /// Parse one datagram; None when it is not a kernel uevent (udev's own `libudev` messages,
 /// garbage).
 pub fn parse(msg: &[u8]) -> Option<Uevent> {
-    let msg = &msg[..msg.len().min(MAX_UEVENT)];
+    let msg = msg.get(..MAX_UEVENT).unwrap_or(msg);
     let mut parts = msg.split(|&b| b == 0);
     let header = String::from_utf8_lossy(parts.next()?);
     let (action, devpath) = header.split_once('@')?;

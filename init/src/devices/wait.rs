@@ -93,10 +93,10 @@ pub struct Candidate {
 }
 
 /// GPT's mixed-endian GUID text (the first three fields little-endian), as blkid prints it.
-fn guid_string(b: &[u8]) -> String {
+fn guid_string(b: &[u8; 16]) -> String {
+    let [a0, a1, a2, a3, b0, b1, c0, c1, d0, d1, e0, e1, e2, e3, e4, e5] = b;
     format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        "{a3:02x}{a2:02x}{a1:02x}{a0:02x}-{b1:02x}{b0:02x}-{c1:02x}{c0:02x}-{d0:02x}{d1:02x}-{e0:02x}{e1:02x}{e2:02x}{e3:02x}{e4:02x}{e5:02x}"
     )
 }
 
@@ -120,7 +120,7 @@ pub fn partition_identity(
     }
     for sector in [512u64, 4096] {
         let Some(h) = read(sector, 92) else { continue };
-        if h.len() < 92 || &h[0..8] != b"EFI PART" {
+        if h.len() < 92 || h.get(0..8) != Some(&b"EFI PART"[..]) {
             continue;
         }
         let entries_lba = le64(&h, 72)?;
@@ -133,21 +133,23 @@ pub fn partition_identity(
             .checked_mul(sector)?
             .checked_add((u64::from(partn) - 1).checked_mul(size)?)?;
         let e = read(at, 128)?;
-        if e.len() < 128 || e[0..16].iter().all(|&b| b == 0) {
+        if e.len() < 128 || e.get(0..16)?.iter().all(|&b| b == 0) {
             return None;
         }
-        let name: Vec<u16> = e[56..128]
+        let name: Vec<u16> = e
+            .get(56..128)?
             .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+            .map(u16::from_le_bytes)
             .take_while(|&c| c != 0)
             .collect();
         return Some(PartIdentity {
-            uuid: guid_string(&e[16..32]),
+            uuid: guid_string(e.get(16..32)?.try_into().ok()?),
             label: String::from_utf16_lossy(&name),
         });
     }
     let mbr = read(0, 512)?;
-    if mbr.len() < 512 || mbr[510..512] != [0x55, 0xaa] {
+    if mbr.len() < 512 || mbr.get(510..512) != Some(&[0x55, 0xaa][..]) {
         return None;
     }
     let sig = le32(&mbr, 440)?;

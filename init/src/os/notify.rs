@@ -129,7 +129,8 @@ impl NotifySocket {
             let body = msg
                 .iovs()
                 .next()
-                .map(|b| b[..len].to_vec())
+                .and_then(|b| b.get(..len))
+                .map(<[u8]>::to_vec)
                 .unwrap_or_default();
             return Some(Notification {
                 sender,

@@ -118,20 +118,17 @@ pub fn proc_table_paths(table: &[u8], skip: usize, field: usize) -> Vec<PathBuf>
 pub(crate) fn unescape_mount_field(b: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
     let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+    let mut rest = b;
+    while let Some((&c, tail)) = rest.split_first() {
+        if let (b'\\', [d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', d3 @ b'0'..=b'7', after @ ..]) =
+            (c, tail)
         {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
+            let v = (d1 - b'0') as u32 * 64 + (d2 - b'0') as u32 * 8 + (d3 - b'0') as u32;
             out.push(v as u8);
-            i += 4;
+            rest = after;
         } else {
-            out.push(b[i]);
-            i += 1;
+            out.push(c);
+            rest = tail;
         }
     }
     PathBuf::from(std::ffi::OsString::from_vec(out))

@@ -77,13 +77,18 @@ pub fn swap_header(page_size: usize, size_bytes: u64, uuid: [u8; 16], label: &st
     let last_page = (size_bytes / page as u64)
         .saturating_sub(1)
         .min(u32::MAX as u64) as u32;
-    h[1024..1028].copy_from_slice(&1u32.to_ne_bytes());
-    h[1028..1032].copy_from_slice(&last_page.to_ne_bytes());
-    h[1036..1052].copy_from_slice(&uuid);
+    // Every field lies inside the first 4096 bytes, and `page >= 4096`.
+    let put = |h: &mut [u8], at: usize, data: &[u8]| {
+        if let Some(d) = h.get_mut(at..at + data.len()) {
+            d.copy_from_slice(data);
+        }
+    };
+    put(&mut h, 1024, &1u32.to_ne_bytes());
+    put(&mut h, 1028, &last_page.to_ne_bytes());
+    put(&mut h, 1036, &uuid);
     let l = label.as_bytes();
-    let n = l.len().min(16);
-    h[1052..1052 + n].copy_from_slice(&l[..n]);
-    h[page - 10..].copy_from_slice(b"SWAPSPACE2");
+    put(&mut h, 1052, l.get(..16).unwrap_or(l));
+    put(&mut h, page - 10, b"SWAPSPACE2");
     h
 }
 

@@ -86,59 +86,60 @@ pub fn probe(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity>
         .or_else(|| probe_vfat(read))
 }
 
-fn uuid_string(b: &[u8]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+fn uuid_string(b: &[u8; 16]) -> String {
+    let [a0, a1, a2, a3, b0, b1, c0, c1, d0, d1, e @ ..] = b;
+    let e: String = e.iter().map(|x| format!("{x:02x}")).collect();
     format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
+        "{a0:02x}{a1:02x}{a2:02x}{a3:02x}-{b0:02x}{b1:02x}-{c0:02x}{c1:02x}-{d0:02x}{d1:02x}-{e}"
     )
+}
+
+/// The `N` bytes of `b` at `at`, or None when `b` is too short.
+fn bytes<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    String::from_utf8_lossy(b.get(..end).unwrap_or(b)).into_owned()
 }
 
 /// ext2/3/4: superblock at 1024, magic 0xEF53 (le16) at +0x38, UUID at +0x68, label at +0x78.
 fn probe_ext(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity> {
     let sb = read(1024, 0x88)?;
-    if sb.len() < 0x88 || sb[0x38..0x3a] != [0x53, 0xef] {
+    if sb.len() < 0x88 || bytes::<2>(&sb, 0x38)? != [0x53, 0xef] {
         return None;
     }
     Some(FsIdentity {
         fstype: "ext4",
-        uuid: uuid_string(&sb[0x68..0x78]),
-        label: cstr(&sb[0x78..0x88]),
+        uuid: uuid_string(&bytes(&sb, 0x68)?),
+        label: cstr(sb.get(0x78..0x88)?),
     })
 }
 
 /// xfs: "XFSB" at 0, UUID at 32, label (12 bytes) at 108.
 fn probe_xfs(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity> {
     let sb = read(0, 120)?;
-    if sb.len() < 120 || &sb[0..4] != b"XFSB" {
+    if sb.len() < 120 || sb.get(0..4) != Some(&b"XFSB"[..]) {
         return None;
     }
     Some(FsIdentity {
         fstype: "xfs",
-        uuid: uuid_string(&sb[32..48]),
-        label: cstr(&sb[108..120]),
+        uuid: uuid_string(&bytes(&sb, 32)?),
+        label: cstr(sb.get(108..120)?),
     })
 }
 
 /// btrfs: superblock at 64 KiB, fsid at +0x20, magic "_BHRfS_M" at +0x40, label at +0x12b.
 fn probe_btrfs(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity> {
     let sb = read(0x10000, 0x22b)?;
-    if sb.len() < 0x22b || &sb[0x40..0x48] != b"_BHRfS_M" {
+    if sb.len() < 0x22b || sb.get(0x40..0x48) != Some(&b"_BHRfS_M"[..]) {
         return None;
     }
     Some(FsIdentity {
         fstype: "btrfs",
-        uuid: uuid_string(&sb[0x20..0x30]),
-        label: cstr(&sb[0x12b..0x22b]),
+        uuid: uuid_string(&bytes(&sb, 0x20)?),
+        label: cstr(sb.get(0x12b..0x22b)?),
     })
 }
 
@@ -157,8 +158,8 @@ fn probe_swap(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity
     }
     Some(FsIdentity {
         fstype: "swap",
-        uuid: uuid_string(&h[0..16]),
-        label: cstr(&h[16..32]),
+        uuid: uuid_string(&bytes(&h, 0)?),
+        label: cstr(h.get(16..32)?),
     })
 }
 
@@ -167,18 +168,18 @@ fn probe_swap(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity
 /// as blkid prints it, `XXXX-XXXX`.
 fn probe_vfat(read: &dyn Fn(u64, usize) -> Option<Vec<u8>>) -> Option<FsIdentity> {
     let bs = read(0, 512)?;
-    if bs.len() < 512 || bs[510..512] != [0x55, 0xaa] {
+    if bs.len() < 512 || bytes::<2>(&bs, 510)? != [0x55, 0xaa] {
         return None;
     }
-    let (id_at, label_at) = if &bs[0x52..0x5a] == b"FAT32   " {
+    let (id_at, label_at) = if bs.get(0x52..0x5a) == Some(&b"FAT32   "[..]) {
         (0x43, 0x47)
-    } else if &bs[0x36..0x3a] == b"FAT1" {
+    } else if bs.get(0x36..0x3a) == Some(&b"FAT1"[..]) {
         (0x27, 0x2b)
     } else {
         return None;
     };
-    let id = u32::from_le_bytes([bs[id_at], bs[id_at + 1], bs[id_at + 2], bs[id_at + 3]]);
-    let label = String::from_utf8_lossy(&bs[label_at..label_at + 11])
+    let id = u32::from_le_bytes(bytes(&bs, id_at)?);
+    let label = String::from_utf8_lossy(&bytes::<11>(&bs, label_at)?)
         .trim_end()
         .to_string();
     Some(FsIdentity {
@@ -408,6 +409,57 @@ mod tests {
         assert!(reads
             .iter()
             .all(|r| !r.contains("/dev/fd0") && !r.contains("loop0")));
+    }
+
+    /// Every probe reads its magic, UUID and label at the documented offsets, and an image
+    /// cut short is "no identity" (none of them panics on a short read).
+    #[test]
+    fn each_probe_reads_its_fields_and_short_images_are_nothing() {
+        let uuid: Vec<u8> = (1..=16).collect();
+        let text = "01020304-0506-0708-090a-0b0c0d0e0f10";
+        let put = |d: &mut Vec<u8>, at: usize, b: &[u8]| d[at..at + b.len()].copy_from_slice(b);
+        let mut xfs = vec![0u8; 4096];
+        put(&mut xfs, 0, b"XFSB");
+        put(&mut xfs, 32, &uuid);
+        put(&mut xfs, 108, b"xlabel");
+        let mut btrfs = vec![0u8; 0x20000];
+        put(&mut btrfs, 0x10040, b"_BHRfS_M");
+        put(&mut btrfs, 0x10020, &uuid);
+        put(&mut btrfs, 0x1012b, b"blabel");
+        let mut ext = vec![0u8; 4096];
+        put(&mut ext, 1024 + 0x38, &[0x53, 0xef]);
+        put(&mut ext, 1024 + 0x68, &uuid);
+        put(&mut ext, 1024 + 0x78, b"elabel");
+        let mut swap = vec![0u8; 4096];
+        put(&mut swap, 4086, b"SWAPSPACE2");
+        put(&mut swap, 1036, &uuid);
+        put(&mut swap, 1052, b"slabel");
+        let mut fat16 = vec![0u8; 512];
+        put(&mut fat16, 510, &[0x55, 0xaa]);
+        put(&mut fat16, 0x36, b"FAT16   ");
+        put(&mut fat16, 0x27, &0x1234_abcdu32.to_le_bytes());
+        put(&mut fat16, 0x2b, b"FLABEL     ");
+        let cases = [
+            (xfs, "xfs", text, "xlabel"),
+            (btrfs, "btrfs", text, "blabel"),
+            (ext, "ext4", text, "elabel"),
+            (swap, "swap", text, "slabel"),
+            (fat16, "vfat", "1234-ABCD", "FLABEL"),
+        ];
+        for (img, fstype, uuid, label) in cases {
+            let read = |off: u64, len: usize| -> Option<Vec<u8>> {
+                let off = usize::try_from(off).ok()?;
+                Some(img.get(off..)?.iter().take(len).copied().collect())
+            };
+            let id = probe(&read).unwrap();
+            assert_eq!(
+                (id.fstype, id.uuid.as_str(), id.label.as_str()),
+                (fstype, uuid, label)
+            );
+            // Every read comes back one byte short: nothing is identified, nothing panics.
+            let short = |off: u64, len: usize| read(off, len.saturating_sub(1));
+            assert_eq!(probe(&short), None, "{fstype}");
+        }
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl Supervisor {
                     0
                 }
             };
-            self.on_wakeup(&events[..n]);
+            self.on_wakeup(events.get(..n).unwrap_or_default());
             if std::mem::take(&mut self.trim_due) {
                 // From this small frame, not from inside the handlers: what they used below
                 // it is dead now, and the trim drops it too.

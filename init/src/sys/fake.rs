@@ -350,7 +350,9 @@ impl Sys for FakeSys {
                 if d.len() < end {
                     d.resize(end, 0);
                 }
-                d[offset as usize..end].copy_from_slice(data);
+                if let Some(dst) = d.get_mut(offset as usize..end) {
+                    dst.copy_from_slice(data);
+                }
                 Ok(())
             }
             _ => Err(enoent()),
@@ -391,7 +393,7 @@ impl Sys for FakeSys {
             Some(Node::File(d, _)) => {
                 let start = (offset as usize).min(d.len());
                 let end = start.saturating_add(len).min(d.len());
-                Ok(d[start..end].to_vec())
+                Ok(d.get(start..end).unwrap_or_default().to_vec())
             }
             Some(_) => Err(io::Error::from_raw_os_error(libc::EISDIR)),
             None => Err(enoent()),

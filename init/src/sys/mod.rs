@@ -344,7 +344,7 @@ impl Sys for RealSys {
             let mut left = size;
             while left > 0 {
                 let n = left.min(zeros.len() as u64) as usize;
-                w.write_all(&zeros[..n])?;
+                w.write_all(zeros.get(..n).unwrap_or_default())?;
                 left -= n as u64;
             }
             w.flush()?;
@@ -414,7 +414,7 @@ impl Sys for RealSys {
         let mut buf = vec![0u8; len];
         let mut got = 0;
         while got < len {
-            match f.read_at(&mut buf[got..], offset + got as u64) {
+            match f.read_at(buf.get_mut(got..).unwrap_or_default(), offset + got as u64) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -495,14 +495,10 @@ impl Sys for RealSys {
         // GRND_NONBLOCK: early boot on a kernel without jitter entropy must not block PID 1;
         // a UUID then falls back to time and pid (unique enough for a swap label).
         let mut got = 0;
-        while got < buf.len() {
+        while let Some(tail) = buf.get_mut(got..).filter(|t| !t.is_empty()) {
             // SAFETY: the pointer and length describe the unfilled tail of the writable `buf`.
             let r = unsafe {
-                libc::getrandom(
-                    buf[got..].as_mut_ptr().cast(),
-                    buf.len() - got,
-                    libc::GRND_NONBLOCK,
-                )
+                libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), libc::GRND_NONBLOCK)
             };
             if r > 0 {
                 got += r as usize;
@@ -516,7 +512,7 @@ impl Sys for RealSys {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
                 ^ (u128::from(std::process::id()) << 64);
-            for (i, b) in buf[got..].iter_mut().enumerate() {
+            for (i, b) in buf.iter_mut().skip(got).enumerate() {
                 *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
             }
             break;
