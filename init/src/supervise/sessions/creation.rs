@@ -14,17 +14,11 @@ use super::link::InstanceLink;
 use super::table::{instance_deadline, Session, SessionState};
 use crate::control::instance::{self, SessionParams, SubsystemSpec, MAX_PARAMS};
 use crate::control::manager::{CreateSession, MethodError};
-use crate::os::cgroup::CGROUP_ROOT;
+use crate::os::cgroup::{self, CGROUP_ROOT};
 use crate::os::users;
 use crate::supervise::boot::DEFAULT_READY_TIMEOUT;
 use crate::supervise::{Child, Role, Supervisor, Timer, Token};
 use crate::sys::process::{self, Detach, SpawnSpec};
-
-/// Does the cgroup2 hierarchy sessions use offer the pids controller (`pids_max`)?
-fn pids_controller_available() -> bool {
-    fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
-        .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"))
-}
 
 /// `KEY=VALUE` strings of a request.
 fn parse_environment(list: &[String]) -> Result<Vec<(String, String)>, MethodError> {
@@ -152,7 +146,7 @@ impl Supervisor {
             }
         };
         let environment = parse_environment(&req.environment)?;
-        if req.pids_max.is_some() && !pids_controller_available() {
+        if req.pids_max.is_some() && !cgroup::pids_controller_available() {
             // A limit that would not be enforced is refused, not accepted silently.
             return Err(MethodError::invalid(
                 "pids_max",

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use serde_json::{json, Value};
 use super::table::{Session, SessionState};
 use crate::control::instance::KeeperCommand;
 use crate::control::manager::{CreateSession, MethodError};
+use crate::os::cgroup::{cgroup_procs, populated, read_events, remove_cgroup};
 use crate::os::procs;
 use crate::supervise::{Child, Role, Supervisor, Timer, Token, KILL_WAIT};
 use crate::sys::process::{self, Detach, SpawnSpec};
@@ -45,52 +45,6 @@ impl Watch {
 /// Alive: neither a zombie nor being reaped (X).
 pub(super) fn alive(pid: i32) -> bool {
     procs::read(pid).is_some_and(|p| p.alive())
-}
-
-/// `populated` of a cgroup's `cgroup.events`; None when unreadable.
-fn populated(events: &str) -> Option<bool> {
-    events
-        .lines()
-        .find_map(|l| l.strip_prefix("populated "))
-        .map(|v| v.trim() != "0")
-}
-
-fn read_events(f: &fs::File) -> Option<bool> {
-    let mut buf = [0u8; 256];
-    // Reading from offset 0 also re-arms kernfs' poll notification.
-    let n = f.read_at(&mut buf, 0).ok()?;
-    populated(std::str::from_utf8(buf.get(..n)?).ok()?)
-}
-
-/// Every pid in `cg` and its descendants' `cgroup.procs`.
-fn cgroup_procs(cg: &Path, out: &mut Vec<i32>, depth: u32) {
-    if let Ok(text) = fs::read_to_string(cg.join("cgroup.procs")) {
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    if depth == 0 {
-        return;
-    }
-    if let Ok(dir) = fs::read_dir(cg) {
-        for e in dir.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                cgroup_procs(&e.path(), out, depth - 1);
-            }
-        }
-    }
-}
-
-/// rmdir a cgroup and its descendants, deepest first.
-fn remove_cgroup(cg: &Path, depth: u32) -> std::io::Result<()> {
-    if depth > 0 {
-        if let Ok(dir) = fs::read_dir(cg) {
-            for e in dir.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    let _ = remove_cgroup(&e.path(), depth - 1);
-                }
-            }
-        }
-    }
-    fs::remove_dir(cg)
 }
 
 impl Supervisor {
@@ -626,13 +580,6 @@ fn send_to_member(pid: i32, start: Option<u64>, sig: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup_events() {
-        assert_eq!(populated("populated 1\nfrozen 0\n"), Some(true));
-        assert_eq!(populated("populated 0\nfrozen 0\n"), Some(false));
-        assert_eq!(populated(""), None);
-    }
 
     #[test]
     fn stat_of_self() {
