@@ -259,8 +259,10 @@ impl Supervisor {
             if std::mem::take(&mut self.trim_due) {
                 // From this small frame, not from inside the handlers: what they used below
                 // it is dead now, and the trim drops it too.
+                // Logged first: with debug logging the line's own formatting runs deep, and
+                // the trim then drops those pages too.
+                log::debug!("trimming the working set");
                 sys::trim_working_set();
-                log::debug!("working set trimmed");
             }
         }
     }
