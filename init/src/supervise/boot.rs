@@ -505,15 +505,9 @@ impl Supervisor {
         let program = process::resolve_program_os(first, path)
             .ok_or_else(|| SpawnError::NotFound(name.to_string()))?;
         let envp = super::exec_environment(self.env.vars(), &self.raw_env);
-        self.spawn_os(
-            program,
-            argv,
-            &envp,
-            name,
-            Role::InitialCommand,
-            true,
-            Detach::ProcessGroup,
-        )
+        let pid = super::start_os(program, argv, &envp, Detach::ProcessGroup)?;
+        self.adopt(pid, name, Role::InitialCommand, true);
+        Ok(pid)
     }
 
     /// The reaper saw `pid` exit: resume the boot if it was waiting for it. True when the

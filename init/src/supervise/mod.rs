@@ -509,33 +509,18 @@ impl Supervisor {
         let program = process::resolve_program(first, env.get("PATH"))
             .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
         let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
-        let envp = exec_environment(env.vars(), &self.raw_env);
-        self.spawn_os(program, &argv, &envp, name, role, critical, detach)
+        let pid = start_os(
+            program,
+            &argv,
+            &exec_environment(env.vars(), &self.raw_env),
+            detach,
+        )?;
+        self.adopt(pid, name, role, critical);
+        Ok(pid)
     }
 
-    /// Start `argv` (bytes) as `program` with `envp`: the Session Manager's environment plus
-    /// the inherited variables that are not UTF-8 ([`exec_environment`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn spawn_os(
-        &mut self,
-        program: PathBuf,
-        argv: &[OsString],
-        envp: &[(OsString, OsString)],
-        name: &str,
-        role: Role,
-        critical: bool,
-        detach: Detach,
-    ) -> Result<i32, SpawnError> {
-        let spawn = SpawnSpec {
-            program,
-            argv: Vec::new(),
-            env: Vec::new(),
-            detach,
-            stdio: None,
-            pass_fd: None,
-            cwd: None,
-        };
-        let pid = process::spawn_os(&spawn, argv, envp)?.as_raw();
+    /// A child we started: its name, role and criticality, for the reaper.
+    pub(crate) fn adopt(&mut self, pid: i32, name: &str, role: Role, critical: bool) {
         log::debug!("started {name} as pid {pid}");
         self.children.insert(
             pid,
@@ -545,7 +530,6 @@ impl Supervisor {
                 critical,
             },
         );
-        Ok(pid)
     }
 
     /// A critical process died (or a fatal boot step failed): interface.md section 3.
@@ -588,19 +572,40 @@ pub fn split_environment(
     (text, raw)
 }
 
+/// Start `argv` (bytes) as `program` with `envp`: the Session Manager's environment plus
+/// the inherited variables that are not UTF-8 ([`exec_environment`]).
+pub(crate) fn start_os(
+    program: PathBuf,
+    argv: &[OsString],
+    envp: &[(&[u8], &[u8])],
+    detach: Detach,
+) -> Result<i32, SpawnError> {
+    let spawn = SpawnSpec {
+        program,
+        argv: Vec::new(),
+        env: Vec::new(),
+        detach,
+        stdio: None,
+        pass_fd: None,
+        cwd: None,
+    };
+    Ok(process::spawn_os(&spawn, argv, envp)?.as_raw())
+}
+
 /// The environment a child gets: the engine's variables, then the inherited ones that are
 /// not UTF-8, exactly as they came, unless the engine set a variable of the same name.
-pub fn exec_environment(
-    vars: &[(String, String)],
-    raw: &[(OsString, OsString)],
-) -> Vec<(OsString, OsString)> {
-    let mut out: Vec<(OsString, OsString)> = vars
+/// Borrowed: the bytes go straight into execve's `NAME=VALUE` strings, copied once there.
+pub fn exec_environment<'a>(
+    vars: &'a [(String, String)],
+    raw: &'a [(OsString, OsString)],
+) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut out: Vec<(&[u8], &[u8])> = vars
         .iter()
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
         .collect();
     for (k, v) in raw {
         if !vars.iter().any(|(n, _)| n.as_bytes() == k.as_bytes()) {
-            out.push((k.clone(), v.clone()));
+            out.push((k.as_bytes(), v.as_bytes()));
         }
     }
     out
@@ -647,7 +652,10 @@ mod tests {
         assert_eq!(bytes.len(), 4);
         let mut vars = text.clone();
         vars.push(("HOME".into(), "/home/set".into()));
-        let env = exec_environment(&vars, &bytes);
+        let env: Vec<(OsString, OsString)> = exec_environment(&vars, &bytes)
+            .into_iter()
+            .map(|(k, v)| (raw(k), raw(v)))
+            .collect();
         assert_eq!(
             env,
             vec![

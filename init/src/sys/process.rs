@@ -141,7 +141,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
 pub fn spawn_os(
     spec: &SpawnSpec,
     argv: &[OsString],
-    env: &[(OsString, OsString)],
+    env: &[(&[u8], &[u8])],
 ) -> Result<Pid, SpawnError> {
     let name = spec.program.display().to_string();
     let argv: Vec<CString> = argv
@@ -150,7 +150,7 @@ pub fn spawn_os(
         .collect::<Result<_, _>>()?;
     let envp: Vec<CString> = env
         .iter()
-        .map(|(k, v)| env_entry(k.as_bytes(), v.as_bytes(), &name))
+        .map(|(k, v)| env_entry(k, v, &name))
         .collect::<Result<_, _>>()?;
     spawn_c(spec, argv, envp)
 }
