@@ -682,6 +682,7 @@ impl DeviceBoot {
         let Some(db) = &self.db else {
             return;
         };
+        let t = std::time::Instant::now();
         let names: Vec<String> = fstypes.iter().map(|t| format!("fs-{t}")).collect();
         let p = plan::plan(db, &names, &[], &BTreeSet::new());
         for pr in &p.problems {
@@ -693,7 +694,11 @@ impl DeviceBoot {
         };
         let out = self.loader.run(sys, &self.dir, &p);
         if !out.loaded.is_empty() {
-            log::info!("file systems: loaded {}", out.loaded.join(" "));
+            log::info!(
+                "file systems: loaded {} in {} us",
+                out.loaded.join(" "),
+                t.elapsed().as_micros()
+            );
         }
         for e in out.errors {
             log::warn!("{e}");
