@@ -19,6 +19,7 @@
 
 mod creation;
 mod link;
+mod spare;
 mod table;
 mod teardown;
 
