@@ -1515,3 +1515,41 @@ fn live_spare(s: &Smss) -> i64 {
         assert!(Instant::now() < deadline, "no spare got to smss-session");
     }
 }
+
+/// A spare killed before it was used is replaced (a creation then still finds one ready),
+/// and it is nobody's session: the kill ends none.
+#[test]
+fn a_spare_that_dies_is_replaced() {
+    require_unshare!();
+    let s = start(
+        "sparekill",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        Opts {
+            env: &[("SMSS_LOG", "debug")],
+            ..Opts::default()
+        },
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let first = live_spare(&s);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid(&s, first)),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let l = s.expect_log(&format!("spare smss-session (pid {first})"), TIMEOUT);
+    assert!(l.contains("warning: ") && l.contains("killed:KILL"), "{l}");
+    let second = live_spare(&s);
+    assert_ne!(first, second);
+    // Session 1 is untouched, and the next creation is handed to the new spare.
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    assert!(s.ns_alive(pid_of(&v["pids"][0])));
+    let w = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.expect_log(
+        &format!(
+            "session {}: handed to the spare smss-session (pid {second})",
+            w["id"]
+        ),
+        TIMEOUT,
+    );
+    s.assert_serving();
+}
