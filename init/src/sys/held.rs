@@ -379,6 +379,42 @@ mod tests {
         assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 126));
     }
 
+    /// As root (the test tiers run as root): the child takes the identity before its exec,
+    /// and a home it cannot enter leaves it in `/`.
+    #[test]
+    fn a_released_child_takes_the_users_identity() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let creds = Credentials {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+            home: PathBuf::from("/nonexistent-home"),
+        };
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "[ \"$(id -u):$(id -g):$(id -G):$(pwd)\" = 65534:65534:65534:/ ]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = spawn_held(&HeldSpec {
+            program: Path::new("/bin/sh"),
+            argv: &argv,
+            env: &[("PATH".into(), "/usr/bin:/bin".into())],
+            detach: Detach::Session,
+            stdio: None,
+            cwd: None,
+            user: Some(&creds),
+        })
+        .unwrap();
+        c.release().unwrap();
+        assert_eq!(c.outcome(Duration::from_secs(30)), None);
+        assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 0));
+    }
+
     #[test]
     fn a_child_never_released_runs_nothing() {
         let dir = std::env::temp_dir().join(format!("smss-held-{}", std::process::id()));
