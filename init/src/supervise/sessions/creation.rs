@@ -287,6 +287,11 @@ impl Supervisor {
                         spare.pid
                     );
                     self.link_instance(id, spare.sock, spare.pid);
+                    // The next spare starts now, while this one sets the session up: PID 1
+                    // has nothing to do for the request until the report, so the exec it
+                    // waits for is hidden in the instance's work (after the reply, it
+                    // would hold up the client's next call instead).
+                    self.ensure_spare();
                     return Ok(());
                 }
                 Err(e) => log::warn!(

@@ -83,7 +83,8 @@ impl Supervisor {
         self.start_queued_sessions();
         self.resume_clients();
         if was_starting && !starting(self) {
-            // Answered: the next spare starts now, off the request's path.
+            // Answered: sessions are in use; a spare starts if none runs (the first one,
+            // or after failures).
             self.after_answer();
         }
     }
