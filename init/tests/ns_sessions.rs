@@ -1132,10 +1132,16 @@ fn a_killed_keeper_ends_its_session_and_takes_its_members_along() {
         .map(|p| p.parse().unwrap())
         .collect();
     assert_eq!(pids.len(), 2, "{text}");
-    let keeper = live_named(&s, "smss-session");
-    assert_eq!(keeper.len(), 1, "one keeper: {keeper:?}");
+    // The keeper: the login manager's parent (the spare smss-session runs too).
+    let stat = std::fs::read_to_string(s.ns_path(&format!("/proc/{}/stat", pids[0]))).unwrap();
+    let keeper: i64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, t)| t.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{stat}"));
+    assert!(live_named(&s, "smss-session").contains(&keeper), "{stat}");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(host_pid(&s, keeper[0])),
+        nix::unistd::Pid::from_raw(host_pid(&s, keeper)),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
@@ -1420,5 +1426,130 @@ fn a_session_subsystem_that_cannot_be_executed_fails_the_creation() {
     );
     s.expect_log("session 1 ended", TIMEOUT);
     assert!(live_named(&s, "sleep").is_empty(), "the login manager ran");
+    s.assert_serving();
+}
+
+/// Once sessions are in use, CreateSession execs nothing but the session's command: its
+/// instance was started ahead (the spare) and holds the command in a forked child, not in an
+/// exec of `smss-session exec --hold`. Shown by making `smss-session` unexecutable in the
+/// namespace once the spare runs: the next creation still succeeds. The spare is no session,
+/// and the stop ends it without a word.
+#[test]
+fn a_warm_create_session_execs_only_the_sessions_command() {
+    require_unshare!();
+    let s = start(
+        "warm",
+        "[shutdown]\ngrace-period = \"30s\"\n",
+        Opts {
+            env: &[("SMSS_LOG", "debug")],
+            ..Opts::default()
+        },
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let spare = live_spare(&s);
+    assert!(s.ns_alive(spare));
+    // Not a session.
+    s.expect_log("session 1 ended", TIMEOUT);
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    let instance = Path::new(common::smss()).with_file_name("smss-session");
+    let mount = |args: &[&str]| {
+        let o = std::process::Command::new("timeout")
+            .args(["20", "nsenter", "-t", &s.init.to_string(), "-m", "-p"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    mount(&["mount", "--bind", "/dev/null", instance.to_str().unwrap()]);
+    let r = s.call("CreateSession", json!({"command": ["sleep", "1000"]}));
+    mount(&["umount", instance.to_str().unwrap()]);
+    let v = match r {
+        smss::control::wire::Reply::Ok(v) => v,
+        other => panic!("smss-session was exec'd on the request's path: {other:?}"),
+    };
+    assert!(s.ns_alive(pid_of(&v["pids"][0])), "{v}");
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    // The spare after that one could not start (smss-session was unexecutable then): said,
+    // and not retried in a loop (at most 3 in a row). The next answered creation starts one
+    // again.
+    s.expect_log("warning: failed to start a spare smss-session", TIMEOUT);
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let spare = live_spare(&s);
+    // A spare never holds up the stop (the grace period is 30 s), and ends without a word.
+    let t = Instant::now();
+    let out = s.poweroff();
+    assert!(t.elapsed() < Duration::from_secs(15), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let me = format!("spare smss-session (pid {spare})");
+    for l in out.stderr.lines() {
+        assert!(
+            !(l.contains(&me) && (l.contains("error: ") || l.contains("warning: "))),
+            "{l}"
+        );
+        assert!(!l.contains("still running"), "{l}");
+    }
+}
+
+/// The namespace pid of a spare that runs `smss-session` (the next `started` line whose
+/// process is there: smss logs it once the exec succeeded).
+fn live_spare(s: &Smss) -> i64 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let line = s.expect_log("spare smss-session started (pid ", TIMEOUT);
+        let pid: i64 = line
+            .rsplit("(pid ")
+            .next()
+            .and_then(|r| r.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        // Bounded look at its name (it may have died since).
+        while s.ns_alive(pid) && Instant::now() < deadline {
+            let comm = std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/comm")));
+            if comm.is_ok_and(|c| c.trim() == "smss-session") {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(Instant::now() < deadline, "no spare got to smss-session");
+    }
+}
+
+/// A spare killed before it was used is replaced (a creation then still finds one ready),
+/// and it is nobody's session: the kill ends none.
+#[test]
+fn a_spare_that_dies_is_replaced() {
+    require_unshare!();
+    let s = start(
+        "sparekill",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        Opts {
+            env: &[("SMSS_LOG", "debug")],
+            ..Opts::default()
+        },
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let first = live_spare(&s);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid(&s, first)),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let l = s.expect_log(&format!("spare smss-session (pid {first})"), TIMEOUT);
+    assert!(l.contains("warning: ") && l.contains("killed:KILL"), "{l}");
+    let second = live_spare(&s);
+    assert_ne!(first, second);
+    // Session 1 is untouched, and the next creation is handed to the new spare.
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    assert!(s.ns_alive(pid_of(&v["pids"][0])));
+    let w = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.expect_log(
+        &format!(
+            "session {}: handed to the spare smss-session (pid {second})",
+            w["id"]
+        ),
+        TIMEOUT,
+    );
     s.assert_serving();
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use smss::cli::{self, Arg::*, Usage};
 
 pub const USAGE: &str = "\
-usage: smss-session --id ID --fd N [--log LEVEL]     (started by smss for each session)
+usage: smss-session [--id ID] --fd N [--log LEVEL]   (started by smss for each session)
        smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
        smss-session remove DIR                        (an ended session's runtime directory)
        smss-session --help";
@@ -20,10 +20,11 @@ pub enum Command {
     Help,
 }
 
-/// `--id ID --fd N [--log LEVEL]`.
+/// `[--id ID] --fd N [--log LEVEL]`. Without `--id`, a spare: started ahead, it learns its
+/// session from the parameters.
 #[derive(Debug, PartialEq)]
 pub struct Instance {
-    pub id: u32,
+    pub id: Option<u32>,
     pub fd: i32,
     pub log: Option<String>,
 }
@@ -72,9 +73,9 @@ fn parse_instance(argv: &[OsString]) -> Result<Command, Usage> {
             other => return Err(other.unexpected().into()),
         }
     }
-    match (id, fd) {
-        (Some(id), Some(fd)) => Ok(Command::Instance(Instance { id, fd, log })),
-        _ => Err("--id and --fd are required".into()),
+    match fd {
+        Some(fd) => Ok(Command::Instance(Instance { id, fd, log })),
+        None => Err("--fd is required".into()),
     }
 }
 
@@ -120,9 +121,9 @@ fn parse_remove(argv: &[OsString]) -> Result<Command, Usage> {
         .ok_or_else(|| "one directory expected".into())
 }
 
-/// `--id ID --fd N [--log LEVEL]` alone.
+/// `[--id ID] --fd N [--log LEVEL]` alone.
 #[cfg(test)]
-fn parse_instance_args(argv: &[OsString]) -> Result<(u32, i32, Option<String>), String> {
+fn parse_instance_args(argv: &[OsString]) -> Result<(Option<u32>, i32, Option<String>), String> {
     match parse_instance(argv) {
         Ok(Command::Instance(i)) => Ok((i.id, i.fd, i.log)),
         Ok(other) => Err(format!("not an instance: {other:?}")),
@@ -142,11 +143,16 @@ mod tests {
     fn instance_arguments() {
         assert_eq!(
             parse_instance_args(&v(&["--id", "3", "--fd", "5"])),
-            Ok((3, 5, None))
+            Ok((Some(3), 5, None))
         );
         assert_eq!(
             parse_instance_args(&v(&["--fd", "5", "--id", "3", "--log", "debug"])),
-            Ok((3, 5, Some("debug".into())))
+            Ok((Some(3), 5, Some("debug".into())))
+        );
+        // A spare: no id until its parameters come.
+        assert_eq!(
+            parse_instance_args(&v(&["--fd", "5", "--log", "info"])),
+            Ok((None, 5, Some("info".into())))
         );
         assert!(parse_instance_args(&v(&["--id", "x", "--fd", "5"])).is_err());
         assert!(parse_instance_args(&v(&["--id", "3"])).is_err());

@@ -1,7 +1,8 @@
 //! `smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a
-//! byte on FD (a session process held until PID 1 knows of it), join the cgroup, drop to the
-//! user, exec. Used for every process an instance starts and for subsystems started later
-//! inside a session (LoadDeferredSubsystem).
+//! byte on FD (a process held until PID 1 knows of it), join the cgroup, drop to the user,
+//! exec. PID 1 uses it for a subsystem started later in a session with a cgroup
+//! (LoadDeferredSubsystem); an instance or keeper holds its own processes in a forked child
+//! instead (`smss::sys::held`), with no exec of this binary.
 
 use std::ffi::{CString, OsString};
 use std::fs;

@@ -9,19 +9,42 @@ use smss::logging;
 use crate::{args, keeper, setup};
 
 /// The instance: read the parameters, build the session, report; then exit, or stay as the
-/// session's keeper. The exit status: 0 reported a session, 1 otherwise.
+/// session's keeper. The exit status: 0 reported a session (or, a spare, was ended before
+/// it got one), 1 otherwise.
 pub fn main(a: args::Instance) -> i32 {
-    let (id, fd, level) = (a.id, a.fd, a.log);
+    let (fd, level) = (a.fd, a.log);
+    // A spare (no --id) is named by what it is until its parameters say which session.
+    let name = a.id.map_or_else(
+        || "spare smss-session".to_string(),
+        |id| format!("session {id}"),
+    );
     let level = level.or_else(|| std::env::var("SMSS_LOG").ok());
     logging::init(level.as_deref(), log::LevelFilter::Warn);
     let fd = match smss::sys::fd::take_inherited(fd) {
         Ok(fd) => fd,
         Err(e) => {
-            log::error!("session {id}: failed to take report descriptor {fd}: {e}");
+            log::error!("{name}: failed to take report descriptor {fd}: {e}");
             return 1;
         }
     };
     let link = UnixStream::from(fd);
+    // The parameters first: a spare waits here, with SIGTERM still deadly (a stop's SIGTERM
+    // ends it at once), until PID 1 hands it a session or closes its end (EOF: exit 0).
+    let (doc, pending) = match read_line(&link, instance::MAX_PARAMS) {
+        Ok((d, _)) if d.is_empty() && a.id.is_none() => return 0,
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{name}: failed to read its parameters: {e}");
+            return 1;
+        }
+    };
+    let parsed = serde_json::from_slice::<SessionParams>(&doc);
+    let id = match (&parsed, a.id) {
+        (_, Some(id)) => id,
+        (Ok(p), None) => p.id,
+        // Unreadable parameters of a spare: reported under no id PID 1 waits for.
+        (Err(_), None) => 0,
+    };
     // SIGCHLD and SIGTERM are read from a signalfd by the keeper; blocked before anything is
     // started (children start with an empty mask: see smss's spawn).
     let mut mask = nix::sys::signal::SigSet::empty();
@@ -45,14 +68,7 @@ pub fn main(a: args::Instance) -> i32 {
             return 1;
         }
     };
-    let (doc, pending) = match read_line(&link, instance::MAX_PARAMS) {
-        Ok(d) => d,
-        Err(e) => {
-            log::error!("session {id}: failed to read its parameters: {e}");
-            return 1;
-        }
-    };
-    let mut report = match serde_json::from_slice::<SessionParams>(&doc) {
+    let mut report = match parsed {
         Ok(p) if p.id == id => setup::set_up(&p, &link),
         Ok(p) => setup::failure(id, format!("parameters are for session {}", p.id)),
         Err(e) => setup::failure(id, format!("unreadable parameters: {e}")),

@@ -12,15 +12,12 @@ use smss::os::users::User;
 use smss::sys::process::Detach;
 use smss_config::Environment;
 
-use crate::setup::{self, SetUpError};
 use crate::spawn::{spawn_held, Held, SpawnError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("{0}")]
     Expand(String),
-    #[error(transparent)]
-    Resolve(Box<SetUpError>),
     #[error("failed to open {}: {source}", path.display())]
     OpenTty {
         path: PathBuf,
@@ -38,12 +35,9 @@ pub fn start_login_manager(
     report: &mut Report,
 ) -> Result<i32, LoginError> {
     let argv = instance::expand_argv(&p.command, env).map_err(LoginError::Expand)?;
-    // `smss-session exec --user` drops privileges, then execs the command (the pid we
-    // report stays the login manager's); as root the program is looked up here first.
+    // The held child drops privileges, then execs the command (the pid we report stays the
+    // login manager's); spawn_held looks the program up in the session's PATH, once.
     let as_user = user.filter(|u| u.uid != 0);
-    if as_user.is_none() {
-        setup::resolve(&argv, env).map_err(|e| LoginError::Resolve(Box::new(e)))?;
-    }
     let tty = match &p.tty {
         Some(t) => Some(open_seat_tty(t).map_err(|source| LoginError::OpenTty {
             path: PathBuf::from(t),

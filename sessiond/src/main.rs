@@ -7,7 +7,8 @@
 //! keeper (see `keeper`).
 //!
 //! ```text
-//! smss-session --id ID --fd N [--log LEVEL]        the instance (started by smss only)
+//! smss-session [--id ID] --fd N [--log LEVEL]      the instance (started by smss only;
+//!                                                  without --id, a spare started ahead)
 //! smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]
 //!                                                  join DIR, drop to USER, exec CMD
 //! ```

@@ -1,22 +1,21 @@
 //! Starting a session process so that PID 1 knows of it before it runs anything.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::time::Duration;
 
 use smss::control::instance::{InstanceMessage, Member};
-use smss::sys::process::{self, Detach, SpawnSpec};
+use smss::os::users;
+use smss::sys::held::{self, Credentials, HeldFailure, HeldSpec};
+use smss::sys::process::{self, Detach};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("failed to find myself: {0}")]
-    FindSelf(std::io::Error),
-    #[error("failed to create a socket pair: {0}")]
-    SocketPair(nix::errno::Errno),
+    #[error("failed to find user {0}: no such user")]
+    NoUser(String),
+    #[error("failed to find program {0}: not found in PATH")]
+    NotFound(String),
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
     /// Started (PID 1 was told of `pid`) but could not exec: `why` is what it said. Its exit
@@ -46,102 +45,73 @@ pub(crate) struct Held {
     pub user: Option<String>,
 }
 
-/// Start a session process held back until PID 1 knows of it: it starts as `smss-session
-/// exec --hold FD`, which waits for a byte on a socket before it execs the command; the byte
-/// is written once the `started` line is. An instance killed in between closes the socket,
-/// and the process exits without having run anything (so nothing can start unknown to PID 1).
-/// The same socket brings back why the exec failed (it is closed on a successful exec), so a
-/// command that cannot run fails its request, as SmStartCsr does, instead of exiting later.
+/// Start a session process held back until PID 1 knows of it: a forked child of the
+/// instance (or keeper) that waits for a byte on a socket before it execs the command; the
+/// byte is written once the `started` line is. An instance killed in between closes the
+/// socket, and the child exits without having run anything (so nothing can start unknown to
+/// PID 1). The same socket brings back why the exec failed (it is closed on a successful
+/// exec), so a command that cannot run fails its request, as SmStartCsr does, instead of
+/// exiting later. The program is looked up in the command's PATH here, once, as root (the
+/// child execs the path: no failed execve per PATH directory).
 pub(crate) fn spawn_held(
     h: Held,
     link: &UnixStream,
     name: String,
     critical: bool,
 ) -> Result<Member, SpawnError> {
-    let me = std::env::current_exe().map_err(SpawnError::FindSelf)?;
-    let (hold, go) = {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(SpawnError::SocketPair)?
+    let user = match &h.user {
+        Some(u) => Some(users::find_user(u).ok_or_else(|| SpawnError::NoUser(u.clone()))?),
+        None => None,
     };
-    let mut argv = vec![
-        me.display().to_string(),
-        "exec".into(),
-        "--hold".into(),
-        hold.as_raw_fd().to_string(),
-    ];
-    if let Some(u) = h.user {
-        argv.extend(["--user".into(), u]);
-    }
-    argv.push("--".into());
-    argv.extend(h.argv);
-    let spec = SpawnSpec {
-        program: me,
-        argv,
-        env: h.env,
+    let first = h.argv.first().cloned().unwrap_or_default();
+    let path = h
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let program = process::resolve_program(&first, path)
+        .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
+    let creds = user.as_ref().map(|u| Credentials {
+        uid: u.uid,
+        gid: u.gid,
+        groups: users::supplementary_groups(u),
+        home: PathBuf::from(&u.home),
+    });
+    let child = held::spawn_held(&HeldSpec {
+        program: &program,
+        argv: &h.argv,
+        env: &h.env,
         detach: h.detach,
         stdio: h.stdio,
-        pass_fd: Some(hold.as_raw_fd()),
-        cwd: h.cwd,
-    };
-    let pid = process::spawn(&spec)?.as_raw();
-    drop(hold);
+        cwd: h.cwd.as_deref(),
+        user: creds.as_ref(),
+    })?;
+    let pid = child.pid.as_raw();
     let member = started(link, pid, name, critical);
-    if let Err(e) = nix::unistd::write(&go, b"g") {
+    if let Err(e) = child.release() {
         log::warn!("failed to release pid {pid}: {e}");
         return Ok(member);
     }
-    match exec_outcome(&go, EXEC_OUTCOME_TIMEOUT) {
-        Some(why) => Err(SpawnError::Exec { pid, why }),
-        None => Ok(member),
-    }
+    let why = match child.outcome(EXEC_OUTCOME_TIMEOUT) {
+        None => return Ok(member),
+        Some(HeldFailure::Exec(source)) => exec_error(&first, source),
+        Some(HeldFailure::Credentials(source)) => format!(
+            "failed to become {}: {source}",
+            h.user.as_deref().unwrap_or_default()
+        ),
+    };
+    log::error!("{why}");
+    Err(SpawnError::Exec { pid, why })
+}
+
+/// The reason `smss-session exec` gives for a failed exec (the same words either way).
+fn exec_error(program: &str, source: nix::errno::Errno) -> String {
+    format!("failed to execute {program}: {source}")
 }
 
 /// How long a released process may take to exec (or say why it could not) before it is taken
-/// as started: a user lookup and a cgroup write, normally milliseconds.
+/// as started: normally microseconds.
 const EXEC_OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What a released `exec --hold` process wrote before its socket closed: nothing when it
-/// exec'd (close-on-exec), the reason when it could not. Bounded in size and time.
-fn exec_outcome(go: &OwnedFd, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    let mut why = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            log::warn!(
-                "a session process did not exec within {} s",
-                timeout.as_secs()
-            );
-            break;
-        }
-        let ms = u16::try_from(left.as_millis().saturating_add(1)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-        match nix::unistd::read(go.as_raw_fd(), &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                why.extend_from_slice(buf.get(..n).unwrap_or_default());
-                if why.len() >= 4096 {
-                    break;
-                }
-            }
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-            Err(_) => break,
-        }
-    }
-    (!why.is_empty()).then(|| String::from_utf8_lossy(&why).into_owned())
-}
 
 /// A process was started: into the report, and at once to PID 1 (so that an instance killed
 /// before its report leaves nothing PID 1 does not know of).

@@ -67,6 +67,8 @@ pub enum Role {
     Command(&'static str),
     /// A running `smss-session` instance creating session N.
     SessionInstance(u32),
+    /// The spare `smss-session`, started ahead and waiting for a session's parameters.
+    SpareInstance,
     /// A process reported by a session instance (subsystem or login manager of session N).
     SessionMember {
         session: u32,
@@ -450,6 +452,11 @@ impl Supervisor {
             log::debug!("reaped orphan pid {pid} ({status})");
             return;
         };
+        if child.role == Role::SpareInstance {
+            self.on_spare_exit(pid, status);
+            self.resume_clients();
+            return;
+        }
         if matches!(
             child.role,
             Role::SessionInstance(_) | Role::SessionMember { .. }

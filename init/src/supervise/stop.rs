@@ -113,6 +113,11 @@ impl Supervisor {
 
     /// Called after every wake-up: look for newcomers while stopping.
     pub(super) fn check_stop(&mut self) {
+        if self.stopping() {
+            // The spare instance ends at once (EOF on its socket), whether or not the
+            // stop's signals reached it first.
+            self.drop_spare();
+        }
         let now = self.now();
         let a = self.engine.on_wake(now);
         self.execute(a);

@@ -12,6 +12,7 @@
 pub mod chase;
 pub mod fake;
 pub mod fd;
+pub mod held;
 pub mod kernel;
 pub mod peercred;
 pub mod process;

@@ -262,7 +262,8 @@ impl Supervisor {
         }
     }
 
-    /// Start `smss-session --id ID --fd N` with the parameters waiting in its socket.
+    /// Hand the session's parameters to the spare instance, or start `smss-session --id ID
+    /// --fd N` with them waiting in its socket.
     fn spawn_instance(&mut self, id: u32) -> Result<(), String> {
         let Some(s) = self.sessions.sessions.get(&id) else {
             return Err("vanished from the queue".into());
@@ -273,14 +274,38 @@ impl Supervisor {
                 "session parameters are larger than {MAX_PARAMS} bytes"
             ));
         }
+        let mut doc = doc;
+        doc.push(b'\n');
+        if let Some(spare) = self.take_spare() {
+            // Non-blocking: PID 1 never waits on it (the document fits the socket buffer,
+            // so this takes it whole). A spare that died meanwhile cannot take it: it is
+            // reaped as a spare, and the session gets an instance of its own.
+            match (&spare.sock).write_all(&doc) {
+                Ok(()) => {
+                    log::debug!(
+                        "session {id}: handed to the spare smss-session (pid {})",
+                        spare.pid
+                    );
+                    self.link_instance(id, spare.sock, spare.pid);
+                    // The next spare starts now, while this one sets the session up: PID 1
+                    // has nothing to do for the request until the report, so the exec it
+                    // waits for is hidden in the instance's work (after the reply, it
+                    // would hold up the client's next call instead).
+                    self.ensure_spare();
+                    return Ok(());
+                }
+                Err(e) => log::warn!(
+                    "session {id}: failed to hand it to the spare smss-session (pid {}): {e}",
+                    spare.pid
+                ),
+            }
+        }
         let io = |e: std::io::Error| format!("failed to create the report socket: {e}");
         let (ours, theirs) = UnixStream::pair().map_err(io)?;
         // Non-blocking before the write: PID 1 must never wait on it (the document fits the
         // socket buffer, so this takes it whole). One line: the link stays open for the
         // keeper's commands.
         ours.set_nonblocking(true).map_err(io)?;
-        let mut doc = doc;
-        doc.push(b'\n');
         (&ours).write_all(&doc).map_err(io)?;
         let fd = theirs.as_raw_fd();
         let program = self.session_binary.clone();
@@ -304,6 +329,12 @@ impl Supervisor {
         let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
         drop(theirs);
         log::debug!("session {id}: smss-session started (pid {pid})");
+        self.link_instance(id, ours, pid);
+        Ok(())
+    }
+
+    /// Session `id`'s instance (`pid`, with the parameters on `sock`) runs: watch its report.
+    fn link_instance(&mut self, id: u32, sock: UnixStream, pid: i32) {
         self.children.insert(
             pid,
             Child {
@@ -312,22 +343,22 @@ impl Supervisor {
                 critical: false,
             },
         );
-        if let Err(e) = self.watch(ours.as_fd(), Token::SessionReport(id)) {
+        if let Err(e) = self.watch(sock.as_fd(), Token::SessionReport(id)) {
             // Its report is still read when it exits.
             log::warn!("session {id}: failed to watch the report socket: {e}");
         }
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
         let deadline = instance_deadline(&s.params);
-        if let Some(s) = self.sessions.sessions.get_mut(&id) {
-            s.state = SessionState::Starting;
-            s.slot = true;
-            s.instance = Some(InstanceLink {
-                sock: ours,
-                pid,
-                buf: Vec::new(),
-            });
-        }
+        s.state = SessionState::Starting;
+        s.slot = true;
+        s.instance = Some(InstanceLink {
+            sock,
+            pid,
+            buf: Vec::new(),
+        });
         self.add_timer(Instant::now() + deadline, Timer::SessionStart(id));
-        Ok(())
     }
 
     /// The session's instance no longer needs its creation slot (it reported or exited).

@@ -69,18 +69,24 @@ impl Supervisor {
 
     /// A session instance wrote to (or closed) its report socket.
     pub(crate) fn on_session_report(&mut self, id: u32) {
-        let closed = self.read_instance(id, false);
-        if closed
-            && self
-                .sessions
+        let starting = |s: &Self| {
+            s.sessions
                 .sessions
                 .get(&id)
                 .is_some_and(|s| s.state == SessionState::Starting)
-        {
+        };
+        let was_starting = starting(self);
+        let closed = self.read_instance(id, false);
+        if closed && starting(self) {
             self.instance_failed(id, "smss-session ended without a report".into());
         }
         self.start_queued_sessions();
         self.resume_clients();
+        if was_starting && !starting(self) {
+            // Answered: sessions are in use; a spare starts if none runs (the first one,
+            // or after failures).
+            self.after_answer();
+        }
     }
 
     /// Read and act on what the instance wrote (`exited`: it is gone, so read what is left

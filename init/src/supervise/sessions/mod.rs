@@ -14,11 +14,13 @@
 //! never taken for one) are adopted, and the teardown also finds their descendants of the
 //! moment in /proc (each signalled through a pidfd, after a start-time check).
 //!
-//! `table` holds the state, `creation` starts sessions, `link` reads their instances, and
-//! `teardown` ends them; optional subsystems started on request are in `super::subsystems`.
+//! `table` holds the state, `creation` starts sessions (`spare`: the instance started
+//! ahead), `link` reads their instances, and `teardown` ends them; optional subsystems
+//! started on request are in `super::subsystems`.
 
 mod creation;
 mod link;
+mod spare;
 mod table;
 mod teardown;
 

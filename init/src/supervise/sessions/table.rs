@@ -85,6 +85,9 @@ pub struct SessionTable {
     pub(super) instances: usize,
     /// Runtime directories renamed aside so far (names them uniquely).
     pub(super) removals: u64,
+    /// The instance started ahead for the next creation (`spare`).
+    pub(super) spare: Option<super::spare::Spare>,
+    pub(super) spare_state: super::spare::SpareState,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start
