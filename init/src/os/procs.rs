@@ -158,10 +158,16 @@ pub fn name(pid: i32) -> String {
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
 pub fn snapshot() -> Option<Vec<ProcInfo>> {
+    snapshot_each(|_| {})
+}
+
+/// [`snapshot`], calling `each` with every process as soon as it is read.
+pub fn snapshot_each(mut each: impl FnMut(&ProcInfo)) -> Option<Vec<ProcInfo>> {
     let mut out = Vec::with_capacity(64);
     let mut buf = [0u8; STAT_BUF];
     for_each_pid(|dir, pid| {
         if let Some(p) = read_stat(Some(dir), b"", pid, &mut buf).and_then(parse_stat) {
+            each(&p);
             out.push(p);
         }
     })?;

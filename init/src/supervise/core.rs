@@ -142,6 +142,8 @@ pub struct Stop {
     listed: HashSet<i32>,
     /// ...and those of them that were ours (a subreaper's newcomer is ours when its parent is).
     ours: HashSet<i32>,
+    /// The look under way signalled someone as it read them ([`Engine::on_scan_early`]).
+    found_early: bool,
     last_scan: Duration,
     /// Processes the last scan saw.
     last_scan_size: usize,
@@ -193,26 +195,9 @@ impl Stop {
                         continue;
                     }
                     found = true;
-                    a.push(Action::Signal {
-                        pid: p.pid,
-                        sig: libc::SIGTERM,
-                    });
-                    if p.tty_nr != 0 {
-                        a.push(Action::Signal {
-                            pid: p.pid,
-                            sig: libc::SIGHUP,
-                        });
-                    }
-                    // A stopped process cannot act on SIGTERM until it is continued. Only a
-                    // stopped one: a SIGCONT that stops nothing is noise to a program that
-                    // handles it (dumb-init's tests see it).
-                    if matches!(p.state, 'T' | 't') {
-                        a.push(Action::Signal {
-                            pid: p.pid,
-                            sig: libc::SIGCONT,
-                        });
-                    }
+                    a.extend(term_signals(p));
                 }
+                found |= std::mem::take(&mut self.found_early);
                 // Someone new: look again for what they (or others) forked meanwhile. Only
                 // the pids this look did not list need reading: a process seen already had
                 // its SIGTERM (or is not ours). One that exec'd since is read again by the
@@ -243,6 +228,30 @@ impl Stop {
         }
         a
     }
+}
+
+/// The sweep's signals to one process: SIGTERM; SIGHUP as well with a controlling terminal;
+/// SIGCONT when it is stopped (it cannot act on SIGTERM until continued). Only a stopped one:
+/// a SIGCONT that stops nothing is noise to a program that handles it (dumb-init's tests see
+/// it).
+fn term_signals(p: &ProcInfo) -> Vec<Action> {
+    let mut a = vec![Action::Signal {
+        pid: p.pid,
+        sig: libc::SIGTERM,
+    }];
+    if p.tty_nr != 0 {
+        a.push(Action::Signal {
+            pid: p.pid,
+            sig: libc::SIGHUP,
+        });
+    }
+    if matches!(p.state, 'T' | 't') {
+        a.push(Action::Signal {
+            pid: p.pid,
+            sig: libc::SIGCONT,
+        });
+    }
+    a
 }
 
 /// The decisions' state: the mode, the initial command and the stop.
@@ -488,6 +497,7 @@ impl Engine {
             passes: 0,
             listed: HashSet::new(),
             ours: HashSet::new(),
+            found_early: false,
             last_scan: now,
             last_scan_size: 0,
             rescan_pending: false,
@@ -516,6 +526,39 @@ impl Engine {
     /// Did the last look at /proc list `pid`? (What a [`Action::ScanNew`] need not read.)
     pub fn listed(&self, pid: i32) -> bool {
         self.stop.as_ref().is_some_and(|s| s.listed.contains(&pid))
+    }
+
+    /// One process of a full look, as soon as it is read (the executor then reads the rest,
+    /// and hands the whole look to [`Engine::on_scan`]). In PID-1 modes during the TERM stage
+    /// a process's SIGTERM depends on nothing but itself: it goes out now, so the first
+    /// processes are on their way out while /proc is still being read. The initial command's
+    /// forwarded signal goes out when the look reaches it. A spared group's members (the
+    /// look must record them first), a subreaper's processes (ours only through the tree) and
+    /// the KILL stage (the survivors are named first) wait for the whole look.
+    pub fn on_scan_early(&mut self, p: &ProcInfo) -> Vec<Action> {
+        let me = self.me;
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done || stop.stage != Stage::Term || !self.mode.is_pid1() {
+            return Vec::new();
+        }
+        if p.pid == me || p.kernel_thread || !p.alive() {
+            return Vec::new();
+        }
+        match stop.spared {
+            Some(Spared::Process(s)) if s == p.pid => {
+                // on_scan records it as signalled (spared) when the look is over.
+                return stop.forward.take().into_iter().collect();
+            }
+            Some(Spared::Group(g)) if p.pgid == g => return Vec::new(),
+            _ => {}
+        }
+        if !stop.signalled.insert((p.pid, p.start_time, p.comm)) {
+            return Vec::new();
+        }
+        stop.found_early = true;
+        term_signals(p)
     }
 
     /// The result of a [`Action::Scan`]: `None` when /proc cannot be read.
@@ -1069,6 +1112,53 @@ mod tests {
             }
         }
         assert_eq!(intervals, vec![100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    }
+
+    /// In PID-1 modes the sweep's SIGTERM goes out as each process is read, while the rest of
+    /// /proc is still to be read; the forwarded signal goes to the initial command when the
+    /// look reaches it. The whole look then adds nothing twice, and the look for newcomers
+    /// still follows. A subreaper (its tree), a spared group (its members) and the KILL stage
+    /// (the survivors are named first) wait for the whole look.
+    #[test]
+    fn the_sweep_signals_each_process_as_it_is_read() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut stopped = proc_(3, 2);
+        stopped.state = 'T';
+        let mut kthread = proc_(5, 0);
+        kthread.kernel_thread = true;
+        let mut zombie = proc_(6, 1);
+        zombie.state = 'Z';
+        let all = [proc_(1, 0), proc_(2, 1), stopped, kthread, zombie];
+        let mut early = Vec::new();
+        for p in &all {
+            early.extend(e.on_scan_early(p));
+        }
+        assert_eq!(
+            signals(&early),
+            vec![(2, SIGTERM), (3, SIGTERM), (3, SIGCONT)]
+        );
+        let a = e.on_scan(Some(&all));
+        assert!(signals(&a).is_empty(), "{a:?}");
+        assert_eq!(a.last(), Some(&Action::ScanNew));
+
+        let mut e = engine(Mode::Container, ForwardTo::ProcessGroup);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut member = proc_(3, 2);
+        member.pgid = 2;
+        let all = [proc_(1, 0), proc_(2, 1), member, proc_(9, 1)];
+        let early: Vec<Action> = all.iter().flat_map(|p| e.on_scan_early(p)).collect();
+        assert_eq!(signals(&early), vec![(9, SIGTERM)]);
+        let a = e.on_scan(Some(&all));
+        assert_eq!(signals(&a), vec![(-2, SIGTERM)]);
+
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        assert!(e.on_scan_early(&proc_(3, 50)).is_empty());
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        e.on_timer(StopTimer::Deadline, GRACE);
+        assert!(e.on_scan_early(&proc_(3, 1)).is_empty());
     }
 
     /// After a sweep signalled someone, the look for processes forked meanwhile lists /proc

@@ -324,6 +324,11 @@ impl Sim {
                     for (n, t) in std::mem::take(&mut self.fork_on_scan) {
                         self.fork_from(n, t);
                     }
+                    // As the executor does: each process's early signals as it is read.
+                    for p in &snap {
+                        let early = self.e.on_scan_early(p);
+                        self.execute(early);
+                    }
                     queue.extend(self.e.on_scan(Some(&snap)));
                 }
                 Action::ScanNew => {

@@ -86,9 +86,15 @@ impl Supervisor {
         }
     }
 
-    /// /proc for the stop. A subreaper without /proc knows only its own children.
-    fn scan(&self) -> Option<Vec<procs::ProcInfo>> {
-        match procs::snapshot() {
+    /// /proc for the stop, each process's early signals sent as soon as it is read
+    /// ([`super::core::Engine::on_scan_early`]). A subreaper without /proc knows only its own
+    /// children.
+    fn scan(&mut self) -> Option<Vec<procs::ProcInfo>> {
+        let all = procs::snapshot_each(|p| {
+            let early = self.engine.on_scan_early(p);
+            self.execute(early);
+        });
+        match all {
             Some(all) => Some(all),
             None if self.mode == Mode::Subreaper => Some(
                 self.children
