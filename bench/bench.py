@@ -175,6 +175,11 @@ def ratio(a, b, nd=2):
     return f"{a / b:.{nd}f}×"
 
 
+def vs(a, peer, b, nd=2):
+    """'1.23× peer', or — when there is no peer to compare with."""
+    return "—" if peer is None else f"{ratio(a, b, nd)} {peer}"
+
+
 # ---------------------------------------------------------------------------------------------
 # the set of inits
 
@@ -403,31 +408,63 @@ def shutdown_once(argv, unshare=None):
         kill_tree(p, p1)
 
 
-def sec_shutdown(inits, bb, n, kids=KIDS):
+def build_floor():
+    """bench/stopfloor.c, the floor of a graceful stop (kill(-1, SIGTERM), reap, exit), built
+    static with the system's C compiler into target/bench/; None when there is none."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    out = os.path.join(WORK, "stopfloor")
+    try:
+        r = subprocess.run([cc, "-O2", "-static", "-o", out, os.path.join(HERE, "stopfloor.c")],
+                           capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out if r.returncode == 0 else None
+
+
+def sec_shutdown(inits, bb, n, kids=KIDS, floor=None):
+    """Every init, and the floor (not a peer) when built, once per round in a shuffled order.
+    Keeps each round's times, so smss − each peer is also a paired per-round median."""
     variants = {}
-    for k in ("smss", "tini", "dumb-init", "catatonit"):
+    for k in ("smss", "tini", "tini-static", "dumb-init", "catatonit"):
         if k in inits:
             variants[k] = (inits[k] + ["/bin/sh", "-c", kids], None)
+    if floor:
+        variants["floor"] = ([floor, "/bin/sh", "-c", kids], None)
     if bb:
         variants["busybox init"] = (BusyboxRoot.argv, bb.unshare())
     res = {k: [] for k in variants}
     rcs = {k: set() for k in variants}
     err = {}
+    rounds = []
     order = list(variants)
     rnd = random.Random(4)
     for _ in range(n):
         rnd.shuffle(order)
+        r = {}
         for k in order:
             try:
                 ms, rc = shutdown_once(*variants[k])
                 res[k].append(ms)
                 rcs[k].add(rc)
+                r[k] = ms
             except Exception as e:  # noqa: BLE001
                 err[k] = str(e)
+        rounds.append(r)
     out = {}
     for k in variants:
-        out[k] = {"ms": median(res[k]), "max": max(res[k]) if res[k] else None,
-                  "rc": sorted(rcs[k]), "error": None if res[k] else err.get(k)}
+        xs = res[k]
+        out[k] = {"ms": median(xs), "max": max(xs) if xs else None,
+                  "q1": statistics.quantiles(xs, n=4)[0] if len(xs) >= 4 else None,
+                  "q3": statistics.quantiles(xs, n=4)[2] if len(xs) >= 4 else None,
+                  "rc": sorted(rcs[k]), "error": None if xs else err.get(k), "runs": len(xs)}
+    # smss − peer in the same round, for every peer (and the floor)
+    for k in variants:
+        if k == "smss" or "smss" not in variants:
+            continue
+        diffs = [r["smss"] - r[k] for r in rounds if "smss" in r and k in r]
+        out[k]["smss_minus"] = {"ms": median(diffs), "ci": boot_ci(diffs)}
     return out
 
 
@@ -454,7 +491,8 @@ def reap_once(argv, n):
 
 
 def sec_reap(inits, n, runs):
-    variants = {k: inits[k] for k in ("smss", "tini", "catatonit") if k in inits}
+    variants = {k: inits[k] for k in ("smss", "tini", "tini-static", "dumb-init", "catatonit")
+                if k in inits}
     res = {k: [] for k in variants}
     err = {}
     order = list(variants)
@@ -526,15 +564,41 @@ def sec_sessions(quick, bindir):
 
 
 def best_peer(vals):
-    """(name, value) of the peer with the lowest number in {name: number}, or (None, None)."""
-    peers = [(v, k) for k, v in vals.items() if k != "smss" and isinstance(v, (int, float))]
+    """(name, value) of the peer with the lowest number in {name: number}, or (None, None).
+    Only the peers count (not smss, not the floor or other references)."""
+    peers = [(v, k) for k, v in vals.items() if k in PEERS and isinstance(v, (int, float))]
     if not peers:
         return None, None
     v, k = min(peers)
     return k, v
 
 
+def dash(x, nd=2, unit=""):
+    """A number as fmt() does, and "—" for a figure an older results.json does not have."""
+    return "—" if x is None else fmt(x, nd, unit)
+
+
+def paired(d, unit=" ms", nd=3):
+    """'+0.123 ms (95% CI -0.010 … +0.200)' of {"ms": median, "ci": [lo, hi]}; — if absent."""
+    if not isinstance(d, dict) or d.get("ms") is None:
+        return "—"
+    ci = d.get("ci")
+    ci_s = f" (95% CI {ci[0]:+.{nd}f} … {ci[1]:+.{nd}f})" if ci else ""
+    return f"{d['ms']:+.{nd}f}{unit}{ci_s}"
+
+
+def verdict_paired(value, best, d):
+    """PASS/FAIL of value ≤ best, "(within noise)" when the paired interval holds 0."""
+    if not isinstance(value, (int, float)) or not isinstance(best, (int, float)):
+        return ""
+    ci = d.get("ci") if isinstance(d, dict) else None
+    within = bool(ci) and ci[0] <= 0 <= ci[1]
+    return ("PASS" if value <= best else "FAIL") + (" (within noise)" if within else "")
+
+
 def cell_err(e):
+    if e is None:  # the section did not run (or an older results.json has no such section)
+        return "—"
     return "failed: " + str(e).replace("|", "/")[:120] if not str(e).startswith(("failed", "n/a")) \
         else str(e).replace("|", "/")[:160]
 
@@ -554,24 +618,23 @@ def table(R, quick):
         vals = {k: fmt(v, 2) for k, v in o.items()}
         bp, bv = best_peer(o)
         pair = s.get("smss_minus_peer", {}).get(bp) if bp else None
+        pp = bp  # the peer the paired figure is against
         if pair is None and s.get("smss_minus_catatonit_ms") is not None:
             # results.json of a run before the per-peer pairs: catatonit only
-            bp, pair = "catatonit", {"ms": s["smss_minus_catatonit_ms"],
+            pp, pair = "catatonit", {"ms": s["smss_minus_catatonit_ms"],
                                      "ci": s.get("smss_minus_catatonit_ci")}
-        d, ci = (pair["ms"], pair["ci"]) if pair else (None, None)
-        verdict = ""
-        if isinstance(o.get("smss"), float) and d is not None:
-            within = ci and ci[0] <= 0 <= ci[1]
-            verdict = ("PASS" if d <= 0 else "FAIL") + (" (within noise)" if within else "")
-        row(f"start-up overhead, ms over bare `/bin/true` (median of {s['runs']} paired rounds)",
-            vals, ratio(o.get("smss"), o.get(bp)) + f" {bp}", "≤ best peer", verdict)
-        ci_s = f" (95% CI {ci[0]:+.3f} … {ci[1]:+.3f} ms)" if ci else ""
-        others = "; ".join(f"{k} {v['ms']:+.3f} ({v['ci'][0]:+.3f} … {v['ci'][1]:+.3f})"
-                           for k, v in s.get("smss_minus_peer", {}).items()
-                           if k != bp and v.get("ci"))
+        row(f"start-up overhead, ms over bare `/bin/true` (median of {s.get('runs', '—')} "
+            "paired rounds)", vals,
+            vs(o.get("smss"), bp, bv) + f"; paired smss − {pp}: {paired(pair)}",
+            "≤ best peer",
+            verdict_paired(pair["ms"], 0.0, pair) if pair and pair.get("ms") is not None
+            else "")
+        others = "; ".join(f"{k} {paired(v)}" for k, v in s.get("smss_minus_peer", {}).items()
+                           if k != pp)
         notes.append(f"Start-up: bare `unshare --pid --fork --mount-proc /bin/true` = "
-                     f"{fmt(s['bare_ms'])} ms; paired per-round median smss − {bp} (the best "
-                     f"peer) = {fmt(d, 3, ' ms')}{ci_s}"
+                     f"{dash(s.get('bare_ms'))} ms; paired per-round median smss − {pp}"
+                     + (" (the best peer of this run)" if pp == bp else " (the only pair this "
+                        f"older run kept; the best peer was {bp})") + f" = {paired(pair)}"
                      + (f"; against the others: {others}" if others else "") + "."
                      + (f" Non-zero exits: {s['errors']}." if s.get("errors") else ""))
     else:
@@ -591,7 +654,7 @@ def table(R, quick):
             verdict = ""
             if sm is not None and bv is not None:
                 verdict = "PASS" if sm <= bv else "FAIL"
-            row(metric, vals, ratio(sm, bv) + f" {bp}", "≤ best peer", verdict)
+            row(metric, vals, vs(sm, bp, bv), "≤ best peer", verdict)
         hwm = m.get("smss", {}).get("VmHWM")
         if hwm is not None:
             notes.append(f"Memory: smss VmHWM {hwm:.0f} kB (peak since exec). Static binaries: "
@@ -618,7 +681,8 @@ def table(R, quick):
         extra = ", ".join(f"{k} {z[k]['bytes']:,}" for k in ("smctl", "smss-session")
                           if k in z and "bytes" in z[k])
         st = "stripped" if z.get("smss", {}).get("stripped") else "NOT stripped"
-        notes.append(f"Sizes: smss is static and {st}; also {extra} bytes. "
+        notes.append(f"Sizes: smss is static and {st}" + (f"; also {extra} bytes" if extra else "")
+                     + ". "
                      "(dyn) = dynamically linked against glibc (≈1.9 MB shared, not counted).")
     else:
         row("binary size", {c: cell_err(z) for c in cols})
@@ -628,31 +692,39 @@ def table(R, quick):
     if isinstance(sd, dict):
         vals = {}
         for k, v in sd.items():
-            vals[k] = cell_err(v["error"]) if v.get("error") else fmt(v["ms"], 1)
+            vals[k] = cell_err(v["error"]) if v.get("error") else dash(v.get("ms"), 2)
         sm = sd.get("smss", {}).get("ms")
         bb = sd.get("busybox init", {}).get("ms")
         bp, bv = best_peer({k: v.get("ms") for k, v in sd.items() if not v.get("error")})
-        verdict = ""
-        if sm is not None and bv is not None:
-            verdict = "PASS" if sm <= bv else "FAIL"
-        row("shutdown: SIGTERM → exit, 20 children that exit on TERM, ms (median)", vals,
-            ratio(sm, bv) + f" {bp}, " + ratio(sm, bb, 4) + " busybox", "≤ best peer",
-            verdict)
+        pair = sd.get(bp, {}).get("smss_minus") if bp else None
+        runs = sd.get("smss", {}).get("runs", "—")
+        row(f"shutdown: SIGTERM → exit, 20 children that exit on TERM, ms (median of {runs})",
+            vals, vs(sm, bp, bv) + f"; paired smss − {bp}: {paired(pair)}; "
+            + ratio(sm, bb, 4) + " busybox", "≤ best peer", verdict_paired(sm, bv, pair))
         rcs = "; ".join(f"{k} {v['rc']}" for k, v in sd.items() if v.get("rc"))
+        spread = "; ".join(f"{k} {v['q1']:.2f}–{v['q3']:.2f}" for k, v in sd.items()
+                           if v.get("q1") is not None)
+        fl = sd.get("floor", {})
+        floor = (f" The floor of a graceful stop (bench/stopfloor.c: kill(-1, SIGTERM), reap, "
+                 f"exit; no /proc, no sparing) {dash(fl.get('ms'))} ms, smss − floor "
+                 f"{paired(fl.get('smss_minus'))}." if fl else "")
         notes.append("Shutdown: SIGTERM to the namespace's PID 1, timed until its pidfd says it "
-                     "and (zap_pid_ns) everything in the namespace are gone. tini/catatonit "
+                     "and (zap_pid_ns) everything in the namespace are gone. smss reads /proc, "
+                     "SIGTERMs each process and waits for them to exit; tini/catatonit "
                      "just exit and let the kernel SIGKILL the rest; dumb-init signals the "
                      "group; busybox init runs ::shutdown:, TERM, sleep 1 s, KILL, sleep 1 s, "
-                     f"reboot(2). Exit statuses (unshare's): {rcs}.")
+                     f"reboot(2).{floor} Quartiles: {spread or '—'}. "
+                     f"Exit statuses (unshare's): {rcs}.")
     else:
         row("shutdown", {c: cell_err(sd) for c in cols})
     sf = R.get("shutdown_fork")
     if isinstance(sf, dict):
-        vals = {k: cell_err(v["error"]) if v.get("error") else fmt(v["ms"], 1)
+        vals = {k: cell_err(v["error"]) if v.get("error") else dash(v.get("ms"), 2)
                 for k, v in sf.items()}
         sm = sf.get("smss", {}).get("ms")
+        bp, bv = best_peer({k: v.get("ms") for k, v in sf.items() if not v.get("error")})
         row("shutdown: the same, the command's TERM handler forks once more, ms (median)", vals,
-            "", "the late process gets SIGTERM (< 100 ms)",
+            vs(sm, bp, bv), "the late process gets SIGTERM (< 100 ms)",
             "" if sm is None else ("PASS" if sm < 100 else "FAIL"))
     elif sf is not None:
         row("shutdown with a fork", {c: cell_err(sf) for c in cols})
@@ -667,13 +739,14 @@ def table(R, quick):
             else:
                 vals[k] = f"{v['total_s'] * 1000:,.0f} (tail {v['tail_s'] * 1000:,.0f})"
                 vals2[k] = f"{v['left_max']}"
-        sm, ti = rp.get("smss", {}), rp.get("tini", {})
+        sm = rp.get("smss", {})
+        bp, bv = best_peer({k: v.get("total_s") for k, v in rp.items() if "error" not in v})
         verdict = ""
         if "left_max" in sm:
             verdict = "PASS" if sm["left_max"] == 0 else "FAIL"
         n = R.get("reap_n", 10000)
         row(f"reaping {n:,} orphans: ms to none left (tail after the last fork)", vals,
-            ratio(sm.get("total_s"), ti.get("total_s")) + " tini", "all reaped", verdict)
+            vs(sm.get("total_s"), bp, bv), "all reaped", verdict)
         row("reaping: processes left at the 30 s deadline (max)", vals2, "", "0",
             verdict)
         notes.append("Reaping: the payload (bench/reap_payload.py, python, the init's only "
@@ -781,8 +854,12 @@ def main():
     run("sizes", sec_sizes, a.bin_dir)
     run("startup", sec_startup, inits, 60 if q else 200)
     run("memory", sec_memory, inits, bb_idle, 3 if q else 5)
-    run("shutdown", sec_shutdown, inits, bb_kids, 2 if q else 5)
-    run("shutdown_fork", sec_shutdown, inits, None, 2 if q else 5, KIDS_FORK)
+    floor = build_floor() if "shutdown" in only else None
+    if "shutdown" in only and not floor:
+        log("no C compiler: the stop's floor (bench/stopfloor.c) is left out")
+    # The stop rows are bimodal on a busy machine (a few ms either way): many short rounds.
+    run("shutdown", sec_shutdown, inits, bb_kids, 8 if q else 25, KIDS, floor)
+    run("shutdown_fork", sec_shutdown, inits, None, 4 if q else 10, KIDS_FORK)
     R["reap_n"] = 10000
     run("reap", sec_reap, inits, R["reap_n"], 1 if q else 3)
     if not q:

@@ -1,7 +1,14 @@
 //! A snapshot of the processes we are responsible for, read from /proc (for shutdown sweeps
 //! and sessions without a cgroup).
 
+use std::ffi::CStr;
 use std::fs;
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 
 /// One line of /proc/PID/stat, the fields shutdown and sessions need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,17 +49,20 @@ pub fn parse_stat(line: &[u8]) -> Option<ProcInfo> {
         .ok()?;
     // Everything after the name is the kernel's own ASCII.
     let tail = std::str::from_utf8(line.get(close + 1..)?).ok()?;
-    let fields: Vec<&str> = tail.split_whitespace().collect();
-    // fields[0] = state, [1] = ppid, [2] = pgrp, [3] = session, [4] = tty_nr, ...
+    // Field by field, nothing collected: a Vec here was an allocation per process per look,
+    // and musl's malloc maps and unmaps a page for it each time.
+    // [0] = state, [1] = ppid, [2] = pgrp, [3] = session, [4] = tty_nr, [5] = tpgid,
     // [6] = flags, ... [19] = starttime
-    let state = fields.first()?.chars().next()?;
-    let ppid = fields.get(1)?.parse().ok()?;
-    let pgid = fields.get(2)?.parse().ok()?;
-    let session = fields.get(3)?.parse().ok()?;
-    let tty_nr = fields.get(4)?.parse().ok()?;
-    let flags: u64 = fields.get(6)?.parse().ok()?;
+    let mut fields = tail.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    let tty_nr = fields.next()?.parse().ok()?;
+    let _tpgid = fields.next()?;
+    let flags: u64 = fields.next()?.parse().ok()?;
     // Absent only in a truncated line (the tests' short samples): 0, which keys by pid alone.
-    let start_time = fields.get(19).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let start_time = fields.nth(12).and_then(|f| f.parse().ok()).unwrap_or(0);
     let mut comm = [0u8; 16];
     let name = line.get(open + 1..close).unwrap_or_default();
     for (c, b) in comm.iter_mut().zip(name) {
@@ -80,33 +90,58 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 /// /proc/PID/stat of one process; `None` when it is gone (or /proc is not mounted).
 pub fn read(pid: i32) -> Option<ProcInfo> {
     let mut buf = [0u8; STAT_BUF];
-    parse_stat(read_stat(&format!("/proc/{pid}/stat"), &mut buf)?)
+    parse_stat(read_stat(None, b"/proc/", pid, &mut buf)?)
 }
 
 /// Room for any /proc/PID/stat line: 52 numeric fields of at most 20 digits and a name of at
 /// most 64 bytes as the kernel escapes it come to well under 2 KiB.
 const STAT_BUF: usize = 2048;
 
-/// /proc/PID/stat into `buf`: open, one read, close. `fs::read` sees the size 0 /proc reports
-/// and reads in growing steps (32, 32, 64, 128, 256 bytes...), about a dozen syscalls a
-/// process, which the stop pays for every process on every rescan.
-fn read_stat<'a>(path: &str, buf: &'a mut [u8; STAT_BUF]) -> Option<&'a [u8]> {
-    use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
+/// `{prefix}{pid}/stat` into `buf`: openat, one read, close, and nothing allocated. `fs::read`
+/// sees the size 0 /proc reports and reads in growing steps (32, 32, 64, 128, 256 bytes...);
+/// `fs::File::open` adds an fcntl (musl's open sets FD_CLOEXEC again), and a `format!`ed path
+/// and std's `DirEntry` names are allocations that musl's malloc maps and unmaps again: about
+/// a dozen syscalls a process, which the stop pays for every process on every full look.
+/// With `dir` (an open /proc) the path is relative to it: no lookup of /proc each time.
+fn read_stat<'a>(
+    dir: Option<RawFd>,
+    prefix: &[u8],
+    pid: i32,
+    buf: &'a mut [u8; STAT_BUF],
+) -> Option<&'a [u8]> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    let mut w: &mut [u8] = &mut path;
+    w.write_all(prefix).ok()?;
+    write!(w, "{pid}/stat\0").ok()?;
+    let end = path.iter().position(|&b| b == 0)? + 1;
+    let path = CStr::from_bytes_with_nul(path.get(..end)?).ok()?;
+    let fd = openat(dir, path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
     let mut len = 0;
+    let mut failed = false;
     while len < buf.len() {
-        match f.read(buf.get_mut(len..)?) {
+        let Some(rest) = buf.get_mut(len..) else {
+            break;
+        };
+        match nix::unistd::read(fd, rest) {
             Ok(0) => break,
             Ok(n) => {
                 len += n;
                 // The kernel hands the whole line to the first read of a fresh open.
-                if buf.get(len.checked_sub(1)?) == Some(&b'\n') {
+                if len > 0 && buf.get(len - 1) == Some(&b'\n') {
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
+            Err(Errno::EINTR) => continue,
+            Err(_) => {
+                failed = true;
+                break;
+            }
         }
+    }
+    let _ = nix::unistd::close(fd);
+    if failed {
+        return None;
     }
     buf.get(..len)
 }
@@ -123,20 +158,63 @@ pub fn name(pid: i32) -> String {
 
 /// Every process visible in /proc. `None` when /proc is not mounted.
 pub fn snapshot() -> Option<Vec<ProcInfo>> {
-    let dir = fs::read_dir("/proc").ok()?;
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let mut buf = [0u8; STAT_BUF];
-        if let Some(p) = read_stat(&format!("/proc/{name}/stat"), &mut buf).and_then(parse_stat) {
+    snapshot_each(|_| {})
+}
+
+/// [`snapshot`], calling `each` with every process as soon as it is read.
+pub fn snapshot_each(mut each: impl FnMut(&ProcInfo)) -> Option<Vec<ProcInfo>> {
+    let mut out = Vec::with_capacity(64);
+    let mut buf = [0u8; STAT_BUF];
+    for_each_pid(|dir, pid| {
+        if let Some(p) = read_stat(Some(dir), b"", pid, &mut buf).and_then(parse_stat) {
+            each(&p);
             out.push(p);
         }
-    }
+    })?;
     Some(out)
+}
+
+/// A look for newcomers: every pid /proc lists, and the stat of only those `known` says
+/// false for (a pid listed by the previous look is not read again). `None` when /proc is not
+/// mounted.
+pub fn snapshot_new(known: impl Fn(i32) -> bool) -> Option<(Vec<i32>, Vec<ProcInfo>)> {
+    let mut listed = Vec::with_capacity(64);
+    let mut new = Vec::new();
+    let mut buf = [0u8; STAT_BUF];
+    for_each_pid(|dir, pid| {
+        listed.push(pid);
+        if !known(pid) {
+            if let Some(p) = read_stat(Some(dir), b"", pid, &mut buf).and_then(parse_stat) {
+                new.push(p);
+            }
+        }
+    })?;
+    Some((listed, new))
+}
+
+/// Call `f(the /proc descriptor, pid)` for every process directory of /proc, in its order.
+fn for_each_pid(mut f: impl FnMut(RawFd, i32)) -> Option<()> {
+    let dir = Dir::open(
+        "/proc",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // The owning iterator closes the directory when done (`Dir::iter` would rewind it).
+    let mut entries = dir.into_iter();
+    let fd = entries.as_raw_fd();
+    for e in &mut entries {
+        let Ok(e) = e else { break };
+        let name = e.file_name().to_bytes();
+        if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let Some(pid) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        f(fd, pid);
+    }
+    Some(())
 }
 
 /// Every process below `roots` (their children, theirs, ...), roots excluded, in one pass
@@ -222,6 +300,32 @@ mod tests {
         assert!(parse_stat(b"garbage").is_none());
         assert!(parse_stat(b"1 ) S 0 0 0 0 -1 0 (").is_none());
         assert!(parse_stat(b"").is_none());
+    }
+
+    /// The allocation-free reads give what a plain read of the file gives, and a look for
+    /// newcomers lists every pid but reads only the ones it is told are new.
+    #[test]
+    fn snapshots_match_the_files_and_skip_the_known() {
+        let me = std::process::id() as i32;
+        let raw = fs::read(format!("/proc/{me}/stat")).unwrap();
+        let want = parse_stat(&raw).unwrap();
+        let got = read(me).unwrap();
+        assert_eq!(
+            (got.pid, got.ppid, got.start_time, got.comm),
+            (want.pid, want.ppid, want.start_time, want.comm)
+        );
+        let all = snapshot().unwrap();
+        let mine = all.iter().find(|p| p.pid == me).unwrap();
+        assert_eq!((mine.ppid, mine.start_time), (want.ppid, want.start_time));
+        assert!(all.iter().any(|p| p.pid == want.ppid) || want.ppid == 0);
+        let (listed, new) = snapshot_new(|pid| pid != me).unwrap();
+        assert!(
+            listed.contains(&me) && listed.len() + 64 > all.len(),
+            "{listed:?}"
+        );
+        assert_eq!(new.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![me]);
+        let (listed, new) = snapshot_new(|_| true).unwrap();
+        assert!(listed.contains(&me) && new.is_empty());
     }
 
     /// A process may name itself with bytes that are not UTF-8; it must not become invisible

@@ -11,8 +11,9 @@
 //!    terminal, which is how an interactive shell that ignores SIGTERM learns that its session
 //!    ends) to every process we are responsible for, except who already had the stop signal
 //!    forwarded.
-//! 2. The /proc scan is repeated until a scan finds nobody new (a process forked while the
-//!    previous scan was being signalled), again on every wake-up (at most every
+//! 2. /proc is listed again until a look finds nobody new (a process forked while the
+//!    previous scan was being signalled; [`Action::ScanNew`] reads only the pids the previous
+//!    look did not list), and read whole again on every wake-up (at most every
 //!    [`RESCAN_MIN`]) and on a backing-off timer: a process forked later, or an orphan
 //!    reparented to us, gets its SIGTERM too. Each process gets SIGTERM once per program
 //!    (keyed by pid, start time and name: a reused pid is a new process, and so is one that
@@ -100,6 +101,10 @@ pub enum Action {
     SignalAll(i32),
     /// Read /proc and hand the result to [`Engine::on_scan`].
     Scan,
+    /// List /proc, read only the pids [`Engine::listed`] says the last look did not list,
+    /// and hand both to [`Engine::on_scan_new`]: the look for processes forked while a
+    /// sweep was being signalled.
+    ScanNew,
     /// (Re)arm a timer to fire after this long.
     ArmTimer(StopTimer, Duration),
     CancelTimer(StopTimer),
@@ -133,6 +138,12 @@ pub struct Stop {
     signalled_all: bool,
     /// Scans in a row in this round.
     passes: u32,
+    /// The pids the last look listed (a quick look reads none of these again)...
+    listed: HashSet<i32>,
+    /// ...and those of them that were ours (a subreaper's newcomer is ours when its parent is).
+    ours: HashSet<i32>,
+    /// The look under way signalled someone as it read them ([`Engine::on_scan_early`]).
+    found_early: bool,
     last_scan: Duration,
     /// Processes the last scan saw.
     last_scan_size: usize,
@@ -142,6 +153,105 @@ pub struct Stop {
     /// Survivors already named (the first scan of the KILL stage).
     named: bool,
     done: bool,
+}
+
+impl Stop {
+    /// No /proc: kill(-1) reaches everything but us, once per stage (PID-1 modes only).
+    fn without_proc(&mut self, pid1: bool) -> Vec<Action> {
+        let mut a: Vec<Action> = self.forward.take().into_iter().collect();
+        if pid1 {
+            match self.stage {
+                Stage::Term if !self.signalled_all => {
+                    self.signalled_all = true;
+                    a.push(Action::SignalAll(libc::SIGTERM));
+                    a.push(Action::SignalAll(libc::SIGCONT));
+                }
+                Stage::Kill if !self.named => {
+                    self.named = true;
+                    a.push(Action::SignalAll(libc::SIGKILL));
+                }
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// Signal what a look found alive and ours, as the stage says.
+    fn signal(&mut self, targets: Vec<&ProcInfo>, pid1: bool) -> Vec<Action> {
+        let mut a: Vec<Action> = self.forward.take().into_iter().collect();
+        match self.stage {
+            Stage::Term => {
+                let mut found = false;
+                // Who had the forwarded signal is left out of the first scan only (marked as
+                // signalled): whoever joins the spared group later needs its SIGTERM too.
+                let spared_now = self.spared.take();
+                for p in targets {
+                    let spared = match spared_now {
+                        Some(Spared::Process(s)) => s == p.pid,
+                        Some(Spared::Group(g)) => p.pgid == g,
+                        None => false,
+                    };
+                    if !self.signalled.insert((p.pid, p.start_time, p.comm)) || spared {
+                        continue;
+                    }
+                    found = true;
+                    a.extend(term_signals(p));
+                }
+                found |= std::mem::take(&mut self.found_early);
+                // Someone new: look again for what they (or others) forked meanwhile. Only
+                // the pids this look did not list need reading: a process seen already had
+                // its SIGTERM (or is not ours). One that exec'd since is read again by the
+                // next full look, on a wake-up or the re-sweep timer.
+                if found && self.passes < MAX_PASSES {
+                    self.passes += 1;
+                    a.push(Action::ScanNew);
+                }
+            }
+            Stage::Kill => {
+                let pids: Vec<i32> = targets.iter().map(|p| p.pid).collect();
+                if !self.named && !pids.is_empty() {
+                    a.push(Action::Survivors(pids.clone()));
+                }
+                let first = !self.named;
+                self.named = true;
+                for pid in &pids {
+                    a.push(Action::Signal {
+                        pid: *pid,
+                        sig: libc::SIGKILL,
+                    });
+                }
+                if pid1 && first {
+                    // Atomic with fork: nobody forked meanwhile escapes.
+                    a.push(Action::SignalAll(libc::SIGKILL));
+                }
+            }
+        }
+        a
+    }
+}
+
+/// The sweep's signals to one process: SIGTERM; SIGHUP as well with a controlling terminal;
+/// SIGCONT when it is stopped (it cannot act on SIGTERM until continued). Only a stopped one:
+/// a SIGCONT that stops nothing is noise to a program that handles it (dumb-init's tests see
+/// it).
+fn term_signals(p: &ProcInfo) -> Vec<Action> {
+    let mut a = vec![Action::Signal {
+        pid: p.pid,
+        sig: libc::SIGTERM,
+    }];
+    if p.tty_nr != 0 {
+        a.push(Action::Signal {
+            pid: p.pid,
+            sig: libc::SIGHUP,
+        });
+    }
+    if matches!(p.state, 'T' | 't') {
+        a.push(Action::Signal {
+            pid: p.pid,
+            sig: libc::SIGCONT,
+        });
+    }
+    a
 }
 
 /// The decisions' state: the mode, the initial command and the stop.
@@ -385,6 +495,9 @@ impl Engine {
             signalled: HashSet::new(),
             signalled_all: false,
             passes: 0,
+            listed: HashSet::new(),
+            ours: HashSet::new(),
+            found_early: false,
             last_scan: now,
             last_scan_size: 0,
             rescan_pending: false,
@@ -410,6 +523,44 @@ impl Engine {
         ]
     }
 
+    /// Did the last look at /proc list `pid`? (What a [`Action::ScanNew`] need not read.)
+    pub fn listed(&self, pid: i32) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.listed.contains(&pid))
+    }
+
+    /// One process of a full look, as soon as it is read (the executor then reads the rest,
+    /// and hands the whole look to [`Engine::on_scan`]). In PID-1 modes during the TERM stage
+    /// a process's SIGTERM depends on nothing but itself: it goes out now, so the first
+    /// processes are on their way out while /proc is still being read. The initial command's
+    /// forwarded signal goes out when the look reaches it. A spared group's members (the
+    /// look must record them first), a subreaper's processes (ours only through the tree) and
+    /// the KILL stage (the survivors are named first) wait for the whole look.
+    pub fn on_scan_early(&mut self, p: &ProcInfo) -> Vec<Action> {
+        let me = self.me;
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done || stop.stage != Stage::Term || !self.mode.is_pid1() {
+            return Vec::new();
+        }
+        if p.pid == me || p.kernel_thread || !p.alive() {
+            return Vec::new();
+        }
+        match stop.spared {
+            Some(Spared::Process(s)) if s == p.pid => {
+                // on_scan records it as signalled (spared) when the look is over.
+                return stop.forward.take().into_iter().collect();
+            }
+            Some(Spared::Group(g)) if p.pgid == g => return Vec::new(),
+            _ => {}
+        }
+        if !stop.signalled.insert((p.pid, p.start_time, p.comm)) {
+            return Vec::new();
+        }
+        stop.found_early = true;
+        term_signals(p)
+    }
+
     /// The result of a [`Action::Scan`]: `None` when /proc cannot be read.
     pub fn on_scan(&mut self, snapshot: Option<&[ProcInfo]>) -> Vec<Action> {
         let (me, pid1) = (self.me, self.mode.is_pid1());
@@ -419,93 +570,51 @@ impl Engine {
         if stop.done {
             return Vec::new();
         }
-        let mut a: Vec<Action> = stop.forward.take().into_iter().collect();
         let Some(all) = snapshot else {
-            // No /proc: kill(-1) reaches everything but us, once per stage.
-            if pid1 {
-                match stop.stage {
-                    Stage::Term if !stop.signalled_all => {
-                        stop.signalled_all = true;
-                        a.push(Action::SignalAll(libc::SIGTERM));
-                        a.push(Action::SignalAll(libc::SIGCONT));
-                    }
-                    Stage::Kill if !stop.named => {
-                        stop.named = true;
-                        a.push(Action::SignalAll(libc::SIGKILL));
-                    }
-                    _ => {}
-                }
-            }
-            return a;
+            return stop.without_proc(pid1);
         };
         stop.last_scan_size = all.len();
         let ours: HashSet<i32> = procs::stop_targets(all, me, pid1).into_iter().collect();
+        stop.listed = all.iter().map(|p| p.pid).collect();
         let targets: Vec<&ProcInfo> = all
             .iter()
             .filter(|p| p.alive() && ours.contains(&p.pid))
             .collect();
-        match stop.stage {
-            Stage::Term => {
-                let mut found = false;
-                // Who had the forwarded signal is left out of the first scan only (marked as
-                // signalled): whoever joins the spared group later needs its SIGTERM too.
-                let spared_now = stop.spared.take();
-                for p in targets {
-                    let spared = match spared_now {
-                        Some(Spared::Process(s)) => s == p.pid,
-                        Some(Spared::Group(g)) => p.pgid == g,
-                        None => false,
-                    };
-                    if !stop.signalled.insert((p.pid, p.start_time, p.comm)) || spared {
-                        continue;
-                    }
-                    found = true;
-                    a.push(Action::Signal {
-                        pid: p.pid,
-                        sig: libc::SIGTERM,
-                    });
-                    if p.tty_nr != 0 {
-                        a.push(Action::Signal {
-                            pid: p.pid,
-                            sig: libc::SIGHUP,
-                        });
-                    }
-                    // A stopped process cannot act on SIGTERM until it is continued. Only a
-                    // stopped one: a SIGCONT that stops nothing is noise to a program that
-                    // handles it (dumb-init's tests see it).
-                    if matches!(p.state, 'T' | 't') {
-                        a.push(Action::Signal {
-                            pid: p.pid,
-                            sig: libc::SIGCONT,
-                        });
-                    }
-                }
-                // Someone new: look again, for what they (or others) forked meanwhile.
-                if found && stop.passes < MAX_PASSES {
-                    stop.passes += 1;
-                    a.push(Action::Scan);
-                }
-            }
-            Stage::Kill => {
-                let pids: Vec<i32> = targets.iter().map(|p| p.pid).collect();
-                if !stop.named && !pids.is_empty() {
-                    a.push(Action::Survivors(pids.clone()));
-                }
-                let first = !stop.named;
-                stop.named = true;
-                for pid in &pids {
-                    a.push(Action::Signal {
-                        pid: *pid,
-                        sig: libc::SIGKILL,
-                    });
-                }
-                if pid1 && first {
-                    // Atomic with fork: nobody forked meanwhile escapes.
-                    a.push(Action::SignalAll(libc::SIGKILL));
-                }
-            }
+        stop.ours = ours;
+        stop.signal(targets, pid1)
+    }
+
+    /// The result of a [`Action::ScanNew`]: every pid /proc listed, and the processes among
+    /// them that the last look had not listed. `None` when /proc cannot be read.
+    pub fn on_scan_new(&mut self, look: Option<(&[i32], &[ProcInfo])>) -> Vec<Action> {
+        let (me, pid1) = (self.me, self.mode.is_pid1());
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done {
+            return Vec::new();
         }
-        a
+        let Some((listed, new)) = look else {
+            return stop.without_proc(pid1);
+        };
+        stop.listed = listed.iter().copied().collect();
+        let targets: Vec<&ProcInfo> = if pid1 {
+            new.iter()
+                .filter(|p| p.pid != me && !p.kernel_thread)
+                .collect()
+        } else {
+            // Below us or below one of ours; parents may be listed after their children.
+            let mut roots: Vec<i32> = stop.ours.iter().copied().collect();
+            roots.push(me);
+            let below: HashSet<i32> = procs::descendants(new, &roots)
+                .iter()
+                .map(|p| p.pid)
+                .collect();
+            new.iter().filter(|p| below.contains(&p.pid)).collect()
+        };
+        stop.ours.extend(targets.iter().map(|p| p.pid));
+        let targets = targets.into_iter().filter(|p| p.alive()).collect();
+        stop.signal(targets, pid1)
     }
 
     /// Any wake-up of the loop while stopping: look again for newcomers (rate-limited).
@@ -835,8 +944,9 @@ mod tests {
                 (4, SIGHUP),
             ]
         );
-        // Someone new was found: look again. The same processes again: nothing, no scan.
-        assert_eq!(a.last(), Some(&Action::Scan));
+        // Someone new was found: look again (for newcomers only, `ScanNew`). The same
+        // processes again: nothing, no scan.
+        assert_eq!(a.last(), Some(&Action::ScanNew));
         let a = e.on_scan(Some(&all));
         assert!(a.is_empty(), "{a:?}");
         // A process forked meanwhile, and a reused pid (a new start time), get theirs.
@@ -1004,23 +1114,117 @@ mod tests {
         assert_eq!(intervals, vec![100, 200, 400, 800, 1000, 1000, 1000, 1000]);
     }
 
+    /// In PID-1 modes the sweep's SIGTERM goes out as each process is read, while the rest of
+    /// /proc is still to be read; the forwarded signal goes to the initial command when the
+    /// look reaches it. The whole look then adds nothing twice, and the look for newcomers
+    /// still follows. A subreaper (its tree), a spared group (its members) and the KILL stage
+    /// (the survivors are named first) wait for the whole look.
+    #[test]
+    fn the_sweep_signals_each_process_as_it_is_read() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut stopped = proc_(3, 2);
+        stopped.state = 'T';
+        let mut kthread = proc_(5, 0);
+        kthread.kernel_thread = true;
+        let mut zombie = proc_(6, 1);
+        zombie.state = 'Z';
+        let all = [proc_(1, 0), proc_(2, 1), stopped, kthread, zombie];
+        let mut early = Vec::new();
+        for p in &all {
+            early.extend(e.on_scan_early(p));
+        }
+        assert_eq!(
+            signals(&early),
+            vec![(2, SIGTERM), (3, SIGTERM), (3, SIGCONT)]
+        );
+        let a = e.on_scan(Some(&all));
+        assert!(signals(&a).is_empty(), "{a:?}");
+        assert_eq!(a.last(), Some(&Action::ScanNew));
+
+        let mut e = engine(Mode::Container, ForwardTo::ProcessGroup);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let mut member = proc_(3, 2);
+        member.pgid = 2;
+        let all = [proc_(1, 0), proc_(2, 1), member, proc_(9, 1)];
+        let early: Vec<Action> = all.iter().flat_map(|p| e.on_scan_early(p)).collect();
+        assert_eq!(signals(&early), vec![(9, SIGTERM)]);
+        let a = e.on_scan(Some(&all));
+        assert_eq!(signals(&a), vec![(-2, SIGTERM)]);
+
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        assert!(e.on_scan_early(&proc_(3, 50)).is_empty());
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        e.on_timer(StopTimer::Deadline, GRACE);
+        assert!(e.on_scan_early(&proc_(3, 1)).is_empty());
+    }
+
+    /// After a sweep signalled someone, the look for processes forked meanwhile lists /proc
+    /// but reads only the pids the previous look did not list; whoever it finds gets SIGTERM,
+    /// and another such look follows. Nobody new: the stop waits (no full rescan at once).
+    #[test]
+    fn the_look_after_a_sweep_reads_only_newcomers() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        let all = [proc_(1, 0), proc_(2, 1), proc_(3, 2)];
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGTERM), vec![2, 3]);
+        assert_eq!(a.last(), Some(&Action::ScanNew));
+        assert!(e.listed(1) && e.listed(3) && !e.listed(4));
+        let a = e.on_scan_new(Some((&[1, 2, 3, 4], &[proc_(4, 3)])));
+        assert_eq!(sent(&a, SIGTERM), vec![4]);
+        assert_eq!(a.last(), Some(&Action::ScanNew));
+        assert!(e.listed(4));
+        assert!(e.on_scan_new(Some((&[1, 2, 3, 4], &[]))).is_empty());
+        // A pid the quick look left unread is read again by the next full one (on a wake-up
+        // or the re-sweep timer): one that exec'd since its SIGTERM gets another.
+        let mut execd = proc_(4, 3);
+        execd.comm = *b"sleep\0\0\0\0\0\0\0\0\0\0\0";
+        let a = e.on_timer(StopTimer::Resweep, ms(50));
+        assert_eq!(a[0], Action::Scan);
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), proc_(3, 2), execd]));
+        assert_eq!(sent(&a, SIGTERM), vec![4]);
+
+        // A subreaper: a newcomer below one of its own is ours (in any listing order), one
+        // below a stranger is not.
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        e.begin_stop(Goal::Exit, None, ms(0), true);
+        let all = [proc_(1, 0), proc_(50, 1), proc_(2, 50), proc_(9, 1)];
+        let a = e.on_scan(Some(&all));
+        assert_eq!(sent(&a, SIGTERM), vec![2]);
+        assert_eq!(a.last(), Some(&Action::ScanNew));
+        let new = [proc_(12, 10), proc_(10, 2), proc_(11, 9)];
+        let a = e.on_scan_new(Some((&[1, 50, 2, 9, 12, 10, 11], &new)));
+        let mut got = sent(&a, SIGTERM);
+        got.sort_unstable();
+        assert_eq!(got, vec![10, 12]);
+        // Without /proc the quick look is the same as a full one: kill(-1) as PID 1.
+        let mut e = engine(Mode::System, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(
+            e.on_scan_new(None),
+            vec![Action::SignalAll(SIGTERM), Action::SignalAll(SIGCONT)]
+        );
+    }
+
     #[test]
     fn a_fork_bomb_does_not_hold_the_loop() {
         let mut e = engine(Mode::Container, ForwardTo::Process);
         e.begin_stop(Goal::Exit, None, ms(0), true);
         let mut scans = 0;
         let mut next = 100;
-        let mut all = vec![proc_(1, 0)];
-        loop {
-            // Every scan finds a newcomer.
-            all.push(proc_(next, 1));
-            next += 1;
-            let a = e.on_scan(Some(&all));
-            if !a.contains(&Action::Scan) {
-                break;
-            }
+        let mut all = vec![proc_(1, 0), proc_(next, 1)];
+        let mut a = e.on_scan(Some(&all));
+        // Every look finds a newcomer.
+        while a.contains(&Action::ScanNew) {
             scans += 1;
             assert!(scans <= MAX_PASSES, "unbounded");
+            next += 1;
+            all.push(proc_(next, 1));
+            let listed: Vec<i32> = all.iter().map(|p| p.pid).collect();
+            a = e.on_scan_new(Some((&listed, &all[all.len() - 1..])));
         }
         assert_eq!(scans, MAX_PASSES);
     }

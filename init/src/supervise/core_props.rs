@@ -324,7 +324,27 @@ impl Sim {
                     for (n, t) in std::mem::take(&mut self.fork_on_scan) {
                         self.fork_from(n, t);
                     }
+                    // As the executor does: each process's early signals as it is read.
+                    for p in &snap {
+                        let early = self.e.on_scan_early(p);
+                        self.execute(early);
+                    }
                     queue.extend(self.e.on_scan(Some(&snap)));
+                }
+                Action::ScanNew => {
+                    // What /proc lists now; only the pids the engine has not listed are read.
+                    // The engine then knows the unread ones as its last read saw them.
+                    let snap = self.snapshot();
+                    let listed: Vec<i32> = snap.iter().map(|p| p.pid).collect();
+                    let new: Vec<ProcInfo> =
+                        snap.into_iter().filter(|p| !self.e.listed(p.pid)).collect();
+                    self.last_scan.retain(|(pid, _)| listed.contains(pid));
+                    self.last_scan
+                        .extend(new.iter().map(|p| (p.pid, p.comm[0])));
+                    for (n, t) in std::mem::take(&mut self.fork_on_scan) {
+                        self.fork_from(n, t);
+                    }
+                    queue.extend(self.e.on_scan_new(Some((&listed, &new))));
                 }
                 Action::ArmTimer(t, d) => {
                     self.timers.insert(t as u8, self.now + d);

@@ -59,6 +59,11 @@ impl Supervisor {
                     let snapshot = self.scan();
                     queue.extend(self.engine.on_scan(snapshot.as_deref()));
                 }
+                Action::ScanNew => {
+                    let look = self.scan_new();
+                    let look = look.as_ref().map(|(l, n)| (l.as_slice(), n.as_slice()));
+                    queue.extend(self.engine.on_scan_new(look));
+                }
                 Action::ArmTimer(t, d) => {
                     let timer = stop_timer(t);
                     self.cancel_timer(&timer);
@@ -81,27 +86,56 @@ impl Supervisor {
         }
     }
 
-    /// /proc for the stop. A subreaper without /proc knows only its own children.
-    fn scan(&self) -> Option<Vec<procs::ProcInfo>> {
-        match procs::snapshot() {
+    /// /proc for the stop, each process's early signals sent as soon as it is read
+    /// ([`super::core::Engine::on_scan_early`]). A subreaper without /proc knows only its own
+    /// children.
+    fn scan(&mut self) -> Option<Vec<procs::ProcInfo>> {
+        let all = procs::snapshot_each(|p| {
+            let early = self.engine.on_scan_early(p);
+            self.execute(early);
+        });
+        match all {
             Some(all) => Some(all),
             None if self.mode == Mode::Subreaper => Some(
                 self.children
                     .keys()
-                    .map(|&pid| procs::ProcInfo {
-                        pid,
-                        state: 'S',
-                        ppid: self.engine.me,
-                        pgid: pid,
-                        session: 0,
-                        tty_nr: 0,
-                        start_time: 0,
-                        comm: [0; 16],
-                        kernel_thread: false,
-                    })
+                    .map(|&pid| self.child_info(pid))
                     .collect(),
             ),
             None => None,
+        }
+    }
+
+    /// The quick look for newcomers: every pid /proc lists, read only when the last look did
+    /// not list it.
+    fn scan_new(&self) -> Option<(Vec<i32>, Vec<procs::ProcInfo>)> {
+        match procs::snapshot_new(|pid| self.engine.listed(pid)) {
+            Some(look) => Some(look),
+            None if self.mode == Mode::Subreaper => {
+                let listed: Vec<i32> = self.children.keys().copied().collect();
+                let new = listed
+                    .iter()
+                    .filter(|&&pid| !self.engine.listed(pid))
+                    .map(|&pid| self.child_info(pid))
+                    .collect();
+                Some((listed, new))
+            }
+            None => None,
+        }
+    }
+
+    /// What a subreaper without /proc knows of its child `pid`.
+    fn child_info(&self, pid: i32) -> procs::ProcInfo {
+        procs::ProcInfo {
+            pid,
+            state: 'S',
+            ppid: self.engine.me,
+            pgid: pid,
+            session: 0,
+            tty_nr: 0,
+            start_time: 0,
+            comm: [0; 16],
+            kernel_thread: false,
         }
     }
 
