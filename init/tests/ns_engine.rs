@@ -334,18 +334,21 @@ fn trimming_drops_the_start_up_stack() {
         }
     }
     // The line comes just before the trim, and nothing marks its end: read the stack's
-    // resident size until it is small, for a bounded time (without the trim it stays at the
-    // start-up's high-water mark, 28 kB in this debug build).
+    // resident size until it is small, for a bounded time. In this debug build the trim keeps
+    // 20 or 24 kB (the frames from the trim's up to the stack's top, five or six pages
+    // depending on where ASLR puts the top within its page); without the trim the start-up's
+    // high-water mark stays, 28-32 kB (measured over 8 runs each, with the trim disabled).
+    const KEPT_KB: u64 = 24;
     let pid = ns.init_pid();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut kb = mapping_rss_kb(pid, "[stack]");
-    while kb > 20 && Instant::now() < deadline {
+    while kb > KEPT_KB && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
         kb = mapping_rss_kb(pid, "[stack]");
     }
     ns.signal(libc::SIGTERM);
     ns.wait(TIMEOUT);
-    assert!(kb <= 20, "idle smss keeps {kb} kB of stack resident");
+    assert!(kb <= KEPT_KB, "idle smss keeps {kb} kB of stack resident");
 }
 
 #[test]
