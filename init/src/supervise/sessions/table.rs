@@ -85,6 +85,9 @@ pub struct SessionTable {
     pub(super) instances: usize,
     /// Runtime directories renamed aside so far (names them uniquely).
     pub(super) removals: u64,
+    /// Sessions whose keeper said `empty`: it has no child left and waits to be handed the
+    /// runtime directory (`remove`).
+    pub(super) emptied: std::collections::BTreeSet<u32>,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start
