@@ -186,22 +186,53 @@ fn command(line: &[u8]) -> Option<Event> {
 }
 
 fn tell(link: &UnixStream, msg: &InstanceMessage) {
-    let mut line = serde_json::to_vec(msg).unwrap_or_default();
-    line.push(b'\n');
-    if let Err(e) = (&*link).write_all(&line) {
-        log::debug!("keeper: failed to write to smss: {e}");
+    let mut out = Vec::new();
+    queue(&mut out, msg);
+    flush(link, &mut out);
+}
+
+/// Add a line for PID 1 to `out`: what one wake-up produced goes in one write (a member's
+/// `exited` and the `empty` after it reach PID 1 together).
+fn queue(out: &mut Vec<u8>, msg: &InstanceMessage) {
+    if let Ok(line) = serde_json::to_vec(msg) {
+        out.extend_from_slice(&line);
+        out.push(b'\n');
     }
 }
 
-/// Signal every process below us, each pinned and checked (see the module comment): one
-/// look at /proc, one pidfd and one start-time check per process for all of `sigs`.
+fn flush(link: &UnixStream, out: &mut Vec<u8>) {
+    if out.is_empty() {
+        return;
+    }
+    if let Err(e) = (&*link).write_all(out) {
+        log::debug!("keeper: failed to write to smss: {e}");
+    }
+    out.clear();
+}
+
+/// Signal every process below us (see the module comment). Our children first, by pid
+/// (unreaped, so theirs): most sessions are a login manager alone, and it starts dying
+/// before the look at /proc. Then every other process below, each pinned by a pidfd and
+/// checked by its start time; one pidfd and one check per process for all of `sigs`.
 fn signal_tree(sigs: &[i32]) {
     let me = sys::getpid();
+    let mut done = BTreeSet::new();
+    for pid in children() {
+        // A zombie (or a pid no longer readable) is signalled by the look below, if at all.
+        if let Some(p) = procs::read(pid).filter(|p| p.alive()) {
+            for sig in signals_for(sigs, p.tty_nr != 0) {
+                let _ = sys::kill(pid, sig);
+            }
+            done.insert(pid);
+        }
+    }
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
-        procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
+        if !done.contains(&p.pid) {
+            procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
+        }
     }
 }
 
@@ -223,14 +254,14 @@ fn children() -> Vec<i32> {
         .collect()
 }
 
-/// Reap every exited child; false once none is left.
-fn reap(k: &mut Keeper, link: &UnixStream) -> bool {
+/// Reap every exited child (its `exited` queued in `out`); false once none is left.
+fn reap(k: &mut Keeper, out: &mut Vec<u8>) -> bool {
     loop {
         match sys::reap_one() {
             Reaped::Child(pid, status) => {
                 for a in k.on(Event::Exited(pid.as_raw(), status.to_string())) {
                     if let Action::Report(pid, status) = a {
-                        tell(link, &InstanceMessage::Exited { pid, status });
+                        queue(out, &InstanceMessage::Exited { pid, status });
                     }
                 }
             }
@@ -247,7 +278,10 @@ pub fn sweep(k: &mut Keeper, link: &UnixStream, signals: &SignalFd) {
         for pid in children() {
             let _ = sys::kill(pid, libc::SIGKILL);
         }
-        if !reap(k, link) {
+        let mut out = Vec::new();
+        let more = reap(k, &mut out);
+        flush(link, &mut out);
+        if !more {
             return;
         }
         // SIGCHLD wakes us; the timeout only bounds a missed one.
@@ -263,8 +297,10 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
     let mut events = Vec::new();
     // 1 once a runtime directory could not be deleted.
     let mut code = 0;
+    // Lines for PID 1, written before the keeper blocks (or acts at length).
+    let mut out = Vec::new();
     loop {
-        if !reap(&mut k, &link) {
+        if !reap(&mut k, &mut out) {
             events.push(Event::NoChildren);
         }
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -275,21 +311,28 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             for a in k.on(ev) {
                 match a {
                     Action::Report(pid, status) => {
-                        tell(&link, &InstanceMessage::Exited { pid, status })
+                        queue(&mut out, &InstanceMessage::Exited { pid, status })
                     }
-                    Action::Empty => tell(&link, &InstanceMessage::Empty),
+                    Action::Empty => queue(&mut out, &InstanceMessage::Empty),
                     Action::Signal(sigs) => signal_tree(&sigs),
                     // Then `empty` (the next look finds no child), unless an exit follows.
-                    Action::Sweep => sweep(&mut k, &link, &signals),
+                    Action::Sweep => {
+                        flush(&link, &mut out);
+                        sweep(&mut k, &link, &signals);
+                    }
                     Action::Remove(dir) => {
+                        flush(&link, &mut out);
                         if !crate::remove_dir(std::path::Path::new(&dir)) {
                             code = 1;
                         }
                     }
                     Action::SpawnFailed { name, error } => {
-                        tell(&link, &InstanceMessage::SpawnFailed { name, error })
+                        queue(&mut out, &InstanceMessage::SpawnFailed { name, error })
                     }
-                    Action::Exit => return code,
+                    Action::Exit => {
+                        flush(&link, &mut out);
+                        return code;
+                    }
                     Action::Spawn {
                         name,
                         argv,
@@ -304,8 +347,10 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                             cwd: None,
                             user,
                         };
-                        // `started` is written by spawn_held; PID 1 replies once it knows
-                        // whether the command runs (`running`) or could not (`spawn_failed`).
+                        // `started` is written by spawn_held (after what is queued); PID 1
+                        // replies once it knows whether the command runs (`running`) or
+                        // could not (`spawn_failed`).
+                        flush(&link, &mut out);
                         match super::spawn_held(held, &link, name.clone(), false) {
                             Ok(m) => {
                                 k.started(m.pid);
@@ -329,6 +374,7 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                 }
             }
         }
+        flush(&link, &mut out);
         let mut fds = [
             PollFd::new(link.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -433,6 +479,36 @@ mod tests {
                 error: "the session has ended".into()
             }]
         );
+    }
+
+    /// One wake-up's lines go out in one write, each a line PID 1 reads on its own.
+    #[test]
+    fn queued_lines_are_whole_messages_in_order() {
+        let mut out = Vec::new();
+        queue(
+            &mut out,
+            &InstanceMessage::Exited {
+                pid: 7,
+                status: "killed:SIGTERM".into(),
+            },
+        );
+        queue(&mut out, &InstanceMessage::Empty);
+        let lines: Vec<InstanceMessage> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                InstanceMessage::Exited {
+                    pid: 7,
+                    status: "killed:SIGTERM".into()
+                },
+                InstanceMessage::Empty
+            ]
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
     }
 
     #[test]
