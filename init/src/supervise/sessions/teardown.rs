@@ -314,7 +314,7 @@ impl Supervisor {
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
-        // A keeper exits once nothing of the session is left: its exit tells.
+        // A keeper says `empty` once nothing of the session is left (or its exit tells).
         if s.state != SessionState::Terminating || s.keeper || !s.members.is_empty() {
             return;
         }
