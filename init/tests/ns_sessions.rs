@@ -457,6 +457,14 @@ fn terminate_kills_a_double_forked_daemon_through_the_session_cgroup() {
     assert!(!s.ns_alive(daemon), "the double-forked daemon survived");
     assert!(!s.ns_path(&cg).exists(), "{cg} left behind");
     assert!(s.sessions().is_empty());
+    // With a cgroup there is no keeper: the runtime directory, renamed aside before the
+    // answer, is deleted by an `smss-session remove` PID 1 starts after it.
+    let run = s.ns_path("/run/smss/sessions");
+    assert!(!run.join(id.to_string()).exists());
+    let line = s.expect_log(&format!("smss-session remove (session {id})"), TIMEOUT);
+    assert!(line.contains("exited:0"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(&run).unwrap().collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", run.display());
     s.assert_serving();
 }
 
