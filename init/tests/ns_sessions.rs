@@ -1484,3 +1484,56 @@ fn a_keeper_removes_its_sessions_runtime_directory_after_the_answer() {
     );
     s.assert_serving();
 }
+
+/// Without cgroup2 PID 1 signals a session's members itself when it ends the session (they
+/// need not wait for the keeper to wake up) and tells the keeper which: a member gets SIGTERM
+/// once, not once from each. Every delivery is counted (a wake-up fd gets a byte per signal
+/// delivered, however Python folds its handlers).
+#[test]
+fn a_member_gets_sigterm_once_at_the_end_of_a_session_without_a_cgroup() {
+    require_unshare!();
+    let s = start(
+        "termonce",
+        "[shutdown]\ngrace-period = \"30s\"\n",
+        Opts::default(),
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    let out = s.dir.join("terms");
+    let script = format!(
+        "import os, select, signal, time\n\
+         r, w = os.pipe()\n\
+         os.set_blocking(w, False)\n\
+         signal.set_wakeup_fd(w)\n\
+         signal.signal(signal.SIGTERM, lambda *_: None)\n\
+         open({fifo}, 'w').write('ready')\n\
+         n, end = 0, None\n\
+         while end is None or time.monotonic() < end:\n    \
+             t = None if end is None else max(0, end - time.monotonic())\n    \
+             if select.select([r], [], [], t)[0]:\n        \
+                 n += os.read(r, 64).count(signal.SIGTERM)\n        \
+                 end = end or time.monotonic() + 0.5\n\
+         open({out}, 'w').write(str(n))\n",
+        fifo = q(&fifo.display().to_string()),
+        out = q(&out.display().to_string()),
+    );
+    let v = s.ok(
+        "CreateSession",
+        json!({"command": ["python3", "-c", script]}),
+    );
+    let id = v["id"].as_u64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "ready");
+    let t = Instant::now();
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "waited for the grace period: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "1");
+}
