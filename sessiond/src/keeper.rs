@@ -6,8 +6,7 @@
 //!
 //! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
 //!   then SIGCONT to every process below it, each one pinned by a pidfd and checked by its
-//!   start time once, so a pid reused meanwhile is left alone; `term_rest` is the same but
-//!   for the members PID 1 has just signalled itself (what it sends);
+//!   start time once, so a pid reused meanwhile is left alone;
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
@@ -41,9 +40,8 @@ pub enum Event {
     Exited(i32, String),
     /// No child is left.
     NoChildren,
-    /// `term` from PID 1, or SIGTERM; `term_rest` from PID 1, which has signalled these
-    /// processes itself.
-    Term(BTreeSet<i32>),
+    /// `term` from PID 1, or SIGTERM.
+    Term,
     /// `kill` from PID 1.
     Kill,
     /// PID 1's end of the link is gone.
@@ -66,9 +64,9 @@ pub enum Action {
     Report(i32, String),
     /// Tell PID 1 that nothing of the session is left.
     Empty,
-    /// Signal every process below the keeper but those with these signals, in order (see
-    /// [`procs::signals_for`]).
-    Signal(Vec<i32>, BTreeSet<i32>),
+    /// Signal every process below the keeper with these signals, in order (see
+    /// [`signals_for`]).
+    Signal(Vec<i32>),
     /// SIGKILL everything below until nothing is left.
     Sweep,
     /// Delete the ended session's runtime directory.
@@ -120,8 +118,8 @@ impl Keeper {
                 self.empty = true;
                 vec![Action::Empty]
             }
-            Event::Term(_) if self.empty => Vec::new(),
-            Event::Term(done) => vec![Action::Signal(vec![libc::SIGTERM, libc::SIGCONT], done)],
+            Event::Term if self.empty => Vec::new(),
+            Event::Term => vec![Action::Signal(vec![libc::SIGTERM, libc::SIGCONT])],
             Event::Kill if self.empty => Vec::new(),
             Event::Kill => vec![Action::Sweep],
             // Nobody is left to tell: end whatever is left, and go.
@@ -153,11 +151,24 @@ impl Keeper {
     }
 }
 
+/// What a process below the keeper gets for `sigs`: each in order, and SIGHUP right after
+/// SIGTERM when it has a controlling terminal (a login shell ignores SIGTERM; its terminal
+/// hanging up is what ends it).
+pub fn signals_for(sigs: &[i32], has_tty: bool) -> Vec<i32> {
+    let mut out = Vec::with_capacity(sigs.len() + 1);
+    for &sig in sigs {
+        out.push(sig);
+        if sig == libc::SIGTERM && has_tty {
+            out.push(libc::SIGHUP);
+        }
+    }
+    out
+}
+
 /// A command line from PID 1.
 fn command(line: &[u8]) -> Option<Event> {
     Some(match serde_json::from_slice::<KeeperCommand>(line).ok()? {
-        KeeperCommand::Term => Event::Term(BTreeSet::new()),
-        KeeperCommand::TermRest { signalled } => Event::Term(signalled.into_iter().collect()),
+        KeeperCommand::Term => Event::Term,
         KeeperCommand::Kill => Event::Kill,
         KeeperCommand::Spawn {
             name,
@@ -199,20 +210,17 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us but `done` (PID 1 signalled those; see the module comment).
-/// Our children first, by pid (unreaped, so theirs), before the look at /proc. Then every
-/// other process below, each pinned by a pidfd and checked by its start time; one pidfd and
-/// one check per process for all of `sigs`.
-fn signal_tree(sigs: &[i32], mut done: BTreeSet<i32>) {
+/// Signal every process below us (see the module comment). Our children first, by pid
+/// (unreaped, so theirs): most sessions are a login manager alone, and it starts dying
+/// before the look at /proc. Then every other process below, each pinned by a pidfd and
+/// checked by its start time; one pidfd and one check per process for all of `sigs`.
+fn signal_tree(sigs: &[i32]) {
     let me = sys::getpid();
-    let ours: Vec<i32> = children()
-        .into_iter()
-        .filter(|p| !done.contains(p))
-        .collect();
-    for pid in ours {
+    let mut done = BTreeSet::new();
+    for pid in children() {
         // A zombie (or a pid no longer readable) is signalled by the look below, if at all.
         if let Some(p) = procs::read(pid).filter(|p| p.alive()) {
-            for sig in procs::signals_for(sigs, p.tty_nr != 0) {
+            for sig in signals_for(sigs, p.tty_nr != 0) {
                 let _ = sys::kill(pid, sig);
             }
             done.insert(pid);
@@ -223,8 +231,7 @@ fn signal_tree(sigs: &[i32], mut done: BTreeSet<i32>) {
     };
     for p in procs::descendants(&all, &[me]) {
         if !done.contains(&p.pid) {
-            let sigs = procs::signals_for(sigs, p.tty_nr != 0);
-            procs::signal_exact_each(p.pid, p.start_time, &sigs);
+            procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
         }
     }
 }
@@ -307,7 +314,7 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                         queue(&mut out, &InstanceMessage::Exited { pid, status })
                     }
                     Action::Empty => queue(&mut out, &InstanceMessage::Empty),
-                    Action::Signal(sigs, done) => signal_tree(&sigs, done),
+                    Action::Signal(sigs) => signal_tree(&sigs),
                     // Then `empty` (the next look finds no child), unless an exit follows.
                     Action::Sweep => {
                         flush(&link, &mut out);
@@ -389,7 +396,7 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
         if signal_ready {
             while let Ok(Some(info)) = signals.read_signal() {
                 if info.ssi_signo == libc::SIGTERM as u32 {
-                    events.push(Event::Term(BTreeSet::new()));
+                    events.push(Event::Term);
                 }
             }
         }
@@ -423,19 +430,8 @@ mod tests {
         assert_eq!(k.on(Event::Exited(10, "exited:0".into())), vec![]);
         assert_eq!(k.on(Event::Exited(99, "killed:SIGTERM".into())), vec![]);
         assert_eq!(
-            k.on(Event::Term(BTreeSet::new())),
-            vec![Action::Signal(
-                vec![libc::SIGTERM, libc::SIGCONT],
-                BTreeSet::new()
-            )]
-        );
-        // What PID 1 signalled itself is left out.
-        assert_eq!(
-            k.on(Event::Term(BTreeSet::from([11]))),
-            vec![Action::Signal(
-                vec![libc::SIGTERM, libc::SIGCONT],
-                BTreeSet::from([11])
-            )]
+            k.on(Event::Term),
+            vec![Action::Signal(vec![libc::SIGTERM, libc::SIGCONT])]
         );
         assert_eq!(k.on(Event::Kill), vec![Action::Sweep]);
         assert_eq!(k.on(Event::LinkClosed), vec![Action::Sweep, Action::Exit]);
@@ -450,7 +446,7 @@ mod tests {
         assert_eq!(k.on(Event::NoChildren), vec![Action::Empty]);
         assert_eq!(k.on(Event::NoChildren), vec![]);
         // Nothing is left to signal.
-        assert_eq!(k.on(Event::Term(BTreeSet::new())), vec![]);
+        assert_eq!(k.on(Event::Term), vec![]);
         assert_eq!(k.on(Event::Kill), vec![]);
         assert_eq!(
             k.on(Event::Remove("/run/smss/sessions/.ended-1".into())),
@@ -516,12 +512,20 @@ mod tests {
     }
 
     #[test]
-    fn commands() {
-        assert_eq!(command(b"\"term\"\n"), Some(Event::Term(BTreeSet::new())));
+    fn a_process_with_a_terminal_also_gets_sighup_after_sigterm() {
+        let term = [libc::SIGTERM, libc::SIGCONT];
+        assert_eq!(signals_for(&term, false), term);
         assert_eq!(
-            command(br#"{"term_rest":{"signalled":[5,6]}}"#),
-            Some(Event::Term(BTreeSet::from([5, 6])))
+            signals_for(&term, true),
+            [libc::SIGTERM, libc::SIGHUP, libc::SIGCONT]
         );
+        assert_eq!(signals_for(&[libc::SIGKILL], true), [libc::SIGKILL]);
+        assert_eq!(signals_for(&[], true), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(command(b"\"term\"\n"), Some(Event::Term));
         assert_eq!(command(b"\"kill\""), Some(Event::Kill));
         assert_eq!(command(b"\xff"), None);
         assert_eq!(command(b"\"other\""), None);

@@ -26,10 +26,6 @@ pub const MAX_REPORT: usize = 64 * 1024;
 pub enum KeeperCommand {
     /// SIGTERM every process of the session.
     Term,
-    /// SIGTERM every process of the session but `signalled`: members PID 1 has signalled
-    /// itself (through pidfds, start times checked), so they do not wait for the keeper to
-    /// wake up, and do not get SIGTERM twice.
-    TermRest { signalled: Vec<i32> },
     /// SIGKILL every process of the session, then exit.
     Kill,
     /// Start a subsystem in the session: `argv` (expanded) with `env`, as `user` if given.

@@ -181,34 +181,6 @@ pub fn signal_exact_each(pid: i32, start_time: u64, sigs: &[i32]) -> bool {
         .all(|&sig| crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok())
 }
 
-/// What a session's process gets for `sigs`: each in order, and SIGHUP right after SIGTERM
-/// when it has a controlling terminal (a login shell ignores SIGTERM; its terminal hanging up
-/// is what ends it).
-pub fn signals_for(sigs: &[i32], has_tty: bool) -> Vec<i32> {
-    let mut out = Vec::with_capacity(sigs.len() + 1);
-    for &sig in sigs {
-        out.push(sig);
-        if sig == libc::SIGTERM && has_tty {
-            out.push(libc::SIGHUP);
-        }
-    }
-    out
-}
-
-/// [`signal_exact_each`] with [`signals_for`]: whether it has a terminal is read in the same
-/// look as its start time. True when it was that process and every signal was sent.
-pub fn signal_session_process(pid: i32, start_time: u64, sigs: &[i32]) -> bool {
-    let Ok(fd) = crate::sys::fd::pidfd_open(pid) else {
-        return false;
-    };
-    let Some(p) = read(pid).filter(|p| p.start_time == start_time) else {
-        return false;
-    };
-    signals_for(sigs, p.tty_nr != 0)
-        .into_iter()
-        .all(|sig| crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok())
-}
-
 /// The processes a stop must signal: in PID-1 modes everything but us and kernel threads; as
 /// a subreaper only our descendants.
 pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
@@ -238,18 +210,6 @@ pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_process_with_a_terminal_also_gets_sighup_after_sigterm() {
-        let term = [libc::SIGTERM, libc::SIGCONT];
-        assert_eq!(signals_for(&term, false), term);
-        assert_eq!(
-            signals_for(&term, true),
-            [libc::SIGTERM, libc::SIGHUP, libc::SIGCONT]
-        );
-        assert_eq!(signals_for(&[libc::SIGKILL], true), [libc::SIGKILL]);
-        assert_eq!(signals_for(&[], true), Vec::<i32>::new());
-    }
 
     #[test]
     fn parses_names_with_parens_and_spaces() {

@@ -283,28 +283,9 @@ impl Supervisor {
         log::info!("session {id} ending: {reason}");
         s.state = SessionState::Terminating;
         s.reason = reason;
-        // A keeper's members (its children) are signalled from here at once, pinned and
-        // checked by their start times, so they need not wait for the keeper to wake up; the
-        // keeper is told which, and signals the rest.
-        let members: Vec<(i32, u64)> = if s.keeper {
-            s.members
-                .values()
-                .filter(|m| m.start_time != 0)
-                .map(|m| (m.pid, m.start_time))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let signalled: Vec<i32> = members
-            .into_iter()
-            .filter(|&(pid, start)| {
-                procs::signal_session_process(pid, start, &[libc::SIGTERM, libc::SIGCONT])
-            })
-            .map(|(pid, _)| pid)
-            .collect();
         let targets = self.session_processes(id);
         self.signal_session(id, &targets, &[libc::SIGTERM, libc::SIGCONT]);
-        self.tell_keeper(id, &KeeperCommand::TermRest { signalled });
+        self.tell_keeper(id, &KeeperCommand::Term);
         self.add_timer(Instant::now() + grace, Timer::SessionKill(id));
         self.check_session_gone(id);
     }
