@@ -210,29 +210,15 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us (see the module comment). Our children first, by pid
-/// (unreaped, so theirs): most sessions are a login manager alone, and it starts dying
-/// before the look at /proc. Then every other process below, each pinned by a pidfd and
-/// checked by its start time; one pidfd and one check per process for all of `sigs`.
+/// Signal every process below us, each pinned and checked (see the module comment): one
+/// look at /proc, one pidfd and one start-time check per process for all of `sigs`.
 fn signal_tree(sigs: &[i32]) {
     let me = sys::getpid();
-    let mut done = BTreeSet::new();
-    for pid in children() {
-        // A zombie (or a pid no longer readable) is signalled by the look below, if at all.
-        if let Some(p) = procs::read(pid).filter(|p| p.alive()) {
-            for sig in signals_for(sigs, p.tty_nr != 0) {
-                let _ = sys::kill(pid, sig);
-            }
-            done.insert(pid);
-        }
-    }
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
-        if !done.contains(&p.pid) {
-            procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
-        }
+        procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
     }
 }
 
