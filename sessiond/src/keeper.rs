@@ -210,15 +210,24 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us, each pinned and checked (see the module comment): one
-/// look at /proc, one pidfd and one start-time check per process for all of `sigs`.
+/// Signal every process below us (see the module comment), found in one look at /proc: our
+/// children by pid (we have not reaped them since the look, so their pids are still
+/// theirs), the others each pinned by a pidfd and checked by its start time, once for all
+/// of `sigs`.
 fn signal_tree(sigs: &[i32]) {
     let me = sys::getpid();
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
-        procs::signal_exact_each(p.pid, p.start_time, &signals_for(sigs, p.tty_nr != 0));
+        let sigs = signals_for(sigs, p.tty_nr != 0);
+        if p.ppid == me {
+            for sig in sigs {
+                let _ = sys::kill(p.pid, sig);
+            }
+        } else {
+            procs::signal_exact_each(p.pid, p.start_time, &sigs);
+        }
     }
 }
 
