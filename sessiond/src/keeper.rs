@@ -5,8 +5,9 @@
 //! session on PID 1's word:
 //!
 //! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
-//!   then SIGCONT to every process below it, each one pinned by a pidfd and checked by its
-//!   start time once, so a pid reused meanwhile is left alone;
+//!   then SIGCONT to every process below it: its children by pid (unreaped, so theirs), the
+//!   others each pinned by a pidfd and checked by its start time once, so a pid reused
+//!   meanwhile is left alone;
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
