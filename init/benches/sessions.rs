@@ -133,6 +133,20 @@ fn main() {
     }
     let total = t.elapsed();
 
+    // TerminateSession's floor: any call costs a connection, a request and a reply; here
+    // the smallest call there is (org.varlink.service.GetInfo), on a fresh connection as above.
+    let mut trivial = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = Instant::now();
+        let mut cl = Client::connect(&socket).expect("connect");
+        cl.set_timeout(Some(Duration::from_secs(30))).unwrap();
+        let r = cl
+            .call("org.varlink.service.GetInfo", json!({}))
+            .expect("call");
+        assert!(matches!(r, Reply::Ok(_)), "GetInfo: {r:?}");
+        trivial.push(c.elapsed());
+    }
+
     // The same processes without smss: fork+exec of the instance binary and of the command
     // (std's spawn returns once exec succeeded, as smss's does), then kill and reap.
     let mut bare_cmd = Vec::with_capacity(n);
@@ -163,6 +177,7 @@ fn main() {
     let cmd_med = percentile(&mut bare_cmd, 0.5);
     let both_med = percentile(&mut bare_both, 0.5);
     let kill_med = percentile(&mut bare_kill, 0.5);
+    let trivial_med = percentile(&mut trivial, 0.5);
     println!(
         "sessions: {n} CreateSession+TerminateSession round trips in {:.3} s = {:.0} round trips/s",
         total.as_secs_f64(),
@@ -185,6 +200,12 @@ fn main() {
         "bare kill+reap of the command: median {:.0} us (TerminateSession ratio {:.1}x)",
         us(kill_med),
         us(term_med) / us(kill_med)
+    );
+    println!(
+        "trivial call (GetInfo) round trip: median {:.0} us; with the kill+reap {:.0} us ({:.1}x the kill+reap): TerminateSession's floor",
+        us(trivial_med),
+        us(trivial_med + kill_med),
+        us(trivial_med + kill_med) / us(kill_med)
     );
     call(&socket, "Shutdown", json!({"action": "poweroff"}));
     let _ = child.wait();

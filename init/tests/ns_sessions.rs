@@ -301,9 +301,12 @@ fn a_session_ends_with_its_login_manager_and_takes_its_processes_along() {
     );
     assert!(s.sessions().is_empty());
     assert!(!s.ns_path(&format!("/run/smss/sessions/{id}")).exists());
-    // The directory was renamed aside at once and is deleted by `smss-session remove`, not
-    // by PID 1 itself.
-    let line = s.expect_log(&format!("smss-session remove (session {id})"), TIMEOUT);
+    // The directory was renamed aside at once and is deleted by the session's keeper (no
+    // cgroup2 here) once it is handed it, not by PID 1 itself.
+    let line = s.expect_log(
+        &format!("smss-session remove (session {id}, its keeper)"),
+        TIMEOUT,
+    );
     assert!(line.contains("exited:0"), "{line}");
     let left: Vec<_> = std::fs::read_dir(s.ns_path("/run/smss/sessions"))
         .unwrap()
@@ -454,6 +457,14 @@ fn terminate_kills_a_double_forked_daemon_through_the_session_cgroup() {
     assert!(!s.ns_alive(daemon), "the double-forked daemon survived");
     assert!(!s.ns_path(&cg).exists(), "{cg} left behind");
     assert!(s.sessions().is_empty());
+    // With a cgroup there is no keeper: the runtime directory, renamed aside before the
+    // answer, is deleted by an `smss-session remove` PID 1 starts after it.
+    let run = s.ns_path("/run/smss/sessions");
+    assert!(!run.join(id.to_string()).exists());
+    let line = s.expect_log(&format!("smss-session remove (session {id})"), TIMEOUT);
+    assert!(line.contains("exited:0"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(&run).unwrap().collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", run.display());
     s.assert_serving();
 }
 
@@ -1550,6 +1561,57 @@ fn a_spare_that_dies_is_replaced() {
             w["id"]
         ),
         TIMEOUT,
+    );
+    s.assert_serving();
+}
+
+/// Without cgroup2 TerminateSession answers once the keeper has reaped the session's last
+/// process (its `empty`), and the keeper, not a `smss-session remove` PID 1 starts, deletes
+/// the runtime directory (renamed aside before the answer) after it: a user's files there,
+/// subdirectories included, are gone within the bound, and the keeper exits after that.
+#[test]
+fn a_keeper_removes_its_sessions_runtime_directory_after_the_answer() {
+    require_unshare!();
+    let s = start("keeperrm", "", Opts::default());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = v["pids"][0].as_i64().unwrap();
+    let run = s.ns_path("/run/smss/sessions");
+    let dir = run.join(id.to_string());
+    std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    for i in 0..50 {
+        std::fs::write(dir.join(format!("sub/f{i}")), "x").unwrap();
+    }
+    assert_eq!(live_named(&s, "smss-session").len(), 1, "one keeper");
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    assert!(!s.ns_alive(leader), "the login manager survived");
+    assert!(!dir.exists(), "{} is still at its name", dir.display());
+    // The keeper's exit (logged like a remover's) comes after the deletion; PID 1 starts
+    // no remover of its own.
+    let keeper = format!("smss-session remove (session {id}, its keeper)");
+    let deadline = Instant::now() + TIMEOUT;
+    let l = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = s.ns().stderr.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("no `{keeper}` after {TIMEOUT:?}");
+        });
+        assert!(
+            !l.contains(&format!("smss-session remove (session {id})")),
+            "PID 1 started a remover: {l}"
+        );
+        if l.contains(&keeper) {
+            break l;
+        }
+    };
+    assert!(l.contains("exited:0"), "{l}");
+    let left: Vec<_> = std::fs::read_dir(&run).unwrap().collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", run.display());
+    assert!(
+        live_named(&s, "smss-session").is_empty(),
+        "the keeper is left"
     );
     s.assert_serving();
 }

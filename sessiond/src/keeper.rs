@@ -4,9 +4,10 @@
 //! the keeper, not to PID 1. It reaps them, tells PID 1 when a member exits, and ends the
 //! session on PID 1's word:
 //!
-//! - `term` (or SIGTERM to the keeper): SIGTERM and SIGCONT to every process below it, each
-//!   one pinned by a pidfd and checked by its start time, so a pid reused meanwhile is left
-//!   alone;
+//! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
+//!   then SIGCONT to every process below it: its children by pid (unreaped, so theirs), the
+//!   others each pinned by a pidfd and checked by its start time once, so a pid reused
+//!   meanwhile is left alone;
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
@@ -14,7 +15,12 @@
 //! - `spawn`: start a subsystem in the session (LoadDeferredSubsystem), below the keeper like
 //!   the rest, and report it as `started` (or `spawn_failed`).
 //!
-//! It exits when it has no child left: the session is then empty, with nothing escaped.
+//! When it has no child left the session is empty, with nothing escaped: it tells PID 1
+//! (`empty`, after every member's `exited`), which answers TerminateSession then, without
+//! waiting for the keeper's own exit, and hands it the runtime directory it renamed aside
+//! (`remove`): the keeper deletes it and exits, so PID 1 starts no `smss-session remove`
+//! for a session with a keeper. It exits without deleting anything when PID 1's end of the
+//! link closes instead.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -48,6 +54,8 @@ pub enum Event {
         env: Vec<(String, String)>,
         user: Option<String>,
     },
+    /// `remove` from PID 1: the session's runtime directory, renamed aside.
+    Remove(String),
 }
 
 /// What a keeper does about it.
@@ -55,10 +63,20 @@ pub enum Event {
 pub enum Action {
     /// Tell PID 1 that a member exited.
     Report(i32, String),
-    /// Signal every process below the keeper.
-    Signal(i32),
-    /// SIGKILL everything below, then exit.
+    /// Tell PID 1 that nothing of the session is left.
+    Empty,
+    /// Signal every process below the keeper with these signals, in order (see
+    /// [`signals_for`]).
+    Signal(Vec<i32>),
+    /// SIGKILL everything below until nothing is left.
     Sweep,
+    /// Delete the ended session's runtime directory.
+    Remove(String),
+    /// Tell PID 1 that a subsystem could not be started.
+    SpawnFailed {
+        name: String,
+        error: String,
+    },
     Exit,
     /// Start a subsystem (then [`Keeper::started`]).
     Spawn {
@@ -73,12 +91,15 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Keeper {
     members: BTreeSet<i32>,
+    /// It has had no child since it told PID 1 `empty`.
+    empty: bool,
 }
 
 impl Keeper {
     pub fn new(members: impl IntoIterator<Item = i32>) -> Keeper {
         Keeper {
             members: members.into_iter().collect(),
+            empty: false,
         }
     }
 
@@ -92,9 +113,25 @@ impl Keeper {
                     Vec::new()
                 }
             }
-            Event::NoChildren => vec![Action::Exit],
-            Event::Term => vec![Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)],
-            Event::Kill | Event::LinkClosed => vec![Action::Sweep],
+            // Once: PID 1 ends the session on it, and answers with `remove` (or closes).
+            Event::NoChildren if self.empty => Vec::new(),
+            Event::NoChildren => {
+                self.empty = true;
+                vec![Action::Empty]
+            }
+            Event::Term if self.empty => Vec::new(),
+            Event::Term => vec![Action::Signal(vec![libc::SIGTERM, libc::SIGCONT])],
+            Event::Kill if self.empty => Vec::new(),
+            Event::Kill => vec![Action::Sweep],
+            // Nobody is left to tell: end whatever is left, and go.
+            Event::LinkClosed if self.empty => vec![Action::Exit],
+            Event::LinkClosed => vec![Action::Sweep, Action::Exit],
+            Event::Remove(dir) => vec![Action::Remove(dir), Action::Exit],
+            // The session is over: a subsystem started now would outlive it.
+            Event::Spawn { name, .. } if self.empty => vec![Action::SpawnFailed {
+                name,
+                error: "the session has ended".into(),
+            }],
             Event::Spawn {
                 name,
                 argv,
@@ -115,6 +152,20 @@ impl Keeper {
     }
 }
 
+/// What a process below the keeper gets for `sigs`: each in order, and SIGHUP right after
+/// SIGTERM when it has a controlling terminal (a login shell ignores SIGTERM; its terminal
+/// hanging up is what ends it).
+pub fn signals_for(sigs: &[i32], has_tty: bool) -> Vec<i32> {
+    let mut out = Vec::with_capacity(sigs.len() + 1);
+    for &sig in sigs {
+        out.push(sig);
+        if sig == libc::SIGTERM && has_tty {
+            out.push(libc::SIGHUP);
+        }
+    }
+    out
+}
+
 /// A command line from PID 1.
 fn command(line: &[u8]) -> Option<Event> {
     Some(match serde_json::from_slice::<KeeperCommand>(line).ok()? {
@@ -131,28 +182,52 @@ fn command(line: &[u8]) -> Option<Event> {
             env,
             user,
         },
+        KeeperCommand::Remove { dir } => Event::Remove(dir),
     })
 }
 
 fn tell(link: &UnixStream, msg: &InstanceMessage) {
-    let mut line = serde_json::to_vec(msg).unwrap_or_default();
-    line.push(b'\n');
-    if let Err(e) = (&*link).write_all(&line) {
-        log::debug!("keeper: failed to write to smss: {e}");
+    let mut out = Vec::new();
+    queue(&mut out, msg);
+    flush(link, &mut out);
+}
+
+/// Add a line for PID 1 to `out`: what one wake-up produced goes in one write (a member's
+/// `exited` and the `empty` after it reach PID 1 together).
+fn queue(out: &mut Vec<u8>, msg: &InstanceMessage) {
+    if let Ok(line) = serde_json::to_vec(msg) {
+        out.extend_from_slice(&line);
+        out.push(b'\n');
     }
 }
 
-/// Signal every process below us, each pinned and checked (see the module comment).
-fn signal_tree(sig: i32) {
+fn flush(link: &UnixStream, out: &mut Vec<u8>) {
+    if out.is_empty() {
+        return;
+    }
+    if let Err(e) = (&*link).write_all(out) {
+        log::debug!("keeper: failed to write to smss: {e}");
+    }
+    out.clear();
+}
+
+/// Signal every process below us (see the module comment), found in one look at /proc: our
+/// children by pid (we have not reaped them since the look, so their pids are still
+/// theirs), the others each pinned by a pidfd and checked by its start time, once for all
+/// of `sigs`.
+fn signal_tree(sigs: &[i32]) {
     let me = sys::getpid();
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
-        procs::signal_exact(p.pid, p.start_time, sig);
-        // A login shell ignores SIGTERM; its terminal hanging up is what ends it.
-        if sig == libc::SIGTERM && p.tty_nr != 0 {
-            procs::signal_exact(p.pid, p.start_time, libc::SIGHUP);
+        let sigs = signals_for(sigs, p.tty_nr != 0);
+        if p.ppid == me {
+            for sig in sigs {
+                let _ = sys::kill(p.pid, sig);
+            }
+        } else {
+            procs::signal_exact_each(p.pid, p.start_time, &sigs);
         }
     }
 }
@@ -175,14 +250,14 @@ fn children() -> Vec<i32> {
         .collect()
 }
 
-/// Reap every exited child; false once none is left.
-fn reap(k: &mut Keeper, link: &UnixStream) -> bool {
+/// Reap every exited child (its `exited` queued in `out`); false once none is left.
+fn reap(k: &mut Keeper, out: &mut Vec<u8>) -> bool {
     loop {
         match sys::reap_one() {
             Reaped::Child(pid, status) => {
                 for a in k.on(Event::Exited(pid.as_raw(), status.to_string())) {
                     if let Action::Report(pid, status) = a {
-                        tell(link, &InstanceMessage::Exited { pid, status });
+                        queue(out, &InstanceMessage::Exited { pid, status });
                     }
                 }
             }
@@ -199,7 +274,10 @@ pub fn sweep(k: &mut Keeper, link: &UnixStream, signals: &SignalFd) {
         for pid in children() {
             let _ = sys::kill(pid, libc::SIGKILL);
         }
-        if !reap(k, link) {
+        let mut out = Vec::new();
+        let more = reap(k, &mut out);
+        flush(link, &mut out);
+        if !more {
             return;
         }
         // SIGCHLD wakes us; the timeout only bounds a missed one.
@@ -213,8 +291,12 @@ pub fn sweep(k: &mut Keeper, link: &UnixStream, signals: &SignalFd) {
 pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: SignalFd) -> i32 {
     let mut k = Keeper::new(members.iter().copied());
     let mut events = Vec::new();
+    // 1 once a runtime directory could not be deleted.
+    let mut code = 0;
+    // Lines for PID 1, written before the keeper blocks (or acts at length).
+    let mut out = Vec::new();
     loop {
-        if !reap(&mut k, &link) {
+        if !reap(&mut k, &mut out) {
             events.push(Event::NoChildren);
         }
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -225,14 +307,28 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             for a in k.on(ev) {
                 match a {
                     Action::Report(pid, status) => {
-                        tell(&link, &InstanceMessage::Exited { pid, status })
+                        queue(&mut out, &InstanceMessage::Exited { pid, status })
                     }
-                    Action::Signal(sig) => signal_tree(sig),
+                    Action::Empty => queue(&mut out, &InstanceMessage::Empty),
+                    Action::Signal(sigs) => signal_tree(&sigs),
+                    // Then `empty` (the next look finds no child), unless an exit follows.
                     Action::Sweep => {
+                        flush(&link, &mut out);
                         sweep(&mut k, &link, &signals);
-                        return 0;
                     }
-                    Action::Exit => return 0,
+                    Action::Remove(dir) => {
+                        flush(&link, &mut out);
+                        if !crate::remove_dir(std::path::Path::new(&dir)) {
+                            code = 1;
+                        }
+                    }
+                    Action::SpawnFailed { name, error } => {
+                        queue(&mut out, &InstanceMessage::SpawnFailed { name, error })
+                    }
+                    Action::Exit => {
+                        flush(&link, &mut out);
+                        return code;
+                    }
                     Action::Spawn {
                         name,
                         argv,
@@ -247,8 +343,10 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                             cwd: None,
                             user,
                         };
-                        // `started` is written by spawn_held; PID 1 replies once it knows
-                        // whether the command runs (`running`) or could not (`spawn_failed`).
+                        // `started` is written by spawn_held (after what is queued); PID 1
+                        // replies once it knows whether the command runs (`running`) or
+                        // could not (`spawn_failed`).
+                        flush(&link, &mut out);
                         match super::spawn_held(held, &link, name.clone(), false) {
                             Ok(m) => {
                                 k.started(m.pid);
@@ -272,6 +370,7 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                 }
             }
         }
+        flush(&link, &mut out);
         let mut fds = [
             PollFd::new(link.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
@@ -328,11 +427,96 @@ mod tests {
         assert_eq!(k.on(Event::Exited(99, "killed:SIGTERM".into())), vec![]);
         assert_eq!(
             k.on(Event::Term),
-            vec![Action::Signal(libc::SIGTERM), Action::Signal(libc::SIGCONT)]
+            vec![Action::Signal(vec![libc::SIGTERM, libc::SIGCONT])]
         );
         assert_eq!(k.on(Event::Kill), vec![Action::Sweep]);
-        assert_eq!(k.on(Event::LinkClosed), vec![Action::Sweep]);
-        assert_eq!(k.on(Event::NoChildren), vec![Action::Exit]);
+        assert_eq!(k.on(Event::LinkClosed), vec![Action::Sweep, Action::Exit]);
+    }
+
+    /// No child left: PID 1 hears `empty` once, and the keeper stays for the runtime
+    /// directory (it used to exit at once, and PID 1 then waited for that exit and started
+    /// an `smss-session remove` of its own before it answered).
+    #[test]
+    fn an_empty_keeper_says_so_once_then_removes_what_pid1_hands_it() {
+        let mut k = Keeper::new([10]);
+        assert_eq!(k.on(Event::NoChildren), vec![Action::Empty]);
+        assert_eq!(k.on(Event::NoChildren), vec![]);
+        // Nothing is left to signal.
+        assert_eq!(k.on(Event::Term), vec![]);
+        assert_eq!(k.on(Event::Kill), vec![]);
+        assert_eq!(
+            k.on(Event::Remove("/run/smss/sessions/.ended-1".into())),
+            vec![
+                Action::Remove("/run/smss/sessions/.ended-1".into()),
+                Action::Exit
+            ]
+        );
+        let mut k = Keeper::new([10]);
+        assert_eq!(k.on(Event::NoChildren), vec![Action::Empty]);
+        assert_eq!(k.on(Event::LinkClosed), vec![Action::Exit]);
+    }
+
+    /// A subsystem asked for once the keeper is empty would outlive its session.
+    #[test]
+    fn an_empty_keeper_starts_nothing() {
+        let mut k = Keeper::new([]);
+        let spawn = Event::Spawn {
+            name: "x".into(),
+            argv: vec!["true".into()],
+            env: Vec::new(),
+            user: None,
+        };
+        assert!(matches!(k.on(spawn.clone())[..], [Action::Spawn { .. }]));
+        assert_eq!(k.on(Event::NoChildren), vec![Action::Empty]);
+        assert_eq!(
+            k.on(spawn),
+            vec![Action::SpawnFailed {
+                name: "x".into(),
+                error: "the session has ended".into()
+            }]
+        );
+    }
+
+    /// One wake-up's lines go out in one write, each a line PID 1 reads on its own.
+    #[test]
+    fn queued_lines_are_whole_messages_in_order() {
+        let mut out = Vec::new();
+        queue(
+            &mut out,
+            &InstanceMessage::Exited {
+                pid: 7,
+                status: "killed:SIGTERM".into(),
+            },
+        );
+        queue(&mut out, &InstanceMessage::Empty);
+        let lines: Vec<InstanceMessage> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                InstanceMessage::Exited {
+                    pid: 7,
+                    status: "killed:SIGTERM".into()
+                },
+                InstanceMessage::Empty
+            ]
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn a_process_with_a_terminal_also_gets_sighup_after_sigterm() {
+        let term = [libc::SIGTERM, libc::SIGCONT];
+        assert_eq!(signals_for(&term, false), term);
+        assert_eq!(
+            signals_for(&term, true),
+            [libc::SIGTERM, libc::SIGHUP, libc::SIGCONT]
+        );
+        assert_eq!(signals_for(&[libc::SIGKILL], true), [libc::SIGKILL]);
+        assert_eq!(signals_for(&[], true), Vec::<i32>::new());
     }
 
     #[test]
@@ -341,6 +525,10 @@ mod tests {
         assert_eq!(command(b"\"kill\""), Some(Event::Kill));
         assert_eq!(command(b"\xff"), None);
         assert_eq!(command(b"\"other\""), None);
+        assert_eq!(
+            command(br#"{"remove":{"dir":"/run/smss/sessions/.ended-1"}}"#),
+            Some(Event::Remove("/run/smss/sessions/.ended-1".into()))
+        );
         assert_eq!(
             command(br#"{"spawn":{"name":"x","argv":["true"],"env":[],"user":null}}"#),
             Some(Event::Spawn {

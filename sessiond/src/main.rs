@@ -68,13 +68,19 @@ fn remove_main(dir: &Path) -> i32 {
         std::env::var("SMSS_LOG").ok().as_deref(),
         log::LevelFilter::Warn,
     );
+    i32::from(!remove_dir(dir))
+}
+
+/// Delete `dir` and everything in it (`remove DIR`, and a keeper told `remove`); false (and
+/// a warning) when that failed.
+pub(crate) fn remove_dir(dir: &Path) -> bool {
     // remove_dir_all never follows a symlink inside the tree.
     match fs::remove_dir_all(dir) {
-        Ok(()) => 0,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             log::warn!("failed to remove {}: {e}", dir.display());
-            1
+            false
         }
     }
 }

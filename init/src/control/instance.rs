@@ -35,6 +35,9 @@ pub enum KeeperCommand {
         env: Vec<(String, String)>,
         user: Option<String>,
     },
+    /// The session is gone (the keeper said `empty`): delete `dir`, its runtime directory as
+    /// PID 1 renamed it aside, then exit.
+    Remove { dir: String },
 }
 
 /// A subsystem the instance starts inside the session (`[sessions] session-subsystems`).
@@ -95,6 +98,10 @@ pub enum InstanceMessage {
     SpawnFailed { name: String, error: String },
     /// A process a keeper started on request (after its `Started`) has exec'd its command.
     Running { pid: i32 },
+    /// A keeper has reaped its last child (every `exited` came before): nothing of the
+    /// session is left. It then waits for `remove` (or PID 1's end of the link closing) and
+    /// exits.
+    Empty,
 }
 
 /// The instance's one line back to PID 1.

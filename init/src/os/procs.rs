@@ -243,13 +243,20 @@ pub fn descendants(all: &[ProcInfo], roots: &[i32]) -> Vec<ProcInfo> {
 /// pinned with a pidfd, then its start time checked, so a pid reused since it was looked up
 /// is left alone. False when it is gone (or is another process now).
 pub fn signal_exact(pid: i32, start_time: u64, sig: i32) -> bool {
+    signal_exact_each(pid, start_time, &[sig])
+}
+
+/// [`signal_exact`] with several signals, in order, through one pidfd and one check (the pid
+/// cannot be reused while the pidfd pins it). True when every one was sent.
+pub fn signal_exact_each(pid: i32, start_time: u64, sigs: &[i32]) -> bool {
     let Ok(fd) = crate::sys::fd::pidfd_open(pid) else {
         return false;
     };
     if read(pid).map_or(true, |p| p.start_time != start_time) {
         return false;
     }
-    crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok()
+    sigs.iter()
+        .all(|&sig| crate::sys::fd::pidfd_send_signal(&fd, sig).is_ok())
 }
 
 /// The processes a stop must signal: in PID-1 modes everything but us and kernel threads; as

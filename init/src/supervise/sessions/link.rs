@@ -182,6 +182,10 @@ impl Supervisor {
                     self.member_exited(id, pid, &name, &status);
                 }
             }
+            Ok(InstanceMessage::Empty) if s.keeper => self.keeper_empty(id),
+            Ok(InstanceMessage::Empty) => {
+                log::warn!("session {id}: `empty` from an instance that is not its keeper")
+            }
             Err(e) if s.state == SessionState::Starting => {
                 self.instance_failed(id, format!("unreadable report: {e}"))
             }

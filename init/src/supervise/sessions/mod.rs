@@ -7,7 +7,9 @@
 //! with cgroup2, its cgroup is unpopulated (watched through `cgroup.events`, so double-forked
 //! daemons count); without, its instance stays as the session's keeper (a child subreaper
 //! that holds every process of the session below it, see `smss-session`), and the session is
-//! gone when the keeper exits. PID 1 then never scans /proc for a session while it runs.
+//! gone when the keeper says `empty` (it has reaped its last child; it then deletes the
+//! runtime directory PID 1 renamed aside, and exits). PID 1 then never scans /proc for a
+//! session while it runs.
 //!
 //! Should a keeper die first (SIGKILLed by someone), what was below it comes to PID 1: the
 //! members it reported (each as it started them, with its start time, so a reused pid is

@@ -88,6 +88,9 @@ pub struct SessionTable {
     /// The instance started ahead for the next creation (`spare`).
     pub(super) spare: Option<super::spare::Spare>,
     pub(super) spare_state: super::spare::SpareState,
+    /// Sessions whose keeper said `empty`: it has no child left and waits to be handed the
+    /// runtime directory (`remove`).
+    pub(super) emptied: std::collections::BTreeSet<u32>,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use serde_json::{json, Value};
 
+use super::link::InstanceLink;
 use super::table::{Session, SessionState};
 use crate::control::instance::KeeperCommand;
 use crate::control::manager::{CreateSession, MethodError};
@@ -288,13 +290,31 @@ impl Supervisor {
         self.check_session_gone(id);
     }
 
+    /// The keeper has reaped its last child (each member's `exited` came first): nothing of
+    /// the session is left. The keeper holds nothing now (it waits for `remove`), so the
+    /// session ends here, without waiting for the keeper's own exit.
+    pub(super) fn keeper_empty(&mut self, id: u32) {
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        s.keeper = false;
+        // Its members were its children, all reaped.
+        s.members.clear();
+        self.sessions.emptied.insert(id);
+        let active = s.state == SessionState::Active;
+        if active {
+            self.end_session(id, "no process is left in it".into());
+        }
+        self.check_session_gone(id);
+    }
+
     /// Finish the session if nothing of it is left; otherwise make sure we hear when that
     /// changes.
     fn check_session_gone(&mut self, id: u32) {
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
-        // A keeper exits once nothing of the session is left: its exit tells.
+        // A keeper says `empty` once nothing of the session is left (or its exit tells).
         if s.state != SessionState::Terminating || s.keeper || !s.members.is_empty() {
             return;
         }
@@ -436,8 +456,9 @@ impl Supervisor {
         self.resume_clients();
     }
 
-    /// Everything of the session is gone: remove its cgroup and runtime directory, answer
-    /// whoever waits, re-create a seat's boot session.
+    /// Everything of the session is gone: remove its cgroup, rename its runtime directory
+    /// aside, answer whoever waits, then have the directory deleted (by the emptied keeper, or
+    /// an `smss-session remove`), re-create a seat's boot session.
     fn finalize_session(&mut self, id: u32) {
         self.cancel_timer(&Timer::SessionKill(id));
         self.cancel_timer(&Timer::SessionStart(id));
@@ -447,9 +468,14 @@ impl Supervisor {
         if let Some(w) = s.watch.take() {
             self.unwatch(w.fd());
         }
-        if let Some(link) = s.instance.take() {
+        let link = s.instance.take();
+        if let Some(link) = &link {
             self.unwatch(link.sock.as_fd());
         }
+        // A keeper that said `empty` waits for the directory; any other instance left
+        // (killed, or about to exit) just sees its link close.
+        let emptied = self.sessions.emptied.remove(&id);
+        let keeper = link.filter(|_| emptied);
         if let Some(cg) = &s.cgroup {
             if let Err(e) = remove_cgroup(cg, 8) {
                 log::warn!(
@@ -458,7 +484,8 @@ impl Supervisor {
                 );
             }
         }
-        self.remove_runtime_dir(id, Path::new(&s.params.runtime_dir));
+        // Renamed now, deleted after the answer: the name is free once the session is gone.
+        let aside = self.rename_runtime_dir(id, Path::new(&s.params.runtime_dir));
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({})", s.reason);
         // A creation that never reported ends here (instance failed, killed, terminated).
@@ -470,6 +497,9 @@ impl Supervisor {
         let seat = s.params.seat.clone();
         let reason = s.reason.clone();
         self.answer_session_waiters(s, Err(MethodError::failed(reason)));
+        if let Some(aside) = aside {
+            self.remove_aside(id, aside, keeper);
+        }
         if let (true, Some(seat)) = (respawn, seat) {
             if lived < RESPAWN_MIN_LIFETIME {
                 log::warn!(
@@ -493,10 +523,10 @@ impl Supervisor {
         }
     }
 
-    /// Remove an ended session's runtime directory without doing the work in PID 1 (it was
-    /// the user's and may hold any number of files): renamed aside at once, so the id can be
-    /// used again, then deleted by `smss-session remove`.
-    fn remove_runtime_dir(&mut self, id: u32, dir: &Path) {
+    /// An ended session's runtime directory, renamed aside at once so the name can be used
+    /// again; [`Supervisor::remove_aside`] then has it deleted (never by PID 1 itself: it was
+    /// the user's and may hold any number of files). None when there is nothing to delete.
+    fn rename_runtime_dir(&mut self, id: u32, dir: &Path) -> Option<PathBuf> {
         // Unique across restarts of smss on a /run that persists (the clock) and within one
         // tick (the counter).
         let now = std::time::SystemTime::now()
@@ -505,11 +535,32 @@ impl Supervisor {
         let aside = dir.with_file_name(format!(".ended-{id}-{now}-{}", self.sessions.removals));
         self.sessions.removals = self.sessions.removals.wrapping_add(1);
         match fs::rename(dir, &aside) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Ok(()) => Some(aside),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 log::warn!("session {id}: failed to remove {}: {e}", dir.display());
-                return;
+                None
+            }
+        }
+    }
+
+    /// Delete a runtime directory renamed aside: the session's emptied keeper does it (told
+    /// `remove`, it deletes it and exits), else `smss-session remove` (a process PID 1 starts).
+    fn remove_aside(&mut self, id: u32, aside: PathBuf, keeper: Option<InstanceLink>) {
+        if let Some(link) = keeper {
+            let dir = aside.display().to_string();
+            let mut line = serde_json::to_vec(&KeeperCommand::Remove { dir }).unwrap_or_default();
+            line.push(b'\n');
+            match (&link.sock).write_all(&line) {
+                Ok(()) => {
+                    // Its exit now tells that the directory is gone, like a remover's.
+                    if let Some(c) = self.children.get_mut(&link.pid) {
+                        c.name = format!("smss-session remove (session {id}, its keeper)");
+                        c.role = Role::Command("remove");
+                    }
+                    return;
+                }
+                Err(e) => log::warn!("session {id}: failed to write to its keeper: {e}"),
             }
         }
         let program = self.session_binary.clone();
