@@ -1,7 +1,8 @@
 //! `smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a
 //! byte on FD (a process held until PID 1 knows of it), join the cgroup, drop to the user,
 //! exec. PID 1 uses it for a subsystem started later in a session with a cgroup
-//! (LoadDeferredSubsystem); an instance or keeper holds its own processes in a forked child
+//! (LoadDeferredSubsystem): it writes the byte once it has recorded the pid, and replies once
+//! the exec closed FD (started) or the reason came back on it (failed); an instance or keeper holds its own processes in a forked child
 //! instead (`smss::sys::held`), with no exec of this binary.
 
 use std::ffi::{CString, OsString};
@@ -11,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use smss::logging;
 use smss::os::users::{self, User};
+use smss::sys::process;
 
 use crate::args;
 
@@ -23,6 +25,8 @@ pub enum ExecError {
         user: String,
         source: nix::errno::Errno,
     },
+    #[error("failed to find program {}: not found in PATH", .0.to_string_lossy())]
+    NotFound(OsString),
     #[error("failed to execute {}: an argument contains NUL", .0.to_string_lossy())]
     Nul(OsString),
     #[error("failed to execute {}: {source}", program.to_string_lossy())]
@@ -36,6 +40,7 @@ impl ExecError {
     /// The exit status a shell would give: 127 not found, 126 otherwise.
     pub fn code(&self) -> i32 {
         match self {
+            ExecError::NotFound(_) => 127,
             ExecError::Exec {
                 source: nix::errno::Errno::ENOENT,
                 ..
@@ -112,10 +117,19 @@ fn run(user: Option<&str>, cmd: &[OsString]) -> ExecError {
         Ok(a) => a,
         Err(_) => return ExecError::Nul(program),
     };
-    let Some(prog) = args.first() else {
+    if args.is_empty() {
+        return ExecError::Nul(program);
+    }
+    // Looked up here and exec'd by path, not execvp: glibc's execvp runs a file without `#!`
+    // with /bin/sh (its ENOEXEC fallback), which smss's other starts do not.
+    let Some(path) = process::resolve_program_os(&program, std::env::var_os("PATH").as_deref())
+    else {
+        return ExecError::NotFound(program);
+    };
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
         return ExecError::Nul(program);
     };
-    let source = match nix::unistd::execvp(prog, &args) {
+    let source = match nix::unistd::execv(&path, &args) {
         Err(e) => e,
         Ok(never) => match never {},
     };

@@ -96,6 +96,9 @@ pub enum Token {
     SessionWatch(u32),
     /// The kernel's uevent socket (hotplug).
     Uevent,
+    /// The hold socket of `smss-session exec` (pid) started by LoadDeferredSubsystem: what
+    /// its exec did.
+    HeldExec(i32),
 }
 
 impl Token {
@@ -108,6 +111,7 @@ impl Token {
             Token::ControlClient(n) => (1 << 32) | (n & 0xffff_ffff),
             Token::SessionReport(n) => (2 << 32) | n as u64,
             Token::SessionWatch(n) => (3 << 32) | n as u64,
+            Token::HeldExec(pid) => (4 << 32) | pid as u32 as u64,
         }
     }
 
@@ -119,6 +123,7 @@ impl Token {
             (0, _) => Token::ControlListener,
             (1, n) => Token::ControlClient(n),
             (2, n) => Token::SessionReport(n as u32),
+            (4, n) => Token::HeldExec(n as u32 as i32),
             (_, n) => Token::SessionWatch(n as u32),
         }
     }
@@ -143,6 +148,8 @@ pub enum Timer {
     TrimWorkingSet,
     /// A control connection's deadline, or the count of denied calls not logged.
     ControlDeadline,
+    /// `smss-session exec` (pid), started by LoadDeferredSubsystem, has not exec'd in time.
+    HeldExec(i32),
 }
 
 /// The engine's whole state. One instance, owned by the loop.
@@ -183,6 +190,9 @@ pub struct Supervisor {
     sessions: sessions::SessionTable,
     /// When commands, subsystems and session creations started and ended (`GetStatus`).
     pub timeline: timeline::Timeline,
+    /// LoadDeferredSubsystem calls waiting for the exec of the `smss-session exec` they
+    /// started (by its pid).
+    held_execs: HashMap<i32, subsystems::HeldExec>,
     /// Hotplug (`uevents`): the uevent socket and the modaliases already handled.
     uevents: Option<(
         sys::uevent::UeventSocket,
@@ -233,6 +243,7 @@ impl Supervisor {
             control: api::Control::default(),
             sessions: sessions::SessionTable::default(),
             timeline: timeline::Timeline::default(),
+            held_execs: HashMap::new(),
             uevents: None,
         };
         supervisor.open_control();
@@ -291,6 +302,7 @@ impl Supervisor {
             Token::SessionReport(id) => self.on_session_report(id),
             Token::SessionWatch(id) => self.on_session_watch(id),
             Token::Uevent => self.on_uevents(),
+            Token::HeldExec(pid) => self.on_held_exec(pid, false),
         }
     }
 
@@ -350,6 +362,7 @@ impl Supervisor {
                 Timer::SessionKill(id) => self.on_session_kill_timer(id),
                 Timer::SessionStart(id) => self.on_session_start_timer(id),
                 Timer::ControlDeadline => self.on_control_deadline(),
+                Timer::HeldExec(pid) => self.on_held_exec(pid, true),
                 Timer::TrimWorkingSet => self.trim_due = true,
             }
         }
@@ -638,6 +651,23 @@ mod tests {
 
     fn raw(b: &[u8]) -> OsString {
         OsStr::from_bytes(b).to_os_string()
+    }
+
+    #[test]
+    fn tokens_come_back_as_they_went() {
+        for t in [
+            Token::Signal,
+            Token::Notify,
+            Token::ControlListener,
+            Token::Uevent,
+            Token::ControlClient(7),
+            Token::SessionReport(3),
+            Token::SessionWatch(u32::MAX),
+            Token::HeldExec(1),
+            Token::HeldExec(i32::MAX),
+        ] {
+            assert_eq!(Token::decode(t.encode()), t);
+        }
     }
 
     /// Issue 12 item 9: names that differ only in invalid bytes stay two variables, and

@@ -1,10 +1,16 @@
 //! Subsystems: Required ones at boot, Optional ones on request (SmLoadDeferedSubsystem).
 
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
 use smss_config::{CommandSpec, Ready};
 
 use super::boot::{Step, Wait, DEFAULT_READY_TIMEOUT};
 use super::sessions::SessionState;
-use super::{Child, Role, Supervisor, Timer};
+use super::{Child, Role, Supervisor, Timer, Token};
 use crate::control::instance::{self, KeeperCommand, Member};
 use crate::control::manager::MethodError;
 use crate::os::{procs, users};
@@ -145,6 +151,16 @@ impl Supervisor {
                     .get(&id)
                     .filter(|s| s.state == SessionState::Active)
                     .ok_or_else(|| MethodError::no_such_session(id))?;
+                if let Some(h) = self
+                    .held_execs
+                    .values_mut()
+                    .find(|h| h.session == id && h.name.eq_ignore_ascii_case(&name))
+                {
+                    // Started by an earlier call whose exec is still to come (a member
+                    // already): one answer for both.
+                    h.waiters.extend(waiter);
+                    return Ok(None);
+                }
                 if let Some((pid, _)) = s
                     .members
                     .iter()
@@ -181,15 +197,27 @@ impl Supervisor {
                     return Ok(None);
                 }
                 // Through `smss-session exec`, which joins the cgroup (and drops to the
-                // session's user) before exec, so nothing it forks escapes the session. Its
-                // exec failing is not seen here: as root, what cannot run is refused first.
+                // session's user) before exec, so nothing it forks escapes the session. As
+                // root, what cannot run is refused first; either way the reply waits for the
+                // exec (`--hold`): a user's command may be one that user cannot execute.
                 if user.as_ref().map_or(true, |u| u.uid == 0) {
                     let first = argv.first().map_or("", String::as_str);
                     process::check_root_can_execute(first, env.get("PATH"))
                         .map_err(MethodError::failed)?;
                 }
+                let io = |e: std::io::Error| {
+                    MethodError::failed(format!("failed to create the hold socket: {e}"))
+                };
+                let (ours, theirs) = UnixStream::pair().map_err(io)?;
+                ours.set_nonblocking(true).map_err(io)?;
+                let fd = theirs.as_raw_fd();
                 let program = self.session_binary.clone();
-                let mut full = vec![program.display().to_string(), "exec".to_string()];
+                let mut full = vec![
+                    program.display().to_string(),
+                    "exec".to_string(),
+                    "--hold".to_string(),
+                    fd.to_string(),
+                ];
                 if let Some(cg) = &s.cgroup {
                     full.extend(["--cgroup".to_string(), cg.display().to_string()]);
                 }
@@ -204,13 +232,13 @@ impl Supervisor {
                     env: env.vars().to_vec(),
                     detach: Detach::Session,
                     stdio: None,
-                    pass_fd: None,
+                    pass_fd: Some(fd),
                     cwd: None,
                 };
                 let pid = process::spawn(&spawn)
                     .map_err(|e| MethodError::failed(e.to_string()))?
                     .as_raw();
-                log::info!("session {id}: subsystem {name} started on request (pid {pid})");
+                drop(theirs);
                 self.children.insert(
                     pid,
                     Child {
@@ -227,14 +255,214 @@ impl Supervisor {
                         pid,
                         Member {
                             pid,
-                            name,
+                            name: name.clone(),
                             critical: false,
                             // Our child, not reaped: the pid is this process's.
                             start_time: procs::read(pid).map_or(0, |p| p.start_time),
                         },
                     );
                 }
-                Ok(Some(pid))
+                // PID 1 knows of it now: let it go on. One byte into an empty socket never
+                // waits. Without it, it exits without running anything (our end closes).
+                if let Err(e) = (&ours).write_all(b"g") {
+                    if let Some(s) = self.sessions.sessions.get_mut(&id) {
+                        s.members.remove(&pid);
+                    }
+                    return Err(MethodError::failed(format!(
+                        "failed to release subsystem {name} (pid {pid}): {e}"
+                    )));
+                }
+                if let Some(old) = self.held_execs.remove(&pid) {
+                    // Only if a pid came back while its socket was unread: answer that one.
+                    self.finish_held_exec(pid, old);
+                }
+                if let Err(e) = self.watch(ours.as_fd(), Token::HeldExec(pid)) {
+                    // Unwatched, the answer would never come: answer now, as before.
+                    log::warn!("session {id}: failed to watch the hold socket of pid {pid}: {e}");
+                    log::info!("session {id}: subsystem {name} started on request (pid {pid})");
+                    return Ok(Some(pid));
+                }
+                self.add_timer(Instant::now() + EXEC_OUTCOME_TIMEOUT, Timer::HeldExec(pid));
+                let held = HeldExec {
+                    sock: ours,
+                    session: id,
+                    name,
+                    waiters: waiter.into_iter().collect(),
+                    said: Vec::new(),
+                };
+                self.held_execs.insert(pid, held);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The hold socket of `smss-session exec` (`pid`) is readable, or (`deadline`) its time
+    /// ran out: answer the calls once its exec is known (EOF: it exec'd, or a reason).
+    pub(super) fn on_held_exec(&mut self, pid: i32, deadline: bool) {
+        let Some(h) = self.held_execs.get_mut(&pid) else {
+            return;
+        };
+        let (mut done, mut eof) = (false, false);
+        let mut chunk = [0u8; 512];
+        while !done {
+            match (&h.sock).read(&mut chunk) {
+                Ok(0) => (done, eof) = (true, true),
+                Ok(n) => {
+                    let room = MAX_EXEC_REASON.saturating_sub(h.said.len());
+                    h.said
+                        .extend_from_slice(chunk.get(..n.min(room)).unwrap_or_default());
+                    // Enough to tell: a reason that long is cut here.
+                    done = h.said.len() >= MAX_EXEC_REASON;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => done = true,
+            }
+        }
+        done |= deadline;
+        if !done {
+            return;
+        }
+        if let Some(h) = self.held_execs.remove(&pid) {
+            if deadline && !eof && h.said.is_empty() {
+                log::warn!(
+                    "session {}: subsystem {} (pid {pid}) did not exec within {} s",
+                    h.session,
+                    h.name,
+                    EXEC_OUTCOME_TIMEOUT.as_secs()
+                );
+            }
+            self.finish_held_exec(pid, h);
+        }
+        self.resume_clients();
+    }
+
+    /// Answer the calls waiting for `pid`'s exec, from what it said.
+    fn finish_held_exec(&mut self, pid: i32, h: HeldExec) {
+        self.unwatch(h.sock.as_fd());
+        self.cancel_timer(&Timer::HeldExec(pid));
+        let active = self
+            .sessions
+            .sessions
+            .get(&h.session)
+            .is_some_and(|s| s.state == SessionState::Active);
+        let result = match exec_outcome(&h.said) {
+            ExecOutcome::Started if active => {
+                log::info!(
+                    "session {}: subsystem {} started on request (pid {pid})",
+                    h.session,
+                    h.name
+                );
+                Ok(json!({ "pid": pid }))
+            }
+            ExecOutcome::Started => Err(MethodError::failed("the session ended")),
+            ExecOutcome::Failed(why) => {
+                log::warn!(
+                    "session {}: failed to start subsystem {}: {why}",
+                    h.session,
+                    h.name
+                );
+                // It exits at once: not a member any longer, so that a new call starts it
+                // anew instead of naming this pid.
+                if let Some(s) = self.sessions.sessions.get_mut(&h.session) {
+                    s.members.remove(&pid);
+                }
+                Err(MethodError::failed(why))
+            }
+        };
+        for w in h.waiters {
+            self.reply_deferred(w, result.clone());
+        }
+    }
+}
+
+/// How long `smss-session exec` may take to exec (or say why it could not) before it is taken
+/// as started, as a keeper does: normally microseconds.
+const EXEC_OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a reason read from the hold socket (`smss-session exec` writes one line).
+const MAX_EXEC_REASON: usize = 4096;
+
+/// A LoadDeferredSubsystem into a session with a cgroup, waiting for the exec.
+pub(super) struct HeldExec {
+    /// PID 1's end of `smss-session exec --hold`'s socket: the go byte went out on it; the
+    /// reason a failed exec gives comes back, and a successful exec closes it.
+    sock: UnixStream,
+    session: u32,
+    name: String,
+    /// Control connections waiting for the answer.
+    waiters: Vec<u32>,
+    /// What came back so far (at most [`MAX_EXEC_REASON`]).
+    said: Vec<u8>,
+}
+
+/// What the bytes read from a hold socket up to its EOF (or the deadline) mean.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ExecOutcome {
+    /// Nothing: the exec closed the socket (or said nothing in time).
+    Started,
+    /// The reason `smss-session exec` gives, the keeper's words.
+    Failed(String),
+}
+
+/// Decide from what `smss-session exec` said: nothing means its exec succeeded; any bytes are
+/// why it failed (as text; bytes that are not UTF-8 are replaced).
+pub(super) fn exec_outcome(said: &[u8]) -> ExecOutcome {
+    if said.is_empty() {
+        return ExecOutcome::Started;
+    }
+    let text = String::from_utf8_lossy(said);
+    let why = text.trim();
+    ExecOutcome::Failed(if why.is_empty() {
+        "the command could not be executed".to_string()
+    } else {
+        why.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_said_means_started() {
+        assert_eq!(exec_outcome(b""), ExecOutcome::Started);
+    }
+
+    #[test]
+    fn a_reason_means_failed_with_that_reason() {
+        assert_eq!(
+            exec_outcome(b"failed to execute /srv/x: EACCES: Permission denied"),
+            ExecOutcome::Failed("failed to execute /srv/x: EACCES: Permission denied".into())
+        );
+        assert_eq!(
+            exec_outcome(b"failed to become alice: EPERM: Operation not permitted\n"),
+            ExecOutcome::Failed("failed to become alice: EPERM: Operation not permitted".into())
+        );
+    }
+
+    #[test]
+    fn any_bytes_are_a_failure_even_unreadable_ones() {
+        assert_eq!(
+            exec_outcome(b" \n"),
+            ExecOutcome::Failed("the command could not be executed".into())
+        );
+        match exec_outcome(b"failed to execute /x\xff: ENOEXEC") {
+            ExecOutcome::Failed(why) => assert!(why.starts_with("failed to execute /x"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        /// Started exactly when nothing was said; a failure's reason is never empty.
+        #[test]
+        fn started_only_when_silent(said in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            match exec_outcome(&said) {
+                ExecOutcome::Started => proptest::prop_assert!(said.is_empty()),
+                ExecOutcome::Failed(why) => {
+                    proptest::prop_assert!(!said.is_empty());
+                    proptest::prop_assert!(!why.is_empty());
+                }
             }
         }
     }
