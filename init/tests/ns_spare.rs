@@ -1,0 +1,610 @@
+//! Tier 3, adversarial: the spare `smss-session` (started ahead, handed a session's
+//! parameters) and session processes held in a forked child of the instance, in the
+//! situations a user brings: a spare that dies at the hand-over or is stopped, leaks over many
+//! sessions, what a session's processes inherit (descriptors, signal mask, identity), PATH
+//! lookups.
+// Tests may fail loudly and use libc directly: the workspace lints guard what ships.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod ns_control_common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::TIMEOUT;
+use ns_control_common::{start, Opts, Smss};
+use serde_json::{json, Value};
+use smss::control::wire::{self, Reply};
+
+fn pid_of(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not a pid: {v}"))
+}
+
+fn debug_opts() -> Opts<'static> {
+    Opts {
+        env: &[("SMSS_LOG", "debug")],
+        ..Opts::default()
+    }
+}
+
+/// The host pid of namespace pid `ns_pid` of this smss's PID namespace.
+fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", s.init)).unwrap();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string));
+        if inner.as_deref() == Some(ns_pid.to_string().as_str())
+            && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(ns.clone())
+        {
+            return pid;
+        }
+    }
+    panic!("no host pid for namespace pid {ns_pid}");
+}
+
+fn kill(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+/// The state letter of host pid `pid` (R, S, T, Z, ...).
+fn state(pid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, t)| t.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+/// Wait (bounded) until host pid `pid` is in state `want`.
+fn wait_state(pid: i32, want: char) {
+    let deadline = Instant::now() + TIMEOUT;
+    while state(pid) != want {
+        assert!(Instant::now() < deadline, "pid {pid} never got to {want}");
+        std::thread::yield_now();
+    }
+}
+
+/// The namespace pid of a spare that runs `smss-session` (smss logs its start at debug).
+fn live_spare(s: &Smss) -> i64 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let line = s.expect_log("spare smss-session started (pid ", TIMEOUT);
+        let pid: i64 = line
+            .rsplit("(pid ")
+            .next()
+            .and_then(|r| r.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        while s.ns_alive(pid) && Instant::now() < deadline {
+            let comm = std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/comm")));
+            if comm.is_ok_and(|c| c.trim() == "smss-session") {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(Instant::now() < deadline, "no spare got to smss-session");
+    }
+}
+
+/// The descriptors namespace pid `pid` has open, with what they are.
+fn fds(s: &Smss, pid: i64) -> Vec<(u32, String)> {
+    let dir = s.ns_path(&format!("/proc/{pid}/fd"));
+    let mut v: Vec<(u32, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((n, target.display().to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A line of namespace pid `pid`'s /proc status (`Uid`, `SigBlk`, ...), its value.
+fn status(s: &Smss, pid: i64, key: &str) -> String {
+    let text = std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/status"))).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
+/// Descriptors above 2 this test process has (inherited from whoever ran the tests, they
+/// reach smss too: not smss's to close).
+fn foreign_fds() -> BTreeSet<(u32, String)> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            (n > 2).then(|| (n, target.display().to_string()))
+        })
+        .collect()
+}
+
+/// What a session process may inherit: stdio only, an empty mask, nothing ignored.
+fn assert_clean(s: &Smss, pid: i64, what: &str) {
+    let foreign = foreign_fds();
+    let open: Vec<(u32, String)> = fds(s, pid)
+        .into_iter()
+        .filter(|f| !foreign.contains(f))
+        .collect();
+    let numbers: BTreeSet<u32> = open.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        numbers,
+        BTreeSet::from([0, 1, 2]),
+        "{what} (pid {pid}) inherited descriptors: {open:?}"
+    );
+    assert_eq!(status(s, pid, "SigBlk"), "0000000000000000", "{what}");
+    assert_eq!(status(s, pid, "SigIgn"), "0000000000000000", "{what}");
+}
+
+/// The session's command is exec'd once CreateSession answers (the instance waits for the
+/// exec's outcome): what it runs with is what it was given.
+#[test]
+fn session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal() {
+    require_unshare!();
+    let config = "[subsystems]\noptional = [\"posix\"]\n\
+         posix = { command = [\"sleep\", \"1001\"] }\n\
+         early = { command = [\"sleep\", \"1002\"] }\n\
+         [sessions]\nsession-subsystems = [\"early\"]\n[shutdown]\ngrace-period = \"2s\"\n";
+    let s = start("clean", config, debug_opts());
+    // Cold (the first: its own instance), then warm (handed to the spare).
+    let cold = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let warm = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.expect_log(
+        &format!(
+            "session {}: handed to the spare smss-session (pid {spare})",
+            warm["id"]
+        ),
+        TIMEOUT,
+    );
+    for (v, what) in [(&cold, "cold"), (&warm, "warm")] {
+        let pids = v["pids"].as_array().unwrap();
+        assert_eq!(pids.len(), 2, "{v}");
+        assert_clean(&s, pid_of(&pids[0]), &format!("{what} session subsystem"));
+        assert_clean(&s, pid_of(&pids[1]), &format!("{what} login manager"));
+    }
+    // Started later by the session's keeper (no cgroup here).
+    let inner = pid_of(
+        &s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "posix", "session": warm["id"]}),
+        )["pid"],
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while std::fs::read_to_string(s.ns_path(&format!("/proc/{inner}/comm")))
+        .map_or(true, |c| c.trim() != "sleep")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the deferred subsystem never exec'd"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_clean(&s, inner, "deferred subsystem in a session");
+    s.assert_serving();
+}
+
+/// Nothing of PID 1's grows with the number of sessions: its descriptors, its children
+/// (spares and instances are reaped), its zombies.
+#[test]
+fn two_hundred_sessions_leak_no_descriptor_and_no_process() {
+    require_unshare!();
+    let s = start("leaks", "[shutdown]\ngrace-period = \"2s\"\n", debug_opts());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let spare = live_spare(&s);
+    let pid1_fds = |s: &Smss| fds(s, 1);
+    let before = pid1_fds(&s);
+    let c = s.client();
+    let mut c = c;
+    for _ in 0..200 {
+        let v = match c
+            .call(
+                "io.smss.Manager.CreateSession",
+                json!({"command": ["sleep", "1000"]}),
+            )
+            .unwrap()
+        {
+            Reply::Ok(v) => v,
+            other => panic!("{other:?}"),
+        };
+        match c
+            .call("io.smss.Manager.TerminateSession", json!({ "id": v["id"] }))
+            .unwrap()
+        {
+            Reply::Ok(t) => assert_eq!(t["state"], "gone", "{t}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(c);
+    // The processes of the namespace settle to PID 1 and one spare (no zombie, no stray
+    // instance); bounded.
+    let procs = |s: &Smss| -> Vec<(i64, String)> {
+        std::fs::read_dir(s.ns_path("/proc"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+            .filter_map(|p| {
+                let st = std::fs::read_to_string(s.ns_path(&format!("/proc/{p}/stat"))).ok()?;
+                Some((p, st))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let now = procs(&s);
+        if now.len() == 2 {
+            assert!(
+                now.iter().all(|(_, st)| !st.contains(") Z")),
+                "zombies: {now:?}"
+            );
+            assert!(now.iter().any(|(p, _)| *p == 1));
+            assert!(now.iter().all(|(p, _)| *p == 1 || s.ns_alive(*p)));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left after 200 sessions: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = pid1_fds(&s);
+    // No more descriptors (the spare's socket is a different one by now; a client
+    // connection of before may be closed since).
+    assert!(
+        after.len() <= before.len(),
+        "PID 1's descriptors before: {before:?}\nafter: {after:?} (first spare {spare})"
+    );
+    s.assert_serving();
+}
+
+/// Read one varlink reply (NUL-terminated) from a raw connection.
+fn read_reply(c: &mut UnixStream) -> Reply {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = c.read(&mut b).expect("read a reply");
+        assert_eq!(n, 1, "connection closed after {buf:?}");
+        if b[0] == 0 {
+            return wire::parse_reply(&buf).unwrap();
+        }
+        buf.push(b[0]);
+    }
+}
+
+/// Hold host pid `pid` (traced by this thread) at the entry of its next epoll_wait: what
+/// is ready by then is what that epoll_wait returns, all in one wake-up.
+fn stop_at_epoll_wait(pid: i32) {
+    let waitstop = || {
+        let mut st = 0;
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::__WALL) };
+        assert_eq!(r, pid, "waitpid: {}", std::io::Error::last_os_error());
+        assert!(libc::WIFSTOPPED(st), "pid {pid} did not stop: {st:#x}");
+    };
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            pid,
+            0,
+            libc::PTRACE_O_TRACESYSGOOD as libc::c_long,
+        )
+    };
+    assert_eq!(r, 0, "PTRACE_SEIZE: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) },
+        0
+    );
+    waitstop();
+    // Syscall stops alternate entry, exit; the interrupt left us outside any.
+    let mut entry = true;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no epoll_wait");
+        assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SYSCALL, pid, 0, 0) }, 0);
+        waitstop();
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs) },
+            0
+        );
+        let nr = regs.orig_rax as i64;
+        if entry
+            && (nr == libc::SYS_epoll_wait
+                || nr == libc::SYS_epoll_pwait
+                || nr == libc::SYS_epoll_pwait2)
+        {
+            return;
+        }
+        entry = !entry;
+    }
+}
+
+/// A spare that is dead (a zombie not reaped yet) when PID 1 hands it a request: the write
+/// fails (EPIPE), PID 1 survives it (and its own SIGPIPE), and the request goes to a fresh
+/// instance and is answered once. PID 1 is held (ptrace) at the entry of its epoll_wait while
+/// the request arrives and the spare dies, so both come in one wake-up, whose reaping runs
+/// after the call is handled.
+#[test]
+fn a_spare_dead_at_the_hand_over_leaves_the_request_to_a_fresh_instance() {
+    require_unshare!();
+    let s = start(
+        "handover",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    let first = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let mut c = UnixStream::connect(&s.socket).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.GetStatus",
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    assert!(matches!(read_reply(&mut c), Reply::Ok(_)));
+    let init = s.init;
+    let spare_host = host_pid(&s, spare);
+    // The tracer must be one thread throughout: this one, until the detach.
+    stop_at_epoll_wait(init);
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        false,
+    ))
+    .unwrap();
+    kill(spare_host, nix::sys::signal::Signal::SIGKILL);
+    wait_state(spare_host, 'Z');
+    assert_eq!(unsafe { libc::ptrace(libc::PTRACE_DETACH, init, 0, 0) }, 0);
+    let v = match read_reply(&mut c) {
+        Reply::Ok(v) => v,
+        other => panic!("the request was lost with the spare: {other:?}"),
+    };
+    s.expect_log(
+        &format!("failed to hand it to the spare smss-session (pid {spare})"),
+        TIMEOUT,
+    );
+    assert_ne!(v["id"], first["id"]);
+    assert!(s.ns_alive(pid_of(&v["pids"][0])), "{v}");
+    // Answered once: the next reply on the connection is the next call's.
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.GetStatus",
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    match read_reply(&mut c) {
+        Reply::Ok(st) => assert!(st.get("mode").is_some(), "a second reply: {st}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.sessions().len(), 2, "{:?}", s.sessions());
+    // And sessions go on being handed to spares.
+    let next = live_spare(&s);
+    let w = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.expect_log(
+        &format!(
+            "session {}: handed to the spare smss-session (pid {next})",
+            w["id"]
+        ),
+        TIMEOUT,
+    );
+}
+
+/// A stopped spare (SIGSTOP) handed a request: the request fails by the instance deadline
+/// instead of holding the client forever, and the next one is created.
+#[test]
+fn a_request_handed_to_a_stopped_spare_fails_by_the_instance_deadline() {
+    require_unshare!();
+    let s = start(
+        "stoppedspare",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let host = host_pid(&s, spare);
+    kill(host, nix::sys::signal::Signal::SIGSTOP);
+    wait_state(host, 'T');
+    let mut c = smss::control::client::Client::connect(&s.socket).unwrap();
+    c.set_timeout(Some(Duration::from_secs(90))).unwrap();
+    let t = Instant::now();
+    let r = c
+        .call(
+            "io.smss.Manager.CreateSession",
+            json!({"command": ["sleep", "1000"]}),
+        )
+        .unwrap();
+    match r {
+        Reply::Error { error, parameters } => {
+            assert_eq!(error, "io.smss.Manager.Failed");
+            assert!(
+                parameters["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("did not report within"),
+                "{parameters}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    // Killed (SIGKILL reaches a stopped process; its death is not synchronous with the reply).
+    let deadline = Instant::now() + TIMEOUT;
+    while s.ns_alive(spare) {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped instance was left alive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    assert!(s.ns_alive(pid_of(&v["pids"][0])));
+    s.assert_serving();
+}
+
+/// A stop while a request sits in a stopped spare: the request is answered (failed) and the
+/// stop ends within its grace period, not the instance's 30 s.
+#[test]
+fn a_stop_with_a_request_in_a_stopped_spare_answers_it_and_ends_in_time() {
+    require_unshare!();
+    let s = start(
+        "stopspare",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let host = host_pid(&s, spare);
+    kill(host, nix::sys::signal::Signal::SIGSTOP);
+    wait_state(host, 'T');
+    let socket = s.socket.clone();
+    let creator = std::thread::spawn(move || {
+        let mut c = smss::control::client::Client::connect(&socket).unwrap();
+        c.set_timeout(Some(Duration::from_secs(90))).unwrap();
+        c.call(
+            "io.smss.Manager.CreateSession",
+            json!({"command": ["sleep", "1000"]}),
+        )
+    });
+    s.expect_log(
+        &format!("handed to the spare smss-session (pid {spare})"),
+        TIMEOUT,
+    );
+    let t = Instant::now();
+    let out = s.poweroff();
+    assert!(t.elapsed() < Duration::from_secs(20), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    match creator.join().unwrap() {
+        Ok(Reply::Error { .. }) | Err(_) => {}
+        Ok(other) => panic!("created during the stop: {other:?}"),
+    }
+}
+
+/// A script without `#!` cannot be exec'd (ENOEXEC): the creation fails and says so, it is
+/// not left waiting. A file in PATH that is not executable is skipped, as execvp does.
+#[test]
+fn path_lookups_skip_what_cannot_run_and_report_what_fails() {
+    require_unshare!();
+    let s = start(
+        "pathlookup",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    let a = s.ns_path("/run/a");
+    let b = s.ns_path("/run/b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let put = |p: std::path::PathBuf, text: &str, mode: u32| {
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    put(a.join("revtool"), "#!/bin/sh\nexit 3\n", 0o644);
+    put(b.join("revtool"), "#!/bin/sh\nexec sleep 1000\n", 0o755);
+    put(a.join("noshebang"), "exec sleep 1000\n", 0o755);
+    for round in 0..2 {
+        let v = s.ok(
+            "CreateSession",
+            json!({"command": ["revtool"], "environment": ["PATH=/run/a:/run/b:/usr/bin:/bin"]}),
+        );
+        // Exec'd /run/b's (/run/a's cannot run: EACCES would have failed the creation).
+        assert!(s.ns_alive(pid_of(&v["pids"][0])), "round {round}: {v}");
+        let p = s.err(
+            "CreateSession",
+            json!({"command": ["noshebang"], "environment": ["PATH=/run/a:/usr/bin:/bin"]}),
+            "io.smss.Manager.Failed",
+        );
+        assert!(
+            p["reason"]
+                .as_str()
+                .unwrap()
+                .contains("failed to execute noshebang: ENOEXEC"),
+            "round {round}: {p}"
+        );
+    }
+    s.assert_serving();
+}
+
+/// A user of our own in the namespace (its /etc/passwd and /etc/group bind-mounted over):
+/// `rev` (4242), primary group 4242, also a member of `extra` (4243), home /run/home-rev.
+fn with_test_user(s: &Smss) {
+    let passwd = s.dir.join("passwd");
+    let group = s.dir.join("group");
+    std::fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\nrev:x:4242:4242::/run/home-rev:/bin/sh\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &group,
+        "root:x:0:\nrev:x:4242:\nextra:x:4243:someone,rev\nother:x:4244:someone\n\
+         nogroup:x:65534:\n",
+    )
+    .unwrap();
+    let mount = |args: &[&str]| {
+        let o = std::process::Command::new("timeout")
+            .args(["20", "nsenter", "-t", &s.init.to_string(), "-m"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    mount(&["mount", "--bind", passwd.to_str().unwrap(), "/etc/passwd"]);
+    mount(&["mount", "--bind", group.to_str().unwrap(), "/etc/group"]);
+    let home = s.ns_path("/run/home-rev");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(4242), Some(4242)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// A user's session process runs with the user's uid, gid and supplementary groups, in the
+/// user's home (cold and warm alike).
+#[test]
+fn a_user_session_gets_its_ids_groups_and_home() {
+    require_unshare!();
+    let s = start(
+        "usergroups",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    with_test_user(&s);
+    for round in ["cold", "warm"] {
+        let v = s.ok(
+            "CreateSession",
+            json!({"user": "rev", "command": ["sleep", "1000"]}),
+        );
+        let pid = pid_of(&v["pids"][0]);
+        assert_eq!(status(&s, pid, "Uid"), "4242\t4242\t4242\t4242", "{round}");
+        assert_eq!(status(&s, pid, "Gid"), "4242\t4242\t4242\t4242", "{round}");
+        let groups: BTreeSet<String> = status(&s, pid, "Groups")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            groups,
+            BTreeSet::from(["4242".to_string(), "4243".to_string()]),
+            "{round}"
+        );
+        let cwd = std::fs::read_link(s.ns_path(&format!("/proc/{pid}/cwd"))).unwrap();
+        assert!(cwd.ends_with("run/home-rev"), "{round}: {}", cwd.display());
+        assert_clean(&s, pid, round);
+    }
+    s.assert_serving();
+}
