@@ -608,3 +608,51 @@ fn a_user_session_gets_its_ids_groups_and_home() {
     }
     s.assert_serving();
 }
+
+/// A program in PATH that root may run but the session's user may not (0700 root) is passed
+/// over for the next one the user can run, as execvp running as the user does (the lookup
+/// is made as root, before the change of identity).
+#[test]
+fn a_user_session_skips_a_program_in_path_only_root_can_run() {
+    require_unshare!();
+    let s = start(
+        "userpath",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    with_test_user(&s);
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, text, mode) in [
+        ("/run/c", "#!/bin/sh\nexit 3\n", 0o700),
+        ("/run/d", "#!/bin/sh\nexec sleep 1000\n", 0o755),
+    ] {
+        let d = s.ns_path(dir);
+        std::fs::create_dir(&d).unwrap();
+        let p = d.join("revtool");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for round in ["cold", "warm"] {
+        let v = s.ok(
+            "CreateSession",
+            json!({"user": "rev", "command": ["revtool"],
+                   "environment": ["PATH=/run/c:/run/d:/usr/bin:/bin"]}),
+        );
+        assert!(s.ns_alive(pid_of(&v["pids"][0])), "{round}: {v}");
+    }
+    // Where the user can run none, the creation fails with the first refusal.
+    let p = s.err(
+        "CreateSession",
+        json!({"user": "rev", "command": ["revtool"],
+               "environment": ["PATH=/run/c:/usr/bin:/bin"]}),
+        "io.smss.Manager.Failed",
+    );
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed to execute revtool: EACCES"),
+        "{p}"
+    );
+    s.assert_serving();
+}
