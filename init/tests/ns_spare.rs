@@ -656,3 +656,56 @@ fn a_user_session_skips_a_program_in_path_only_root_can_run() {
     );
     s.assert_serving();
 }
+
+/// max-sessions counts sessions, not the spare: at the limit the spare waits, and the
+/// session that comes once one ended is handed to it.
+#[test]
+fn at_max_sessions_the_spare_waits_and_takes_the_next_session() {
+    require_unshare!();
+    let s = start(
+        "sparemax",
+        "[sessions]\nmax-sessions = 1\n[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let p = s.err(
+        "CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        "io.smss.Manager.LimitReached",
+    );
+    assert_eq!(p, json!({"limit": "max-sessions", "value": 1}));
+    assert!(s.ns_alive(spare));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let w = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.expect_log(
+        &format!(
+            "session {}: handed to the spare smss-session (pid {spare})",
+            w["id"]
+        ),
+        TIMEOUT,
+    );
+    assert_eq!(s.sessions().len(), 1);
+}
+
+/// A stopped spare (SIGSTOP, never handed anything) does not hold up a stop with a long
+/// grace period: the stop's SIGCONT and SIGTERM (or EOF) end it.
+#[test]
+fn a_stopped_spare_does_not_hold_up_the_stop() {
+    require_unshare!();
+    let s = start(
+        "stoppedidle",
+        "[shutdown]\ngrace-period = \"30s\"\n",
+        debug_opts(),
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let spare = live_spare(&s);
+    let host = host_pid(&s, spare);
+    kill(host, nix::sys::signal::Signal::SIGSTOP);
+    wait_state(host, 'T');
+    let t = Instant::now();
+    let out = s.poweroff();
+    assert!(t.elapsed() < Duration::from_secs(15), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
