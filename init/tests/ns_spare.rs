@@ -709,3 +709,30 @@ fn a_stopped_spare_does_not_hold_up_the_stop() {
     assert!(t.elapsed() < Duration::from_secs(15), "{}", out.stderr);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// A relative PATH directory is the user's (execvp after the change to the home directory
+/// found it there): `bin` in PATH finds ~/bin/revtool.
+#[test]
+fn a_user_sessions_relative_path_directory_is_in_its_home() {
+    require_unshare!();
+    let s = start(
+        "relpath",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    with_test_user(&s);
+    use std::os::unix::fs::PermissionsExt;
+    let bin = s.ns_path("/run/home-rev/bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("revtool"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(bin.join("revtool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for round in ["cold", "warm"] {
+        let v = s.ok(
+            "CreateSession",
+            json!({"user": "rev", "command": ["revtool"],
+                   "environment": ["PATH=bin:/usr/bin:/bin"]}),
+        );
+        assert!(s.ns_alive(pid_of(&v["pids"][0])), "{round}: {v}");
+    }
+    s.assert_serving();
+}

@@ -71,6 +71,14 @@ pub(crate) fn spawn_held(
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
+    // A relative PATH directory is relative to where the command will run (the user's
+    // home), as it was for execvp after the chdir: looked up there from here.
+    let exec_dir = user
+        .as_ref()
+        .map(|u| PathBuf::from(&u.home))
+        .or(h.cwd.clone());
+    let rebased = exec_dir.as_deref().and_then(|d| rebase_path(path, d));
+    let path = rebased.as_deref().or(path);
     let program = process::resolve_program(&first, path)
         .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
     let alternatives = later_in_path(&first, path, &program);
@@ -126,6 +134,24 @@ fn later_in_path(name: &str, path: Option<&str>, found: &std::path::Path) -> Vec
     }
 }
 
+/// PATH with its relative directories made absolute against `dir`; None when it has none
+/// (empty entries are left as they are: the lookup skips them).
+fn rebase_path(path: Option<&str>, dir: &std::path::Path) -> Option<String> {
+    let path = path?;
+    let relative = |d: &str| !d.is_empty() && !d.starts_with('/');
+    if !path.split(':').any(relative) {
+        return None;
+    }
+    let dirs: Vec<String> = path
+        .split(':')
+        .map(|d| match relative(d) {
+            true => dir.join(d).display().to_string(),
+            false => d.to_string(),
+        })
+        .collect();
+    Some(dirs.join(":"))
+}
+
 /// The reason `smss-session exec` gives for a failed exec (the same words either way).
 fn exec_error(program: &str, source: nix::errno::Errno) -> String {
     format!("failed to execute {program}: {source}")
@@ -158,6 +184,17 @@ fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member 
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn relative_path_directories_are_rebased() {
+        let home = Path::new("/home/u");
+        assert_eq!(rebase_path(Some("/a:/b"), home), None);
+        assert_eq!(rebase_path(None, home), None);
+        assert_eq!(
+            rebase_path(Some("bin:/usr/bin::./x"), home).as_deref(),
+            Some("/home/u/bin:/usr/bin::/home/u/./x")
+        );
+    }
 
     #[test]
     fn alternatives_are_the_later_path_directories() {
