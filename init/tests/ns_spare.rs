@@ -736,3 +736,77 @@ fn a_user_sessions_relative_path_directory_is_in_its_home() {
     }
     s.assert_serving();
 }
+
+/// The failure paths leak nothing either: creations that fail before the fork (no such
+/// program), after it (ENOEXEC), and spares killed untaken. Every failed creation is
+/// answered: none keeps a creation slot (parallel-session-creation, 4 by default) once its
+/// session has ended.
+#[test]
+fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process() {
+    require_unshare!();
+    let s = start(
+        "failleaks",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    let noexec = s.ns_path("/run/noshebang");
+    std::fs::write(&noexec, "exec sleep 1000\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&noexec, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    live_spare(&s);
+    let before = fds(&s, 1);
+    let mut c = s.client();
+    for i in 0..100 {
+        let command = if i % 2 == 0 {
+            json!(["no-such-program-here"])
+        } else {
+            json!(["/run/noshebang"])
+        };
+        let r = c.call(
+            "io.smss.Manager.CreateSession",
+            json!({ "command": command }),
+        );
+        // Unanswered: the creation slots were used up (a failed session ended before its
+        // instance's exit was reaped, and the slot went with it).
+        match r.unwrap_or_else(|e| panic!("call {i} not answered: {e:?}")) {
+            Reply::Error { error, .. } => assert_eq!(error, "io.smss.Manager.Failed"),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(c);
+    // Spares killed untaken, each replaced (a creation in between resets the bound).
+    for _ in 0..5 {
+        let spare = live_spare(&s);
+        kill(host_pid(&s, spare), nix::sys::signal::Signal::SIGKILL);
+        s.expect_log(&format!("spare smss-session (pid {spare}) killed"), TIMEOUT);
+        let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+        s.ok("TerminateSession", json!({ "id": v["id"] }));
+    }
+    live_spare(&s);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let n = std::fs::read_dir(s.ns_path("/proc"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<i64>().is_ok())
+            })
+            .count();
+        if n == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} processes left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = fds(&s, 1);
+    assert!(
+        after.len() <= before.len(),
+        "PID 1's descriptors before: {before:?}\nafter: {after:?}"
+    );
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}

@@ -229,10 +229,10 @@ impl Supervisor {
             }
         }
         let cgroup = s.cgroup.clone();
-        if keeper {
-            // The keeper lives on: the creation slot is free now.
-            self.release_slot(id);
-        }
+        // The instance has done its part (it exits now, or lives on as the keeper): its
+        // creation slot is free. Not left to its exit: a failed session may be gone (and
+        // out of the table) before the exit is reaped, and the slot would never come back.
+        self.release_slot(id);
         if let Some(cg) = cgroup {
             self.watch_cgroup(id, &cg);
         }
@@ -284,6 +284,11 @@ impl Supervisor {
         };
         if s.state != SessionState::Starting {
             return;
+        }
+        // Its slot is free now (see handle_report): the session may end before the
+        // instance's exit is reaped.
+        if std::mem::take(&mut s.slot) {
+            self.sessions.instances = self.sessions.instances.saturating_sub(1);
         }
         log::error!("session {id}: {why}");
         self.timeline
