@@ -95,6 +95,34 @@ fn live_spare(s: &Smss) -> i64 {
     }
 }
 
+/// Once no session is left: the one live `smss-session` of the namespace (the spare), not
+/// one of `not` (bounded wait: instances of ended sessions exit by themselves).
+fn the_only_instance(s: &Smss, not: &[i64]) -> i64 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let live: Vec<i64> = std::fs::read_dir(s.ns_path("/proc"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+            .filter(|p| {
+                std::fs::read_to_string(s.ns_path(&format!("/proc/{p}/comm")))
+                    .is_ok_and(|c| c.trim() == "smss-session")
+                    && s.ns_alive(*p)
+            })
+            .collect();
+        if let [one] = live[..] {
+            if !not.contains(&one) {
+                return one;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smss-session processes: {live:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The descriptors namespace pid `pid` has open, with what they are.
 fn fds(s: &Smss, pid: i64) -> Vec<(u32, String)> {
     let dir = s.ns_path(&format!("/proc/{pid}/fd"));
@@ -755,7 +783,7 @@ fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process() {
     std::fs::set_permissions(&noexec, std::fs::Permissions::from_mode(0o755)).unwrap();
     let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
     s.ok("TerminateSession", json!({ "id": v["id"] }));
-    live_spare(&s);
+    the_only_instance(&s, &[]);
     let before = fds(&s, 1);
     let mut c = s.client();
     for i in 0..100 {
@@ -776,15 +804,18 @@ fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process() {
         }
     }
     drop(c);
-    // Spares killed untaken, each replaced (a creation in between resets the bound).
-    for _ in 0..5 {
-        let spare = live_spare(&s);
+    // Spares killed untaken: replaced three times in a row, then a creation (answered by an
+    // instance of its own) starts one again.
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let spare = the_only_instance(&s, &killed);
         kill(host_pid(&s, spare), nix::sys::signal::Signal::SIGKILL);
         s.expect_log(&format!("spare smss-session (pid {spare}) killed"), TIMEOUT);
-        let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
-        s.ok("TerminateSession", json!({ "id": v["id"] }));
+        killed.push(spare);
     }
-    live_spare(&s);
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    the_only_instance(&s, &killed);
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let n = std::fs::read_dir(s.ns_path("/proc"))
