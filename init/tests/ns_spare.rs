@@ -30,6 +30,14 @@ fn debug_opts() -> Opts<'static> {
     }
 }
 
+/// With a cgroup2 hierarchy of the namespace's own (sessions get cgroups, no keeper).
+fn cgroup_opts() -> Opts<'static> {
+    Opts {
+        cgroup2: true,
+        ..debug_opts()
+    }
+}
+
 /// The host pid of namespace pid `ns_pid` of this smss's PID namespace.
 fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
     let ns = std::fs::read_link(format!("/proc/{}/ns/pid", s.init)).unwrap();
@@ -183,12 +191,24 @@ fn assert_clean(s: &Smss, pid: i64, what: &str) {
 /// exec's outcome): what it runs with is what it was given.
 #[test]
 fn session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal() {
+    session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal_in("clean", debug_opts());
+}
+
+#[test]
+fn session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal_with_a_cgroup() {
+    session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal_in(
+        "clean-cg",
+        cgroup_opts(),
+    );
+}
+
+fn session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal_in(name: &str, opts: Opts) {
     require_unshare!();
     let config = "[subsystems]\noptional = [\"posix\"]\n\
          posix = { command = [\"sleep\", \"1001\"] }\n\
          early = { command = [\"sleep\", \"1002\"] }\n\
          [sessions]\nsession-subsystems = [\"early\"]\n[shutdown]\ngrace-period = \"2s\"\n";
-    let s = start("clean", config, debug_opts());
+    let s = start(name, config, opts);
     // Cold (the first: its own instance), then warm (handed to the spare).
     let cold = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
     let spare = live_spare(&s);
@@ -231,8 +251,17 @@ fn session_processes_get_only_stdio_an_empty_mask_and_no_ignored_signal() {
 /// (spares and instances are reaped), its zombies.
 #[test]
 fn two_hundred_sessions_leak_no_descriptor_and_no_process() {
+    two_hundred_sessions_leak_no_descriptor_and_no_process_in("leaks", debug_opts());
+}
+
+#[test]
+fn two_hundred_sessions_leak_no_descriptor_and_no_process_with_a_cgroup() {
+    two_hundred_sessions_leak_no_descriptor_and_no_process_in("leaks-cg", cgroup_opts());
+}
+
+fn two_hundred_sessions_leak_no_descriptor_and_no_process_in(name: &str, opts: Opts) {
     require_unshare!();
-    let s = start("leaks", "[shutdown]\ngrace-period = \"2s\"\n", debug_opts());
+    let s = start(name, "[shutdown]\ngrace-period = \"2s\"\n", opts);
     let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
     s.ok("TerminateSession", json!({ "id": v["id"] }));
     let spare = live_spare(&s);
@@ -771,12 +800,23 @@ fn a_user_sessions_relative_path_directory_is_in_its_home() {
 /// session has ended.
 #[test]
 fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process() {
-    require_unshare!();
-    let s = start(
+    failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_in(
         "failleaks",
-        "[shutdown]\ngrace-period = \"2s\"\n",
         debug_opts(),
     );
+}
+
+#[test]
+fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_with_a_cgroup() {
+    failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_in(
+        "failleaks-cg",
+        cgroup_opts(),
+    );
+}
+
+fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_in(name: &str, opts: Opts) {
+    require_unshare!();
+    let s = start(name, "[shutdown]\ngrace-period = \"2s\"\n", opts);
     let noexec = s.ns_path("/run/noshebang");
     std::fs::write(&noexec, "exec sleep 1000\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
