@@ -881,3 +881,92 @@ fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_in(name:
     assert!(s.sessions().is_empty(), "{:?}", s.sessions());
     s.assert_serving();
 }
+
+/// Eight clients at once, four creation slots: every request answered once with a session
+/// of its own (spares taken and started under contention), and all of it gone afterwards.
+/// A request near the parameters' size limit is handed over whole.
+#[test]
+fn concurrent_and_large_creations_are_each_answered_once() {
+    require_unshare!();
+    let s = start(
+        "concurrent",
+        "[sessions]\nparallel-session-creation = 4\n[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    the_only_instance(&s, &[]);
+    // ~60 kB of environment (MAX_PARAMS is 64 kB): a warm hand-over of one write.
+    let big: Vec<String> = (0..60)
+        .map(|i| format!("BIG{i}={}", "x".repeat(1000)))
+        .collect();
+    let v = s.ok(
+        "CreateSession",
+        json!({"command": ["sh", "-c", "[ ${#BIG59} = 1000 ] && exec sleep 1000"],
+               "environment": big}),
+    );
+    let pid = pid_of(&v["pids"][0]);
+    let deadline = Instant::now() + TIMEOUT;
+    while std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/comm")))
+        .is_ok_and(|c| c.trim() != "sleep")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the big session's check never passed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        s.ns_alive(pid),
+        "the big session's environment was cut: {v}"
+    );
+    s.ok("TerminateSession", json!({ "id": v["id"] }));
+    let socket = s.socket.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut c = smss::control::client::Client::connect(&socket).unwrap();
+                c.set_timeout(Some(TIMEOUT)).unwrap();
+                let mut ids = Vec::new();
+                for _ in 0..5 {
+                    match c
+                        .call(
+                            "io.smss.Manager.CreateSession",
+                            json!({"command": ["sleep", "1000"]}),
+                        )
+                        .unwrap()
+                    {
+                        Reply::Ok(v) => ids.push(v["id"].as_u64().unwrap()),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an id answered twice");
+    assert_eq!(n, 40);
+    let list = s.sessions();
+    assert_eq!(list.len(), 40, "{list:?}");
+    assert!(list.iter().all(|v| v["state"] == "active"), "{list:?}");
+    let mut c = s.client();
+    for id in ids {
+        match c
+            .call("io.smss.Manager.TerminateSession", json!({ "id": id }))
+            .unwrap()
+        {
+            Reply::Ok(t) => assert_eq!(t["state"], "gone", "{t}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    the_only_instance(&s, &[]);
+    s.assert_serving();
+}
