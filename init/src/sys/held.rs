@@ -73,10 +73,12 @@ const STAGE_CREDENTIALS: i32 = 1;
 const STAGE_EXEC: i32 = 2;
 
 impl HeldChild {
-    /// Let the child go on to its exec.
+    /// Let the child go on to its exec. A child that died meanwhile is EPIPE, not a
+    /// SIGPIPE (MSG_NOSIGNAL): its parent does not ignore SIGPIPE.
     pub fn release(&self) -> nix::Result<()> {
+        use nix::sys::socket::{send, MsgFlags};
         loop {
-            match nix::unistd::write(&self.go, b"g") {
+            match send(self.go.as_raw_fd(), b"g", MsgFlags::MSG_NOSIGNAL) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 r => return r.map(drop),
             }
@@ -413,6 +415,40 @@ mod tests {
             Some(HeldFailure::Exec(nix::errno::Errno::EACCES))
         );
         assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 126));
+    }
+
+    /// Releasing a child that already died (killed while held) is an error (EPIPE), never a
+    /// SIGPIPE: the instance and the keeper do not ignore SIGPIPE, and a keeper killed by it
+    /// would end its whole session. Shown with SIGPIPE blocked in this thread: a write that
+    /// raised it leaves it pending here.
+    #[test]
+    fn releasing_a_dead_child_raises_no_sigpipe() {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        let c = start("/bin/sh", &["sh", "-c", "exit 0"]);
+        nix::sys::signal::kill(c.pid, Signal::SIGKILL).unwrap();
+        assert!(matches!(
+            wait(c.pid),
+            nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _)
+        ));
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), Some(&mut old))
+            .unwrap();
+        let r = c.release();
+        let pending = {
+            // SAFETY: sigpending fills the set it is given.
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            (unsafe { libc::sigpending(&mut set) } == 0)
+                .then(|| unsafe { libc::sigismember(&set, libc::SIGPIPE) } == 1)
+        };
+        if pending == Some(true) {
+            // Consume it before unblocking (it would be ignored anyway in a test binary).
+            let _ = pipe.wait();
+        }
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None).unwrap();
+        assert_eq!(r, Err(nix::errno::Errno::EPIPE));
+        assert_eq!(pending, Some(false), "the release raised SIGPIPE");
     }
 
     /// A program it may not run (EACCES) is passed over for the next alternative, past
