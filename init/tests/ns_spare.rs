@@ -970,3 +970,59 @@ fn concurrent_and_large_creations_are_each_answered_once() {
     the_only_instance(&s, &[]);
     s.assert_serving();
 }
+
+/// A spare killed after it was handed a request but before it read it: the request fails
+/// cleanly (answered once), its session ends, and the next creation works.
+#[test]
+fn a_spare_killed_after_the_hand_over_fails_the_request_cleanly() {
+    require_unshare!();
+    let s = start(
+        "killtaken",
+        "[shutdown]\ngrace-period = \"2s\"\n",
+        debug_opts(),
+    );
+    s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let spare = live_spare(&s);
+    let host = host_pid(&s, spare);
+    kill(host, nix::sys::signal::Signal::SIGSTOP);
+    wait_state(host, 'T');
+    let mut c = UnixStream::connect(&s.socket).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.CreateSession",
+        json!({"command": ["sleep", "1000"]}),
+        false,
+    ))
+    .unwrap();
+    let l = s.expect_log(
+        &format!("handed to the spare smss-session (pid {spare})"),
+        TIMEOUT,
+    );
+    let id: u64 = l
+        .split("session ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{l}"));
+    kill(host, nix::sys::signal::Signal::SIGKILL);
+    match read_reply(&mut c) {
+        Reply::Error { error, parameters } => {
+            assert_eq!(error, "io.smss.Manager.Failed", "{parameters}")
+        }
+        other => panic!("created by a dead instance: {other:?}"),
+    }
+    s.expect_log(&format!("session {id} ended"), TIMEOUT);
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.GetStatus",
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    match read_reply(&mut c) {
+        Reply::Ok(st) => assert!(st.get("mode").is_some(), "a second reply: {st}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    assert!(s.ns_alive(pid_of(&v["pids"][0])));
+}
