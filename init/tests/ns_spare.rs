@@ -1026,3 +1026,83 @@ fn a_spare_killed_after_the_hand_over_fails_the_request_cleanly() {
     let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
     assert!(s.ns_alive(pid_of(&v["pids"][0])));
 }
+
+/// An instance whose report PID 1 reads only when it reaps it (the report and the exit came
+/// while PID 1 was busy with something else, so the reaper saw the exit first) still counts
+/// as an answer: sessions are in use, and the first spare starts. PID 1 is held (ptrace) at
+/// the return of an epoll_wait that brought only a control call, while the instance reports
+/// and exits.
+#[test]
+fn a_report_read_at_the_instances_exit_still_starts_the_spare() {
+    require_unshare!();
+    let config = "[subsystems]\nearly = { command = [\"sh\", \"-c\", \"cat @DIR@/go >/dev/null; \
+         @SMCTL@ notify READY=1; exec sleep 1000\"], ready = \"notify\", \
+         ready-timeout = \"60s\" }\n\
+         [sessions]\nsession-subsystems = [\"early\"]\n[shutdown]\ngrace-period = \"2s\"\n";
+    // With a cgroup: the instance exits after its report (without, it stays as the keeper).
+    let s = start("exitreport", config, cgroup_opts());
+    let go = s.dir.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    let mut c = UnixStream::connect(&s.socket).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.GetStatus",
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    assert!(matches!(read_reply(&mut c), Reply::Ok(_)));
+    let socket = s.socket.clone();
+    let creator = std::thread::spawn(move || {
+        let mut c = smss::control::client::Client::connect(&socket).unwrap();
+        c.set_timeout(Some(Duration::from_secs(90))).unwrap();
+        c.call(
+            "io.smss.Manager.CreateSession",
+            json!({"command": ["sleep", "1000"]}),
+        )
+    });
+    let l = s.expect_log("session 1: smss-session started (pid ", TIMEOUT);
+    let instance: i64 = l
+        .rsplit("(pid ")
+        .next()
+        .and_then(|r| r.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{l}"));
+    let instance_host = host_pid(&s, instance);
+    s.expect_log("session 1: subsystem early started", TIMEOUT);
+    let init = s.init;
+    stop_at_epoll_wait(init);
+    c.write_all(&wire::encode_call(
+        "io.smss.Manager.GetStatus",
+        json!({}),
+        false,
+    ))
+    .unwrap();
+    // On to the return of that epoll_wait (with the call in its events).
+    loop {
+        assert_eq!(unsafe { libc::ptrace(libc::PTRACE_SYSCALL, init, 0, 0) }, 0);
+        let mut st = 0;
+        assert_eq!(unsafe { libc::waitpid(init, &mut st, libc::__WALL) }, init);
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::ptrace(libc::PTRACE_GETREGS, init, 0, &mut regs) },
+            0
+        );
+        if (regs.rax as i64) > 0 {
+            break;
+        }
+        // Woken with nothing (a timer): on to the next epoll_wait.
+        assert_eq!(unsafe { libc::ptrace(libc::PTRACE_DETACH, init, 0, 0) }, 0);
+        stop_at_epoll_wait(init);
+    }
+    // The instance finishes while PID 1 is held: report, then exit (a zombie until reaped).
+    let g = go.clone();
+    common::bounded(move || std::fs::write(g, "go\n").unwrap());
+    wait_state(instance_host, 'Z');
+    assert_eq!(unsafe { libc::ptrace(libc::PTRACE_DETACH, init, 0, 0) }, 0);
+    assert!(matches!(read_reply(&mut c), Reply::Ok(_)));
+    match creator.join().unwrap() {
+        Ok(Reply::Ok(v)) => assert_eq!(v["id"], 1, "{v}"),
+        other => panic!("{other:?}"),
+    }
+    s.expect_log("spare smss-session started (pid ", TIMEOUT);
+}

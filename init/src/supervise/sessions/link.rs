@@ -92,6 +92,15 @@ impl Supervisor {
     /// Read and act on what the instance wrote (`exited`: it is gone, so read what is left
     /// and close). True once the link is closed.
     pub(super) fn read_instance(&mut self, id: u32, exited: bool) -> bool {
+        let starting = |s: &Self| {
+            s.sessions
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.state == SessionState::Starting)
+        };
+        // Read at the instance's exit (the reaper saw it before epoll brought the report):
+        // an answer like on_session_report's, which starts the spare.
+        let answer_at_exit = exited && starting(self);
         let Some(link) = self
             .sessions
             .sessions
@@ -143,6 +152,9 @@ impl Supervisor {
         }
         for line in lines {
             self.instance_message(id, &line);
+        }
+        if answer_at_exit && !starting(self) {
+            self.after_answer();
         }
         eof
     }
