@@ -52,7 +52,9 @@ pub(crate) struct Held {
 /// PID 1). The same socket brings back why the exec failed (it is closed on a successful
 /// exec), so a command that cannot run fails its request, as SmStartCsr does, instead of
 /// exiting later. The program is looked up in the command's PATH here, once, as root (the
-/// child execs the path: no failed execve per PATH directory).
+/// child execs the path: no failed execve per PATH directory); should the child, as the
+/// user, be refused it (EACCES), it tries the name in the later PATH directories, as execvp
+/// as the user would have.
 pub(crate) fn spawn_held(
     h: Held,
     link: &UnixStream,
@@ -69,8 +71,17 @@ pub(crate) fn spawn_held(
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
+    // A relative PATH directory is relative to where the command will run (the user's
+    // home), as it was for execvp after the chdir: looked up there from here.
+    let exec_dir = user
+        .as_ref()
+        .map(|u| PathBuf::from(&u.home))
+        .or(h.cwd.clone());
+    let rebased = exec_dir.as_deref().and_then(|d| rebase_path(path, d));
+    let path = rebased.as_deref().or(path);
     let program = process::resolve_program(&first, path)
         .ok_or_else(|| SpawnError::NotFound(first.clone()))?;
+    let alternatives = later_in_path(&first, path, &program);
     let creds = user.as_ref().map(|u| Credentials {
         uid: u.uid,
         gid: u.gid,
@@ -79,6 +90,7 @@ pub(crate) fn spawn_held(
     });
     let child = held::spawn_held(&HeldSpec {
         program: &program,
+        alternatives: &alternatives,
         argv: &h.argv,
         env: &h.env,
         detach: h.detach,
@@ -102,6 +114,42 @@ pub(crate) fn spawn_held(
     };
     log::error!("{why}");
     Err(SpawnError::Exec { pid, why })
+}
+
+/// `name` in the PATH directories after the one `found` is in (none for a name with a
+/// slash): what the held child tries when it may not run `found`, as execvp would go on.
+fn later_in_path(name: &str, path: Option<&str>, found: &std::path::Path) -> Vec<PathBuf> {
+    if name.contains('/') {
+        return Vec::new();
+    }
+    let path = path.unwrap_or(process::DEFAULT_PATH);
+    let mut candidates = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(name));
+    if candidates.by_ref().any(|c| c == found) {
+        candidates.collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// PATH with its relative directories made absolute against `dir`; None when it has none
+/// (empty entries are left as they are: the lookup skips them).
+fn rebase_path(path: Option<&str>, dir: &std::path::Path) -> Option<String> {
+    let path = path?;
+    let relative = |d: &str| !d.is_empty() && !d.starts_with('/');
+    if !path.split(':').any(relative) {
+        return None;
+    }
+    let dirs: Vec<String> = path
+        .split(':')
+        .map(|d| match relative(d) {
+            true => dir.join(d).display().to_string(),
+            false => d.to_string(),
+        })
+        .collect();
+    Some(dirs.join(":"))
 }
 
 /// The reason `smss-session exec` gives for a failed exec (the same words either way).
@@ -130,4 +178,37 @@ fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member 
         log::warn!("failed to tell smss about pid {pid}: {e}");
     }
     member
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn relative_path_directories_are_rebased() {
+        let home = Path::new("/home/u");
+        assert_eq!(rebase_path(Some("/a:/b"), home), None);
+        assert_eq!(rebase_path(None, home), None);
+        assert_eq!(
+            rebase_path(Some("bin:/usr/bin::./x"), home).as_deref(),
+            Some("/home/u/bin:/usr/bin::/home/u/./x")
+        );
+    }
+
+    #[test]
+    fn alternatives_are_the_later_path_directories() {
+        let p = Some("/a::/b:/c");
+        assert_eq!(
+            later_in_path("x", p, Path::new("/a/x")),
+            vec![PathBuf::from("/b/x"), PathBuf::from("/c/x")]
+        );
+        assert!(later_in_path("x", p, Path::new("/c/x")).is_empty());
+        assert!(later_in_path("./x", p, Path::new("./x")).is_empty());
+        assert!(later_in_path("x", p, Path::new("/elsewhere/x")).is_empty());
+        assert_eq!(
+            later_in_path("x", None, Path::new("/usr/bin/x")),
+            vec![PathBuf::from("/sbin/x"), PathBuf::from("/bin/x")]
+        );
+    }
 }

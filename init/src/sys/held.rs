@@ -37,6 +37,11 @@ pub struct Credentials {
 pub struct HeldSpec<'a> {
     /// The program to execve: resolved already (no PATH lookup in the child).
     pub program: &'a Path,
+    /// Tried in order when `program` cannot be exec'd for want of permission (EACCES), as
+    /// execvp tries the rest of PATH: the same name in the later PATH directories. The lookup
+    /// was made as root, before the change of identity, so its choice may be one the user
+    /// cannot run (a 0700 program, a directory only root may search, a noexec mount).
+    pub alternatives: &'a [PathBuf],
     pub argv: &'a [String],
     pub env: &'a [(String, String)],
     pub detach: Detach,
@@ -68,10 +73,12 @@ const STAGE_CREDENTIALS: i32 = 1;
 const STAGE_EXEC: i32 = 2;
 
 impl HeldChild {
-    /// Let the child go on to its exec.
+    /// Let the child go on to its exec. A child that died meanwhile is EPIPE, not a
+    /// SIGPIPE (MSG_NOSIGNAL): its parent does not ignore SIGPIPE.
     pub fn release(&self) -> nix::Result<()> {
+        use nix::sys::socket::{send, MsgFlags};
         loop {
-            match nix::unistd::write(&self.go, b"g") {
+            match send(self.go.as_raw_fd(), b"g", MsgFlags::MSG_NOSIGNAL) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 r => return r.map(drop),
             }
@@ -142,6 +149,14 @@ fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
 pub fn spawn_held(spec: &HeldSpec) -> Result<HeldChild, SpawnError> {
     let name = spec.program.display().to_string();
     let program = cstring(spec.program.as_os_str().as_bytes(), &name)?;
+    let alternatives: Vec<CString> = spec
+        .alternatives
+        .iter()
+        .map(|p| cstring(p.as_os_str().as_bytes(), &name))
+        .collect::<Result<_, _>>()?;
+    let mut alternative_ptrs: Vec<*const libc::c_char> =
+        alternatives.iter().map(|a| a.as_ptr()).collect();
+    alternative_ptrs.push(std::ptr::null());
     let argv: Vec<CString> = spec
         .argv
         .iter()
@@ -201,6 +216,7 @@ pub fn spawn_held(spec: &HeldSpec) -> Result<HeldChild, SpawnError> {
             detach: spec.detach,
             stdio: spec.stdio,
             program: program.as_ptr(),
+            alternatives: alternative_ptrs.as_ptr(),
             argv: argv_ptrs.as_ptr(),
             envp: envp_ptrs.as_ptr(),
             cwd: cwd.as_ref().map(|c| c.as_ptr()),
@@ -226,6 +242,8 @@ struct ChildArgs {
     detach: Detach,
     stdio: Option<RawFd>,
     program: *const libc::c_char,
+    /// NULL-terminated.
+    alternatives: *const *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     cwd: Option<*const libc::c_char>,
@@ -313,7 +331,26 @@ unsafe fn held_child(a: &ChildArgs) -> ! {
         }
     }
     libc::execve(a.program, a.argv, a.envp);
-    fail(a.hold, STAGE_EXEC, errno());
+    let first = errno();
+    if first == libc::EACCES {
+        // As execvp: on through PATH past what we may not run or what is not there; the
+        // first refusal is what is reported if nothing runs.
+        let mut next = a.alternatives;
+        while !(*next).is_null() {
+            libc::execve(*next, a.argv, a.envp);
+            match errno() {
+                libc::EACCES
+                | libc::ENOENT
+                | libc::ENOTDIR
+                | libc::ESTALE
+                | libc::ENODEV
+                | libc::ETIMEDOUT => {}
+                other => fail(a.hold, STAGE_EXEC, other),
+            }
+            next = next.add(1);
+        }
+    }
+    fail(a.hold, STAGE_EXEC, first);
 }
 
 #[cfg(test)]
@@ -339,6 +376,7 @@ mod tests {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         spawn_held(&HeldSpec {
             program: Path::new(program),
+            alternatives: &[],
             argv: &argv,
             env: &[],
             detach: Detach::Session,
@@ -379,6 +417,74 @@ mod tests {
         assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 126));
     }
 
+    /// Releasing a child that already died (killed while held) is an error (EPIPE), never a
+    /// SIGPIPE: the instance and the keeper do not ignore SIGPIPE, and a keeper killed by it
+    /// would end its whole session. Shown with SIGPIPE blocked in this thread: a write that
+    /// raised it leaves it pending here.
+    #[test]
+    fn releasing_a_dead_child_raises_no_sigpipe() {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        let c = start("/bin/sh", &["sh", "-c", "exit 0"]);
+        nix::sys::signal::kill(c.pid, Signal::SIGKILL).unwrap();
+        assert!(matches!(
+            wait(c.pid),
+            nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _)
+        ));
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), Some(&mut old))
+            .unwrap();
+        let r = c.release();
+        let pending = {
+            // SAFETY: sigpending fills the set it is given.
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            (unsafe { libc::sigpending(&mut set) } == 0)
+                .then(|| unsafe { libc::sigismember(&set, libc::SIGPIPE) } == 1)
+        };
+        if pending == Some(true) {
+            // Consume it before unblocking (it would be ignored anyway in a test binary).
+            let _ = pipe.wait();
+        }
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None).unwrap();
+        assert_eq!(r, Err(nix::errno::Errno::EPIPE));
+        assert_eq!(pending, Some(false), "the release raised SIGPIPE");
+    }
+
+    /// A program it may not run (EACCES) is passed over for the next alternative, past
+    /// missing ones; when none runs, the first refusal is what comes back.
+    #[test]
+    fn a_refused_program_falls_back_to_the_alternatives_as_execvp_does() {
+        let argv: Vec<String> = ["sh", "-c", "exit 7"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let spawn = |alternatives: &[PathBuf]| {
+            spawn_held(&HeldSpec {
+                program: Path::new("/dev/null"),
+                alternatives,
+                argv: &argv,
+                env: &[],
+                detach: Detach::Session,
+                stdio: None,
+                cwd: None,
+                user: None,
+            })
+            .unwrap()
+        };
+        let c = spawn(&[PathBuf::from("/nonexistent/sh"), PathBuf::from("/bin/sh")]);
+        c.release().unwrap();
+        assert_eq!(c.outcome(Duration::from_secs(30)), None);
+        assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 7));
+        let c = spawn(&[PathBuf::from("/nonexistent/sh"), PathBuf::from("/dev/zero")]);
+        c.release().unwrap();
+        assert_eq!(
+            c.outcome(Duration::from_secs(30)),
+            Some(HeldFailure::Exec(nix::errno::Errno::EACCES))
+        );
+        assert_eq!(wait(c.pid), nix::sys::wait::WaitStatus::Exited(c.pid, 126));
+    }
+
     /// As root (the test tiers run as root): the child takes the identity before its exec,
     /// and a home it cannot enter leaves it in `/`.
     #[test]
@@ -402,6 +508,7 @@ mod tests {
         .collect();
         let c = spawn_held(&HeldSpec {
             program: Path::new("/bin/sh"),
+            alternatives: &[],
             argv: &argv,
             env: &[("PATH".into(), "/usr/bin:/bin".into())],
             detach: Detach::Session,

@@ -61,6 +61,9 @@ impl SpawnError {
     }
 }
 
+/// The PATH a lookup uses when the environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Resolve `program` like execvp: a name containing '/' is taken as is; otherwise each
 /// directory of `path_var` is tried for an executable regular file.
 pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
@@ -72,9 +75,7 @@ pub fn resolve_program_os(program: &OsStr, path_var: Option<&OsStr>) -> Option<P
     if program.as_bytes().contains(&b'/') {
         return Some(PathBuf::from(program));
     }
-    let path_var = path_var.unwrap_or(OsStr::new(
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    ));
+    let path_var = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     path_var
         .as_bytes()
         .split(|b| *b == b':')

@@ -92,6 +92,15 @@ impl Supervisor {
     /// Read and act on what the instance wrote (`exited`: it is gone, so read what is left
     /// and close). True once the link is closed.
     pub(super) fn read_instance(&mut self, id: u32, exited: bool) -> bool {
+        let starting = |s: &Self| {
+            s.sessions
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.state == SessionState::Starting)
+        };
+        // Read at the instance's exit (the reaper saw it before epoll brought the report):
+        // an answer like on_session_report's, which starts the spare.
+        let answer_at_exit = exited && starting(self);
         let Some(link) = self
             .sessions
             .sessions
@@ -143,6 +152,9 @@ impl Supervisor {
         }
         for line in lines {
             self.instance_message(id, &line);
+        }
+        if answer_at_exit && !starting(self) {
+            self.after_answer();
         }
         eof
     }
@@ -233,10 +245,10 @@ impl Supervisor {
             }
         }
         let cgroup = s.cgroup.clone();
-        if keeper {
-            // The keeper lives on: the creation slot is free now.
-            self.release_slot(id);
-        }
+        // The instance has done its part (it exits now, or lives on as the keeper): its
+        // creation slot is free. Not left to its exit: a failed session may be gone (and
+        // out of the table) before the exit is reaped, and the slot would never come back.
+        self.release_slot(id);
         if let Some(cg) = cgroup {
             self.watch_cgroup(id, &cg);
         }
@@ -288,6 +300,11 @@ impl Supervisor {
         };
         if s.state != SessionState::Starting {
             return;
+        }
+        // Its slot is free now (see handle_report): the session may end before the
+        // instance's exit is reaped.
+        if std::mem::take(&mut s.slot) {
+            self.sessions.instances = self.sessions.instances.saturating_sub(1);
         }
         log::error!("session {id}: {why}");
         self.timeline
