@@ -183,11 +183,8 @@ pub struct Supervisor {
     sessions: sessions::SessionTable,
     /// When commands, subsystems and session creations started and ended (`GetStatus`).
     pub timeline: timeline::Timeline,
-    /// Hotplug (`uevents`): the uevent socket and the modaliases already handled.
-    uevents: Option<(
-        sys::uevent::UeventSocket,
-        std::collections::BTreeSet<String>,
-    )>,
+    /// Hotplug (`uevents`): the uevent socket, the modaliases already handled, the helper.
+    uevents: Option<uevents::Hotplug>,
 }
 
 impl Supervisor {
@@ -449,6 +446,9 @@ impl Supervisor {
             return;
         }
         let Some(child) = child else {
+            if self.on_hotplug_helper_exit(pid, status) {
+                return;
+            }
             log::debug!("reaped orphan pid {pid} ({status})");
             return;
         };
