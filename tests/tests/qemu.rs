@@ -714,6 +714,96 @@ fn device_added_while_running_gets_its_driver() {
     power_off(&mut m);
 }
 
+/// A small hotplug storm: four PCI controllers, each with its own driver, added in one burst
+/// through the monitor. With helpers run one at a time and the later devices queued while one
+/// runs, every driver must still load. (Here the guest's ACPI hotplug announces them one by
+/// one, slower than a helper loads a driver: each got its own helper in the runs so far, so
+/// this guards the wiring, not the queue; the queue is unit- and property-tested in
+/// devices::hotplug and supervise::uevents.)
+#[test]
+fn a_storm_of_added_devices_gets_every_driver() {
+    if vm::skip_requested("SMSS_SKIP_QEMU", "the QEMU hotplug storm test") {
+        return;
+    }
+    const DRIVERS: [&str; 4] = ["xhci_pci", "ehci_pci", "nvme", "virtio_scsi"];
+    let image = must(vm::initramfs_image());
+    let _one_vm_at_a_time = vm::exclusive();
+    let scratch = must(Scratch::new("qemu-hotplug-storm"));
+    let extra = scratch.path.join("nvme.img");
+    must(
+        std::fs::File::create(&extra)
+            .and_then(|f| f.set_len(1 << 20))
+            .map_err(|e| format!("failed to create {}: {e}", extra.display())),
+    );
+    let mut m = must(Vm::boot(
+        &image,
+        &Boot::default(),
+        &scratch,
+        "qemu-hotplug-storm",
+    ));
+    must(m.console.wait_anywhere("login: ", BOOT_DEADLINE));
+    must(m.console.send("root\n"));
+    must(m.console.expect("# ", CMD_DEADLINE));
+    let (rc, out) = must(m.shell("cut -d' ' -f1 /proc/modules", CMD_DEADLINE));
+    let before: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        rc == 0 && DRIVERS.iter().all(|d| !before.contains(d)),
+        "a storm driver was already loaded before the hotplug:\n{out}"
+    );
+    must(m.console.send("\x01c"));
+    must(m.console.expect("(qemu)", CMD_DEADLINE));
+    must(m.console.send(&format!(
+        "drive_add 0 if=none,id=nv0,format=raw,file={}\n",
+        extra.display()
+    )));
+    must(m.console.expect("(qemu)", CMD_DEADLINE));
+    // All in one write: the monitor adds them back to back, without our round trips between.
+    let devices = [
+        "qemu-xhci,id=s1",
+        "usb-ehci,id=s2",
+        "nvme,id=s3,serial=storm,drive=nv0",
+        "virtio-scsi-pci,id=s4",
+    ];
+    let typed: String = devices
+        .iter()
+        .map(|d| format!("device_add {d}\n"))
+        .collect();
+    must(m.console.send(&typed));
+    for dev in devices {
+        let reply = must(m.console.expect("(qemu)", CMD_DEADLINE));
+        assert!(!reply.contains("Error"), "device_add {dev}: {reply}");
+    }
+    must(m.console.send("\x01c"));
+    // The helpers' `hotplug: DEVPATH: loaded A B C` lines, until every driver was named.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut loaded: Vec<String> = Vec::new();
+    let mut lines = Vec::new();
+    while !DRIVERS.iter().all(|d| loaded.iter().any(|l| l == d)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let before = must(
+            m.console
+                .expect("hotplug: ", left)
+                .map_err(|e| format!("{e}\nnot every storm driver loaded; saw {lines:?}")),
+        );
+        // The line's prefix names the helper that wrote it (its pid), for the record.
+        let prefix = before.rsplit('\n').next().unwrap_or_default().to_string();
+        let line = prefix + &must(m.console.expect("\n", left));
+        if let Some((_, names)) = line.split_once(": loaded ") {
+            loaded.extend(names.split_whitespace().map(str::to_string));
+        }
+        lines.push(line);
+    }
+    eprintln!("HOTPLUG STORM: {lines:?}");
+    must(m.console.send("\n"));
+    let (rc, out) = must(m.shell("cut -d' ' -f1 /proc/modules", CMD_DEADLINE));
+    let after: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        rc == 0 && DRIVERS.iter().all(|d| after.contains(d)),
+        "a storm driver is missing from /proc/modules (rc {rc}):\n{out}"
+    );
+    power_off(&mut m);
+}
+
 /// `required = true`: a volume whose device never appears stops the boot with a bugcheck after
 /// its device-timeout, before any login prompt, and the machine powers off.
 #[test]

@@ -2,10 +2,12 @@
 //! volume's disk — what the NT Plug and Play manager does before and while smss runs.
 //!
 //! Pure parts: [`modindex`] (modules.alias / modules.softdep and the glob matcher), [`plan`]
-//! (devices' modaliases -> modules in load order), [`uevent`] (kernel uevent messages) and
-//! [`wait`] (which awaited volume a new block device satisfies, and deadlines). The executors
-//! here and in [`wait`] only touch the machine through [`Sys`] and the uevent socket.
+//! (devices' modaliases -> modules in load order), [`uevent`] (kernel uevent messages),
+//! [`hotplug`] (one hotplug helper at a time, what waits for the next) and [`wait`] (which
+//! awaited volume a new block device satisfies, and deadlines). The executors here and in
+//! [`wait`] only touch the machine through [`Sys`] and the uevent socket.
 
+pub mod hotplug;
 pub mod modindex;
 pub mod plan;
 pub mod uevent;

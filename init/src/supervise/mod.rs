@@ -193,11 +193,8 @@ pub struct Supervisor {
     /// LoadDeferredSubsystem calls waiting for the exec of the `smss-session exec` they
     /// started (by its pid).
     held_execs: HashMap<i32, subsystems::HeldExec>,
-    /// Hotplug (`uevents`): the uevent socket and the modaliases already handled.
-    uevents: Option<(
-        sys::uevent::UeventSocket,
-        std::collections::BTreeSet<String>,
-    )>,
+    /// Hotplug (`uevents`): the uevent socket, the modaliases already handled, the helper.
+    uevents: Option<uevents::Hotplug>,
 }
 
 impl Supervisor {
@@ -462,6 +459,9 @@ impl Supervisor {
             return;
         }
         let Some(child) = child else {
+            if self.on_hotplug_helper_exit(pid, status) {
+                return;
+            }
             log::debug!("reaped orphan pid {pid} ({status})");
             return;
         };
