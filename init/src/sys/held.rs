@@ -291,18 +291,7 @@ unsafe fn held_child(a: &ChildArgs) -> ! {
         }
     }
     if let Some(fd) = a.stdio {
-        for target in 0..3 {
-            if fd != target {
-                libc::dup2(fd, target);
-            }
-        }
-        if fd > 2 {
-            libc::close(fd);
-        }
-        if a.detach == Detach::SessionWithTerminal {
-            libc::ioctl(0, libc::TIOCSCTTY, 1);
-            libc::tcsetpgrp(0, libc::getpid());
-        }
+        super::process::child_stdio(fd, a.detach);
     }
     // Held: one byte means go; EOF (the parent died or gave up) means run nothing.
     let mut b = 0u8;

@@ -243,6 +243,25 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// In a child between fork and exec (async-signal-safe calls only): `fd` becomes its
+/// stdin, stdout and stderr, and with [`Detach::SessionWithTerminal`] (after `setsid`) that
+/// terminal becomes its controlling terminal, with it in the foreground.
+#[allow(unsafe_code)]
+pub(super) unsafe fn child_stdio(fd: RawFd, detach: Detach) {
+    for target in 0..3 {
+        if fd != target {
+            libc::dup2(fd, target);
+        }
+    }
+    if fd > 2 {
+        libc::close(fd);
+    }
+    if detach == Detach::SessionWithTerminal {
+        libc::ioctl(0, libc::TIOCSCTTY, 1);
+        libc::tcsetpgrp(0, libc::getpid());
+    }
+}
+
 /// The child side of [`spawn`]. Async-signal-safe calls only.
 #[allow(unsafe_code)]
 unsafe fn child_exec(a: &mut ChildArgs) -> ! {
@@ -260,18 +279,7 @@ unsafe fn child_exec(a: &mut ChildArgs) -> ! {
         }
     }
     if let Some(fd) = spec.stdio {
-        for target in 0..3 {
-            if fd != target {
-                libc::dup2(fd, target);
-            }
-        }
-        if fd > 2 {
-            libc::close(fd);
-        }
-        if spec.detach == Detach::SessionWithTerminal {
-            libc::ioctl(0, libc::TIOCSCTTY, 1);
-            libc::tcsetpgrp(0, libc::getpid());
-        }
+        child_stdio(fd, spec.detach);
     }
     if let Some(fd) = spec.pass_fd {
         // Clear close-on-exec on the descriptor we hand over.

@@ -307,25 +307,7 @@ impl Supervisor {
         // keeper's commands.
         ours.set_nonblocking(true).map_err(io)?;
         (&ours).write_all(&doc).map_err(io)?;
-        let fd = theirs.as_raw_fd();
-        let program = self.session_binary.clone();
-        let spec = SpawnSpec {
-            argv: vec![
-                program.display().to_string(),
-                "--id".into(),
-                id.to_string(),
-                "--fd".into(),
-                fd.to_string(),
-                "--log".into(),
-                log::max_level().as_str().to_ascii_lowercase(),
-            ],
-            program,
-            env: self.env.vars().to_vec(),
-            detach: Detach::Session,
-            stdio: None,
-            pass_fd: Some(fd),
-            cwd: None,
-        };
+        let spec = self.instance_spec(Some(id), theirs.as_raw_fd());
         let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
         drop(theirs);
         log::debug!("session {id}: smss-session started (pid {pid})");
@@ -359,6 +341,31 @@ impl Supervisor {
             buf: Vec::new(),
         });
         self.add_timer(Instant::now() + deadline, Timer::SessionStart(id));
+    }
+
+    /// `smss-session [--id ID] --fd FD --log LEVEL`: an instance for session `id`, or a spare
+    /// (no id: it takes the id from its parameters), reading its parameters on `fd`.
+    pub(super) fn instance_spec(&self, id: Option<u32>, fd: std::os::fd::RawFd) -> SpawnSpec {
+        let program = self.session_binary.clone();
+        let mut argv = vec![program.display().to_string()];
+        if let Some(id) = id {
+            argv.extend(["--id".into(), id.to_string()]);
+        }
+        argv.extend([
+            "--fd".into(),
+            fd.to_string(),
+            "--log".into(),
+            log::max_level().as_str().to_ascii_lowercase(),
+        ]);
+        SpawnSpec {
+            argv,
+            program,
+            env: self.env.vars().to_vec(),
+            detach: Detach::Session,
+            stdio: None,
+            pass_fd: Some(fd),
+            cwd: None,
+        }
     }
 
     /// The session's instance no longer needs its creation slot (it reported or exited).

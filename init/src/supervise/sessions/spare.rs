@@ -17,7 +17,7 @@
 use std::os::unix::net::UnixStream;
 
 use crate::supervise::{Child, Role, Supervisor};
-use crate::sys::process::{self, Detach, SpawnSpec};
+use crate::sys::process;
 use crate::sys::ExitStatus;
 
 /// Spares that may die (or fail to start) in a row, untaken, before no more are started
@@ -130,23 +130,7 @@ impl Supervisor {
         let io = |e: std::io::Error| format!("failed to create its socket: {e}");
         let (ours, theirs) = UnixStream::pair().map_err(io)?;
         ours.set_nonblocking(true).map_err(io)?;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-        let program = self.session_binary.clone();
-        let spec = SpawnSpec {
-            argv: vec![
-                program.display().to_string(),
-                "--fd".into(),
-                fd.to_string(),
-                "--log".into(),
-                log::max_level().as_str().to_ascii_lowercase(),
-            ],
-            program,
-            env: self.env.vars().to_vec(),
-            detach: Detach::Session,
-            stdio: None,
-            pass_fd: Some(fd),
-            cwd: None,
-        };
+        let spec = self.instance_spec(None, std::os::fd::AsRawFd::as_raw_fd(&theirs));
         let pid = process::spawn(&spec).map_err(|e| e.to_string())?.as_raw();
         Ok(Spare { pid, sock: ours })
     }
