@@ -2024,3 +2024,39 @@ fn a_deferred_exec_killed_before_its_exec_fails_the_call() {
     s.ok("TerminateSession", json!({ "id": id }));
     s.assert_serving();
 }
+
+/// A keeper that does not act on PID 1's word (stopped here; stuck, say, in a user lookup for
+/// a subsystem it starts): TerminateSession still ends the session's processes. After the
+/// grace period and the wait for SIGKILL, PID 1 kills the keeper; its members come to PID 1
+/// and must be killed too, not left running outside any session.
+#[test]
+fn a_stuck_keeper_does_not_leave_its_members_running() {
+    require_unshare!();
+    let s = start(
+        "keeperstuck",
+        "[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = v["pids"][0].as_i64().unwrap();
+    let stat = std::fs::read_to_string(s.ns_path(&format!("/proc/{leader}/stat"))).unwrap();
+    let keeper: i64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{stat}"));
+    unsafe { libc::kill(host_pid(&s, keeper), libc::SIGSTOP) };
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    // SIGKILLed before the answer; gone a moment later (bounded: nothing of smss tells).
+    wait_until("the keeper gone", || !s.ns_alive(keeper));
+    wait_until("the login manager gone (it outlived its session)", || {
+        !s.ns_alive(leader)
+    });
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
