@@ -2060,3 +2060,66 @@ fn a_stuck_keeper_does_not_leave_its_members_running() {
     assert!(s.sessions().is_empty(), "{:?}", s.sessions());
     s.assert_serving();
 }
+
+/// Shutdown with a keeper's session whose processes ignore SIGTERM: the stop's SIGKILL ends
+/// them and the keeper; smss stops cleanly, within the stop's own bounds.
+#[test]
+fn shutdown_with_a_keeper_session_ignoring_sigterm_ends() {
+    require_unshare!();
+    let s = start(
+        "keeperstopterm",
+        "[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let v = s.ok(
+        "CreateSession",
+        json!({"command": ["sh", "-c", "trap '' TERM; sleep 1000 & wait"]}),
+    );
+    let leader = v["pids"][0].as_i64().unwrap();
+    assert!(s.ns_alive(leader));
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("session 1 ended"), "{}", o.stderr);
+}
+
+/// A seat's session kept by a keeper ends by itself (its login manager exits after more than
+/// the respawn minimum): the keeper says `empty`, the seat gets a new session at once, with
+/// its own runtime directory, while the old one, renamed aside, is deleted by the old keeper.
+#[test]
+fn a_seat_session_ended_through_its_keeper_is_re_created_with_a_fresh_directory() {
+    require_unshare!();
+    let t0 = pty();
+    let config = format!(
+        "[sessions]\ninitial-command = {{ command = {} }}\n\
+         [[seats]]\nname = \"seat0\"\ntty = {}\n\
+         [shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sleep", "3"]),
+        q(&t0.path),
+    );
+    let s = start("seatrespawn", &config, Opts::default());
+    s.expect_log("session 1 created:", TIMEOUT);
+    let run = s.ns_path("/run/smss/sessions");
+    std::fs::write(run.join("1/marker"), "old").unwrap();
+    s.expect_logs(
+        &[
+            "seat seat0: new session 2".to_string(),
+            "smss-session remove (session 1, its keeper)".to_string(),
+            "session 2 created:".to_string(),
+        ],
+        TIMEOUT,
+    );
+    assert!(!run.join("1").exists(), "session 1's directory is left");
+    assert!(run.join("2").is_dir(), "session 2 has no directory");
+    assert!(
+        !run.join("2/marker").exists(),
+        "session 2 got session 1's files"
+    );
+    let left: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ended-"))
+        .collect();
+    assert!(left.is_empty(), "left aside: {left:?}");
+    s.assert_serving();
+}
