@@ -2123,3 +2123,49 @@ fn a_seat_session_ended_through_its_keeper_is_re_created_with_a_fresh_directory(
     assert!(left.is_empty(), "left aside: {left:?}");
     s.assert_serving();
 }
+
+/// Login managers that fork a daemon (setsid, SIGTERM ignored) and exit at once, so the
+/// daemon's fork and the keeper's last reap race: a keeper says `empty` only once nothing of
+/// its session is left, so when every session has ended no daemon runs. And it says it after
+/// the SIGKILL sweep that ends the daemon: the sessions end then, not KILL_WAIT later with
+/// "processes survived SIGKILL" (the keeper used to wait in poll after its sweep, which had
+/// taken every SIGCHLD, and said nothing until PID 1 killed it).
+#[test]
+fn a_daemon_forked_as_its_session_empties_does_not_outlive_it() {
+    require_unshare!();
+    let s = start(
+        "keeperrace",
+        "[sessions]\nparallel-session-creation = 8\n[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let n = 16;
+    for _ in 0..n {
+        s.ok(
+            "CreateSession",
+            json!({"command": ["sh", "-c", "trap '' TERM; setsid sleep 1000 & exit 0"]}),
+        );
+    }
+    let mut ended = BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while ended.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l =
+            s.ns().stderr.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("sessions {ended:?} ended within {TIMEOUT:?}, not all {n}")
+            });
+        assert!(
+            !l.contains("survived SIGKILL") && !l.contains("its keeper smss-session"),
+            "a keeper did not end its session after its sweep: {l}"
+        );
+        if let Some((id, _)) = l
+            .split_once("session ")
+            .and_then(|(_, r)| r.split_once(" ended ("))
+        {
+            ended.insert(id.to_string());
+        }
+    }
+    let left = live_named(&s, "sleep");
+    assert!(left.is_empty(), "daemons outlived their sessions: {left:?}");
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
