@@ -2169,3 +2169,41 @@ fn a_daemon_forked_as_its_session_empties_does_not_outlive_it() {
     assert!(s.sessions().is_empty(), "{:?}", s.sessions());
     s.assert_serving();
 }
+
+/// LoadDeferredSubsystem into a keeper's session (no cgroup) many times over, for a command
+/// that exits at once: each call answered with a pid, the session stays (the subsystem is not
+/// its last process), PID 1 keeps the descriptors it had.
+#[test]
+fn many_deferred_starts_through_a_keeper_leak_nothing() {
+    require_unshare!();
+    let s = start("keeperquick", HELD_CONFIG, Opts::default());
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", s.init))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for _ in 0..50 {
+        let v = s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "quick", "session": id}),
+        );
+        assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(fds() <= before, "{} descriptors, {before} before", fds());
+    let list = s.sessions();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], "active", "{list:?}");
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    s.assert_serving();
+}
