@@ -1723,3 +1723,487 @@ fn a_keeper_removes_its_sessions_runtime_directory_after_the_answer() {
     assert!(!s.ns_alive(keeper_pid), "the keeper is left");
     s.assert_serving();
 }
+
+/// A call in a thread of its own, on a fresh connection: its reply, or None when the
+/// connection ended without one (smss stopped).
+fn call_in_background(
+    s: &Smss,
+    method: &str,
+    params: Value,
+) -> std::thread::JoinHandle<Option<smss::control::wire::Reply>> {
+    let socket = s.socket.clone();
+    let method = format!("io.smss.Manager.{method}");
+    std::thread::spawn(move || {
+        let mut c = smss::control::client::Client::connect(&socket).unwrap();
+        c.set_timeout(Some(TIMEOUT)).unwrap();
+        c.call(&method, params).ok()
+    })
+}
+
+/// Poll `f` (a state with no event to wait on: a cgroup file, a process list) until it holds,
+/// within TIMEOUT.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Freeze session `id`'s cgroup: `smss-session exec --hold` joins it before its exec, so a
+/// LoadDeferredSubsystem into it stays pending (frozen before the exec) until it is killed.
+fn freeze_session(s: &Smss, id: u64) -> String {
+    let cg = format!("/sys/fs/cgroup/smss/session-{id}");
+    std::fs::write(s.ns_path(&format!("{cg}/cgroup.freeze")), "1").unwrap();
+    wait_until("the session's cgroup frozen", || {
+        std::fs::read_to_string(s.ns_path(&format!("{cg}/cgroup.events")))
+            .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+    });
+    cg
+}
+
+/// A LoadDeferredSubsystem into a session whose cgroup is frozen, pending: its call, once the
+/// `smss-session exec --hold` it started is in the cgroup (frozen before its exec), and that
+/// process's host pid.
+fn pending_held_exec(
+    s: &Smss,
+    id: u64,
+) -> (
+    std::thread::JoinHandle<Option<smss::control::wire::Reply>>,
+    i32,
+) {
+    let cg = freeze_session(s, id);
+    let call = call_in_background(
+        s,
+        "LoadDeferredSubsystem",
+        json!({"name": "late", "session": id}),
+    );
+    // Not the session's instance, which may still be on its way out of the cgroup.
+    let wrapper = || {
+        std::fs::read_to_string(s.ns_path(&format!("{cg}/cgroup.procs")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"--hold"))
+            })
+    };
+    wait_until("smss-session exec --hold in the session's cgroup", || {
+        wrapper().is_some()
+    });
+    assert!(!call.is_finished(), "answered before its exec");
+    (call, wrapper().unwrap())
+}
+
+const HELD_CONFIG: &str = "[subsystems]\noptional = [\"late\", \"quick\"]\n\
+                           late = \"sleep 1000\"\nquick = \"true\"\n\
+                           [shutdown]\ngrace-period = \"2s\"\n";
+
+/// TerminateSession while a LoadDeferredSubsystem into it waits for the exec of `smss-session
+/// exec --hold`: both are answered, the deferred call with a failure (the session ended), not
+/// with the pid of a command that never ran.
+#[test]
+fn a_session_terminated_while_a_deferred_exec_is_pending_answers_both() {
+    require_unshare!();
+    let s = start(
+        "heldterm",
+        HELD_CONFIG,
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let (call, _) = pending_held_exec(&s, id);
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    match call.join().unwrap() {
+        Some(smss::control::wire::Reply::Error { error, parameters }) => {
+            assert_eq!(error, "io.smss.Manager.Failed", "{parameters}");
+            assert!(
+                parameters["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("the session ended")),
+                "{parameters}"
+            );
+        }
+        other => panic!("the pending call got {other:?}"),
+    }
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
+
+/// Shutdown while a LoadDeferredSubsystem waits for its exec: smss stops (no hang on the held
+/// process) and the waiting call ends (answered, or its connection closed).
+#[test]
+fn shutdown_while_a_deferred_exec_is_pending_does_not_hang() {
+    require_unshare!();
+    let s = start(
+        "heldstop",
+        HELD_CONFIG,
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let (call, _) = pending_held_exec(&s, id);
+    let t = Instant::now();
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let reply = call.join().unwrap();
+    assert!(
+        !matches!(reply, Some(smss::control::wire::Reply::Ok(_))),
+        "told it started: {reply:?}"
+    );
+    assert!(t.elapsed() < TIMEOUT, "{:?}", t.elapsed());
+}
+
+/// A hundred LoadDeferredSubsystem calls into a session with a cgroup (each a held `smss-session
+/// exec` whose command exits at once) leave PID 1 with the descriptors it had.
+#[test]
+fn a_hundred_deferred_execs_leak_no_descriptor() {
+    require_unshare!();
+    let s = start(
+        "heldfds",
+        HELD_CONFIG,
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", s.init))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for _ in 0..100 {
+        s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "quick", "session": id}),
+        );
+    }
+    // A connection just closed by the client may not have been seen end yet.
+    let deadline = Instant::now() + TIMEOUT;
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(fds() <= before, "{} descriptors, {before} before", fds());
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    s.ok("TerminateSession", json!({ "id": id }));
+    s.assert_serving();
+}
+
+/// Shutdown with sessions kept by keepers (no cgroup): each keeper says `empty` once its
+/// members are gone and is handed its runtime directory; the stop does not wait for the
+/// grace period, and nothing is logged as an error.
+#[test]
+fn shutdown_with_keeper_sessions_is_quick_and_clean() {
+    require_unshare!();
+    let s = start(
+        "keeperstop",
+        "[shutdown]\ngrace-period = \"20s\"\n",
+        Opts::default(),
+    );
+    for _ in 0..3 {
+        s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    }
+    let t = Instant::now();
+    let o = s.poweroff();
+    let took = t.elapsed();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}: {}",
+        o.stderr
+    );
+    let bad: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}\n{}", o.stderr);
+}
+
+/// TerminateSession twice at once on a keeper's session: both answered `gone`.
+#[test]
+fn terminate_twice_at_once_answers_both() {
+    require_unshare!();
+    let s = start("keepertwice", HELD_CONFIG, Opts::default());
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let a = call_in_background(&s, "TerminateSession", json!({ "id": id }));
+    let b = call_in_background(&s, "TerminateSession", json!({ "id": id }));
+    for r in [a.join().unwrap(), b.join().unwrap()] {
+        match r {
+            Some(smss::control::wire::Reply::Ok(v)) => assert_eq!(v["state"], "gone", "{v}"),
+            // The second may come after the session left the table.
+            Some(smss::control::wire::Reply::Error { error, .. }) => {
+                assert_eq!(error, "io.smss.Manager.NoSuchSession")
+            }
+            None => panic!("no answer"),
+        }
+    }
+    // Asked after the empty keeper is gone: refused cleanly.
+    s.err(
+        "LoadDeferredSubsystem",
+        json!({"name": "late", "session": id}),
+        "io.smss.Manager.NoSuchSession",
+    );
+    s.assert_serving();
+}
+
+/// `smss-session exec --hold` killed after its release but before its exec (here: frozen in
+/// the session's cgroup, which it joins first): its socket closes as an exec would close it,
+/// but the command never ran. The call fails; it is not answered with the dead pid. Two calls
+/// for the subsystem pending at once get one answer each; once thawed, a new call starts it.
+#[test]
+fn a_deferred_exec_killed_before_its_exec_fails_the_call() {
+    require_unshare!();
+    let s = start(
+        "heldkill",
+        HELD_CONFIG,
+        Opts {
+            cgroup2: true,
+            ..Opts::default()
+        },
+    );
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let (first, wrapper) = pending_held_exec(&s, id);
+    // The second call written here, then a call on another connection answered: smss has read
+    // the second by then (no sleep), and it joins the first (no second smss-session exec).
+    let mut second = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+    second
+        .write_all(&smss::control::wire::encode_call(
+            "io.smss.Manager.LoadDeferredSubsystem",
+            json!({"name": "LATE", "session": id}),
+            false,
+        ))
+        .unwrap();
+    s.assert_serving();
+    let cg = format!("/sys/fs/cgroup/smss/session-{id}");
+    unsafe { libc::kill(wrapper, libc::SIGKILL) };
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while second.read(&mut byte).unwrap() == 1 && byte[0] != 0 {
+        reply.push(byte[0]);
+    }
+    let second = smss::control::wire::parse_reply(&reply).ok();
+    for reply in [first.join().unwrap(), second] {
+        match reply {
+            Some(smss::control::wire::Reply::Error { error, parameters }) => {
+                assert_eq!(error, "io.smss.Manager.Failed", "{parameters}")
+            }
+            other => panic!("told it started: {other:?}"),
+        }
+    }
+    assert_eq!(s.sessions().len(), 1, "{:?}", s.sessions());
+    std::fs::write(s.ns_path(&format!("{cg}/cgroup.freeze")), "0").unwrap();
+    let pid = pid_of(
+        &s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "late", "session": id}),
+        )["pid"],
+    );
+    assert!(s.ns_alive(pid));
+    s.ok("TerminateSession", json!({ "id": id }));
+    s.assert_serving();
+}
+
+/// A keeper that does not act on PID 1's word (stopped here; stuck, say, in a user lookup for
+/// a subsystem it starts): TerminateSession still ends the session's processes. After the
+/// grace period and the wait for SIGKILL, PID 1 kills the keeper; its members come to PID 1
+/// and must be killed too, not left running outside any session.
+#[test]
+fn a_stuck_keeper_does_not_leave_its_members_running() {
+    require_unshare!();
+    let s = start(
+        "keeperstuck",
+        "[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = v["pids"][0].as_i64().unwrap();
+    let stat = std::fs::read_to_string(s.ns_path(&format!("/proc/{leader}/stat"))).unwrap();
+    let keeper: i64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{stat}"));
+    unsafe { libc::kill(host_pid(&s, keeper), libc::SIGSTOP) };
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    // SIGKILLed before the answer; gone a moment later (bounded: nothing of smss tells).
+    wait_until("the keeper gone", || !s.ns_alive(keeper));
+    wait_until("the login manager gone (it outlived its session)", || {
+        !s.ns_alive(leader)
+    });
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
+
+/// Shutdown with a keeper's session whose processes ignore SIGTERM: the stop's SIGKILL ends
+/// them and the keeper; smss stops cleanly, within the stop's own bounds.
+#[test]
+fn shutdown_with_a_keeper_session_ignoring_sigterm_ends() {
+    require_unshare!();
+    let s = start(
+        "keeperstopterm",
+        "[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let v = s.ok(
+        "CreateSession",
+        json!({"command": ["sh", "-c", "trap '' TERM; sleep 1000 & wait"]}),
+    );
+    let leader = v["pids"][0].as_i64().unwrap();
+    assert!(s.ns_alive(leader));
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("session 1 ended"), "{}", o.stderr);
+}
+
+/// A seat's session kept by a keeper ends by itself (its login manager exits after more than
+/// the respawn minimum): the keeper says `empty`, the seat gets a new session at once, with
+/// its own runtime directory, while the old one, renamed aside, is deleted by the old keeper.
+#[test]
+fn a_seat_session_ended_through_its_keeper_is_re_created_with_a_fresh_directory() {
+    require_unshare!();
+    let t0 = pty();
+    let config = format!(
+        "[sessions]\ninitial-command = {{ command = {} }}\n\
+         [[seats]]\nname = \"seat0\"\ntty = {}\n\
+         [shutdown]\ngrace-period = \"2s\"\n",
+        argv(&["sleep", "3"]),
+        q(&t0.path),
+    );
+    let s = start("seatrespawn", &config, Opts::default());
+    s.expect_log("session 1 created:", TIMEOUT);
+    let run = s.ns_path("/run/smss/sessions");
+    std::fs::write(run.join("1/marker"), "old").unwrap();
+    s.expect_logs(
+        &[
+            "seat seat0: new session 2".to_string(),
+            "smss-session remove (session 1, its keeper)".to_string(),
+            "session 2 created:".to_string(),
+        ],
+        TIMEOUT,
+    );
+    assert!(!run.join("1").exists(), "session 1's directory is left");
+    assert!(run.join("2").is_dir(), "session 2 has no directory");
+    assert!(
+        !run.join("2/marker").exists(),
+        "session 2 got session 1's files"
+    );
+    let left: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ended-"))
+        .collect();
+    assert!(left.is_empty(), "left aside: {left:?}");
+    s.assert_serving();
+}
+
+/// Login managers that fork a daemon (setsid, SIGTERM ignored) and exit at once, so the
+/// daemon's fork and the keeper's last reap race: a keeper says `empty` only once nothing of
+/// its session is left, so when every session has ended no daemon runs. And it says it after
+/// the SIGKILL sweep that ends the daemon: the sessions end then, not KILL_WAIT later with
+/// "processes survived SIGKILL" (the keeper used to wait in poll after its sweep, which had
+/// taken every SIGCHLD, and said nothing until PID 1 killed it).
+#[test]
+fn a_daemon_forked_as_its_session_empties_does_not_outlive_it() {
+    require_unshare!();
+    let s = start(
+        "keeperrace",
+        "[sessions]\nparallel-session-creation = 8\n[shutdown]\ngrace-period = \"1s\"\n",
+        Opts::default(),
+    );
+    let n = 16;
+    for _ in 0..n {
+        s.ok(
+            "CreateSession",
+            json!({"command": ["sh", "-c", "trap '' TERM; setsid sleep 1000 & exit 0"]}),
+        );
+    }
+    let mut ended = BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while ended.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l =
+            s.ns().stderr.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("sessions {ended:?} ended within {TIMEOUT:?}, not all {n}")
+            });
+        assert!(
+            !l.contains("survived SIGKILL") && !l.contains("its keeper smss-session"),
+            "a keeper did not end its session after its sweep: {l}"
+        );
+        if let Some((id, _)) = l
+            .split_once("session ")
+            .and_then(|(_, r)| r.split_once(" ended ("))
+        {
+            ended.insert(id.to_string());
+        }
+    }
+    let left = live_named(&s, "sleep");
+    assert!(left.is_empty(), "daemons outlived their sessions: {left:?}");
+    assert!(s.sessions().is_empty(), "{:?}", s.sessions());
+    s.assert_serving();
+}
+
+/// LoadDeferredSubsystem into a keeper's session (no cgroup) many times over, for a command
+/// that exits at once: each call answered with a pid, the session stays (the subsystem is not
+/// its last process), PID 1 keeps the descriptors it had.
+#[test]
+fn many_deferred_starts_through_a_keeper_leak_nothing() {
+    require_unshare!();
+    let s = start("keeperquick", HELD_CONFIG, Opts::default());
+    let id = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}))["id"]
+        .as_u64()
+        .unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", s.init))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for _ in 0..50 {
+        let v = s.ok(
+            "LoadDeferredSubsystem",
+            json!({"name": "quick", "session": id}),
+        );
+        assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    while fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(fds() <= before, "{} descriptors, {before} before", fds());
+    let list = s.sessions();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], "active", "{list:?}");
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    s.assert_serving();
+}

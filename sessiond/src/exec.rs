@@ -1,6 +1,6 @@
 //! `smss-session exec [--hold FD] [--cgroup DIR] [--user USER] -- CMD [ARG..]`: wait for a
 //! byte on FD (a process held until PID 1 knows of it), join the cgroup, drop to the user,
-//! exec. PID 1 uses it for a subsystem started later in a session with a cgroup
+//! say on FD that the exec comes now (`EXEC_MARK`), exec. PID 1 uses it for a subsystem started later in a session with a cgroup
 //! (LoadDeferredSubsystem): it writes the byte once it has recorded the pid, and replies once
 //! the exec closed FD (started) or the reason came back on it (failed); an instance or keeper holds its own processes in a forked child
 //! instead (`smss::sys::held`), with no exec of this binary.
@@ -71,7 +71,7 @@ pub fn main(a: args::Exec) -> i32 {
             log::warn!("failed to join cgroup {}: {e}", cg.display());
         }
     }
-    let e = run(a.user.as_deref(), &a.command);
+    let e = run(a.user.as_deref(), &a.command, held.as_ref());
     log::error!("{e}");
     if let Some(fd) = &held {
         let _ = nix::sys::socket::send(
@@ -99,8 +99,10 @@ fn released(fd: &str) -> Option<std::os::fd::OwnedFd> {
         })
 }
 
-/// Drop to `user`, exec `cmd`: returns only on failure.
-fn run(user: Option<&str>, cmd: &[OsString]) -> ExecError {
+/// Drop to `user`, exec `cmd`: returns only on failure. Right before the exec, `held` gets
+/// [`smss::control::instance::EXEC_MARK`]: its socket closing without it means this process
+/// ended before it ran the command (killed, say), which is no start.
+fn run(user: Option<&str>, cmd: &[OsString], held: Option<&std::os::fd::OwnedFd>) -> ExecError {
     if let Some(name) = user {
         let Some(u) = users::find_user(name) else {
             return ExecError::NoUser(name.to_string());
@@ -129,6 +131,13 @@ fn run(user: Option<&str>, cmd: &[OsString]) -> ExecError {
     let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
         return ExecError::Nul(program);
     };
+    if let Some(fd) = held {
+        let _ = nix::sys::socket::send(
+            fd.as_raw_fd(),
+            &[smss::control::instance::EXEC_MARK],
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
+    }
     let source = match nix::unistd::execv(&path, &args) {
         Err(e) => e,
         Ok(never) => match never {},

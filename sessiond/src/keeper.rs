@@ -303,6 +303,9 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             let line: Vec<u8> = pending.drain(..=i).collect();
             events.extend(command(&line));
         }
+        // A sweep reaped every child and took their SIGCHLDs: look again before blocking,
+        // or `empty` would wait for a wake-up that never comes.
+        let mut swept = false;
         for ev in events.drain(..) {
             for a in k.on(ev) {
                 match a {
@@ -315,6 +318,7 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                     Action::Sweep => {
                         flush(&link, &mut out);
                         sweep(&mut k, &link, &signals);
+                        swept = true;
                     }
                     Action::Remove(dir) => {
                         flush(&link, &mut out);
@@ -371,6 +375,9 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             }
         }
         flush(&link, &mut out);
+        if swept {
+            continue;
+        }
         let mut fds = [
             PollFd::new(link.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),

@@ -19,6 +19,10 @@ use smss_config::Environment;
 pub const MAX_PARAMS: usize = 64 * 1024;
 /// The longest line PID 1 reads from an instance.
 pub const MAX_REPORT: usize = 64 * 1024;
+/// What `smss-session exec --hold` writes on its hold socket right before its exec: the
+/// socket closing with nothing else after it is a started command; closing without it, a
+/// process that ended (was killed) before it ran anything.
+pub const EXEC_MARK: u8 = 0;
 
 /// One line from PID 1 to a keeper.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use smss_config::{CommandSpec, Ready};
 use super::boot::{Step, Wait, DEFAULT_READY_TIMEOUT};
 use super::sessions::SessionState;
 use super::{Child, Role, Supervisor, Timer, Token};
-use crate::control::instance::{self, KeeperCommand, Member};
+use crate::control::instance::{self, KeeperCommand, Member, EXEC_MARK};
 use crate::control::manager::MethodError;
 use crate::os::{procs, users};
 use crate::sys::process::{self, Detach, SpawnSpec};
@@ -272,8 +272,10 @@ impl Supervisor {
                         "failed to release subsystem {name} (pid {pid}): {e}"
                     )));
                 }
-                if let Some(old) = self.held_execs.remove(&pid) {
-                    // Only if a pid came back while its socket was unread: answer that one.
+                if let Some(mut old) = self.held_execs.remove(&pid) {
+                    // Only if a pid came back while its socket was unread: answer that one
+                    // (that process is gone).
+                    old.eof = true;
                     self.finish_held_exec(pid, old);
                 }
                 if let Err(e) = self.watch(ours.as_fd(), Token::HeldExec(pid)) {
@@ -289,6 +291,7 @@ impl Supervisor {
                     name,
                     waiters: waiter.into_iter().collect(),
                     said: Vec::new(),
+                    eof: false,
                 };
                 self.held_execs.insert(pid, held);
                 Ok(None)
@@ -316,14 +319,16 @@ impl Supervisor {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => done = true,
+                // The socket is no use any more: as good as closed.
+                Err(_) => (done, eof) = (true, true),
             }
         }
         done |= deadline;
         if !done {
             return;
         }
-        if let Some(h) = self.held_execs.remove(&pid) {
+        if let Some(mut h) = self.held_execs.remove(&pid) {
+            h.eof = eof;
             if deadline && !eof && h.said.is_empty() {
                 log::warn!(
                     "session {}: subsystem {} (pid {pid}) did not exec within {} s",
@@ -346,7 +351,7 @@ impl Supervisor {
             .sessions
             .get(&h.session)
             .is_some_and(|s| s.state == SessionState::Active);
-        let result = match exec_outcome(&h.said) {
+        let result = match exec_outcome(&h.said, h.eof) {
             ExecOutcome::Started if active => {
                 log::info!(
                     "session {}: subsystem {} started on request (pid {pid})",
@@ -355,7 +360,21 @@ impl Supervisor {
                 );
                 Ok(json!({ "pid": pid }))
             }
-            ExecOutcome::Started => Err(MethodError::failed("the session ended")),
+            ExecOutcome::NotRun if active => {
+                log::warn!(
+                    "session {}: subsystem {} (pid {pid}): {ENDED_BEFORE_EXEC}",
+                    h.session,
+                    h.name
+                );
+                if let Some(s) = self.sessions.sessions.get_mut(&h.session) {
+                    s.members.remove(&pid);
+                }
+                Err(MethodError::failed(ENDED_BEFORE_EXEC))
+            }
+            // Not run when the session ends (killed by its teardown, most likely).
+            ExecOutcome::Started | ExecOutcome::NotRun => {
+                Err(MethodError::failed("the session ended"))
+            }
             ExecOutcome::Failed(why) => {
                 log::warn!(
                     "session {}: failed to start subsystem {}: {why}",
@@ -394,25 +413,43 @@ pub(super) struct HeldExec {
     waiters: Vec<u32>,
     /// What came back so far (at most [`MAX_EXEC_REASON`]).
     said: Vec<u8>,
+    /// The socket closed (rather than the deadline ran out).
+    eof: bool,
 }
 
 /// What the bytes read from a hold socket up to its EOF (or the deadline) mean.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum ExecOutcome {
-    /// Nothing: the exec closed the socket (or said nothing in time).
+    /// The exec closed the socket (or nothing was said in time).
     Started,
     /// The reason `smss-session exec` gives, the keeper's words.
     Failed(String),
+    /// The socket closed without the exec mark: it ended (was killed) before its exec.
+    NotRun,
 }
 
-/// Decide from what `smss-session exec` said: nothing means its exec succeeded; any bytes are
-/// why it failed (as text; bytes that are not UTF-8 are replaced).
-pub(super) fn exec_outcome(said: &[u8]) -> ExecOutcome {
-    if said.is_empty() {
-        return ExecOutcome::Started;
+/// Why a command never ran when `smss-session exec` closed its socket before its exec mark.
+const ENDED_BEFORE_EXEC: &str = "smss-session exec ended before it ran the command";
+
+/// Decide from what `smss-session exec` said (`eof`: its socket closed; else the deadline ran
+/// out): [`EXEC_MARK`] alone then EOF means its exec succeeded; any other bytes are why it
+/// failed (as text; bytes that are not UTF-8 are replaced); EOF without the mark means it
+/// ended (was killed) before its exec ([`ExecOutcome::NotRun`]). Silence until the deadline counts as started, as a
+/// keeper's start does.
+pub(super) fn exec_outcome(said: &[u8], eof: bool) -> ExecOutcome {
+    let (marked, rest) = match said.split_first() {
+        Some((&EXEC_MARK, rest)) => (true, rest),
+        _ => (false, said),
+    };
+    if rest.is_empty() {
+        return if marked || !eof {
+            ExecOutcome::Started
+        } else {
+            ExecOutcome::NotRun
+        };
     }
-    let text = String::from_utf8_lossy(said);
-    let why = text.trim();
+    let text = String::from_utf8_lossy(rest);
+    let why = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     ExecOutcome::Failed(if why.is_empty() {
         "the command could not be executed".to_string()
     } else {
@@ -425,44 +462,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_said_means_started() {
-        assert_eq!(exec_outcome(b""), ExecOutcome::Started);
+    fn the_mark_then_eof_means_started() {
+        assert_eq!(exec_outcome(&[EXEC_MARK], true), ExecOutcome::Started);
+    }
+
+    /// Killed before its exec (frozen in the cgroup, say): the socket closes as an exec
+    /// closes it, but without the mark.
+    #[test]
+    fn eof_without_the_mark_means_it_ended_before_its_exec() {
+        assert_eq!(exec_outcome(b"", true), ExecOutcome::NotRun);
+        // Silence until the deadline: taken as started.
+        assert_eq!(exec_outcome(b"", false), ExecOutcome::Started);
+        assert_eq!(exec_outcome(&[EXEC_MARK], false), ExecOutcome::Started);
     }
 
     #[test]
     fn a_reason_means_failed_with_that_reason() {
+        // Before the mark (the user could not be become), and after it (the exec failed).
         assert_eq!(
-            exec_outcome(b"failed to execute /srv/x: EACCES: Permission denied"),
-            ExecOutcome::Failed("failed to execute /srv/x: EACCES: Permission denied".into())
-        );
-        assert_eq!(
-            exec_outcome(b"failed to become alice: EPERM: Operation not permitted\n"),
+            exec_outcome(
+                b"failed to become alice: EPERM: Operation not permitted\n",
+                true
+            ),
             ExecOutcome::Failed("failed to become alice: EPERM: Operation not permitted".into())
+        );
+        let mut said = vec![EXEC_MARK];
+        said.extend_from_slice(b"failed to execute /srv/x: EACCES: Permission denied");
+        assert_eq!(
+            exec_outcome(&said, true),
+            ExecOutcome::Failed("failed to execute /srv/x: EACCES: Permission denied".into())
         );
     }
 
     #[test]
     fn any_bytes_are_a_failure_even_unreadable_ones() {
         assert_eq!(
-            exec_outcome(b" \n"),
+            exec_outcome(b" \n", true),
             ExecOutcome::Failed("the command could not be executed".into())
         );
-        match exec_outcome(b"failed to execute /x\xff: ENOEXEC") {
+        match exec_outcome(b"failed to execute /x\xff: ENOEXEC", true) {
             ExecOutcome::Failed(why) => assert!(why.starts_with("failed to execute /x"), "{why}"),
             other => panic!("{other:?}"),
         }
     }
 
     proptest::proptest! {
-        /// Started exactly when nothing was said; a failure's reason is never empty.
+        /// Started exactly when nothing but the mark came (or nothing before the deadline);
+        /// a failure's reason is never empty.
         #[test]
-        fn started_only_when_silent(said in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            match exec_outcome(&said) {
-                ExecOutcome::Started => proptest::prop_assert!(said.is_empty()),
+        fn started_only_when_nothing_but_the_mark(
+            said in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            eof in proptest::prelude::any::<bool>(),
+        ) {
+            match exec_outcome(&said, eof) {
+                ExecOutcome::Started => proptest::prop_assert!(
+                    said == [EXEC_MARK] || (said.is_empty() && !eof)
+                ),
                 ExecOutcome::Failed(why) => {
-                    proptest::prop_assert!(!said.is_empty());
+                    proptest::prop_assert!(said != [EXEC_MARK]);
                     proptest::prop_assert!(!why.is_empty());
                 }
+                ExecOutcome::NotRun => proptest::prop_assert!(said.is_empty() && eof),
             }
         }
     }

@@ -429,6 +429,14 @@ impl Supervisor {
         if s.killed {
             log::error!("session {id}: processes survived SIGKILL; removing the session anyway");
             if let (true, Some(link)) = (s.keeper, s.instance.as_ref()) {
+                // A keeper that did not act on `kill` (stopped, stuck) left its processes
+                // running: killed here first, by pid and start time (they are below it,
+                // unreaped), or they would outlive the session once it dies.
+                if let Some(all) = procs::snapshot() {
+                    for p in procs::descendants(&all, &[link.pid]) {
+                        procs::signal_exact(p.pid, p.start_time, libc::SIGKILL);
+                    }
+                }
                 let _ = sys::kill(link.pid, libc::SIGKILL);
             }
             self.finalize_session(id);
