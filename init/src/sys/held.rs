@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
-use super::process::{Detach, SpawnError};
+use super::process::{cstring, exec_vectors, Detach, SpawnError};
 
 /// The identity a held process takes before its exec.
 #[derive(Debug, Clone)]
@@ -139,10 +139,6 @@ fn decode_failure(b: &[u8]) -> Option<HeldFailure> {
     }
 }
 
-fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
-    CString::new(s).map_err(|_| SpawnError::Nul(what.to_string()))
-}
-
 /// Fork a child that waits for [`HeldChild::release`], then takes `spec.user`'s identity
 /// and execs `spec.program`. The child has an empty signal mask; if the caller goes away
 /// before releasing it (its end of the socket closes), it exits 126 having run nothing.
@@ -157,16 +153,7 @@ pub fn spawn_held(spec: &HeldSpec) -> Result<HeldChild, SpawnError> {
     let mut alternative_ptrs: Vec<*const libc::c_char> =
         alternatives.iter().map(|a| a.as_ptr()).collect();
     alternative_ptrs.push(std::ptr::null());
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstring(a.as_bytes(), &name))
-        .collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes(), &name))
-        .collect::<Result<_, _>>()?;
+    let (argv, envp) = exec_vectors(spec.argv, spec.env, &name)?;
     let cwd = match (spec.user, spec.cwd) {
         (Some(u), _) => Some(cstring(OsStr::new(&u.home).as_bytes(), &name)?),
         (None, Some(c)) => Some(cstring(c.as_os_str().as_bytes(), &name)?),

@@ -106,7 +106,7 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
+pub(super) fn cstring(s: &[u8], what: &str) -> Result<CString, SpawnError> {
     CString::new(s).map_err(|_| SpawnError::Nul(what.to_string()))
 }
 
@@ -120,20 +120,28 @@ fn env_entry(name: &[u8], value: &[u8], what: &str) -> Result<CString, SpawnErro
     CString::new(kv).map_err(|_| SpawnError::Nul(what.to_string()))
 }
 
+/// The argument and environment vectors of an execve of `what`, as C strings.
+pub(super) fn exec_vectors(
+    argv: &[String],
+    env: &[(String, String)],
+    what: &str,
+) -> Result<(Vec<CString>, Vec<CString>), SpawnError> {
+    let argv = argv
+        .iter()
+        .map(|a| cstring(a.as_bytes(), what))
+        .collect::<Result<_, _>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| env_entry(k.as_bytes(), v.as_bytes(), what))
+        .collect::<Result<_, _>>()?;
+    Ok((argv, envp))
+}
+
 /// Fork and exec `spec`. Returns once the child has exec'd (or failed to): a failed exec is
 /// reported here as an error, never as a mysterious child exit.
 pub fn spawn(spec: &SpawnSpec) -> Result<Pid, SpawnError> {
     let name = spec.program.display().to_string();
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstring(a.as_bytes(), &name))
-        .collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = spec
-        .env
-        .iter()
-        .map(|(k, v)| env_entry(k.as_bytes(), v.as_bytes(), &name))
-        .collect::<Result<_, _>>()?;
+    let (argv, envp) = exec_vectors(&spec.argv, &spec.env, &name)?;
     spawn_c(spec, argv, envp)
 }
 
