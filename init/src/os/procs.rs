@@ -36,6 +36,25 @@ impl ProcInfo {
     }
 }
 
+#[cfg(test)]
+impl ProcInfo {
+    /// A sleeping process for tests: its own group and session, no terminal, start time =
+    /// pid, named `proc`.
+    pub(crate) fn fake(pid: i32, ppid: i32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            state: 'S',
+            ppid,
+            pgid: pid,
+            session: pid,
+            tty_nr: 0,
+            start_time: pid as u64,
+            comm: *b"proc\0\0\0\0\0\0\0\0\0\0\0\0",
+            kernel_thread: false,
+        }
+    }
+}
+
 /// Parse /proc/PID/stat. The command name is in parentheses and may itself contain spaces,
 /// parentheses and any byte but NUL (a process names itself: prctl PR_SET_NAME), so the
 /// line is bytes, not UTF-8, and the fields start after the last ')'.
@@ -375,17 +394,7 @@ mod tests {
 
     #[test]
     fn subreaper_targets_are_descendants_only() {
-        let p = |pid, ppid| ProcInfo {
-            pid,
-            state: 'S',
-            ppid,
-            pgid: pid,
-            session: pid,
-            tty_nr: 0,
-            start_time: 0,
-            comm: [0; 16],
-            kernel_thread: false,
-        };
+        let p = ProcInfo::fake;
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1)];
         let mut t = stop_targets(&all, 10, false);
         t.sort();
@@ -394,11 +403,6 @@ mod tests {
         t.sort();
         assert_eq!(t, vec![5, 10, 20, 30, 40]);
     }
-}
-
-#[cfg(test)]
-mod more_tests {
-    use super::*;
 
     /// The one-read path gives exactly what a whole read gives, for this process and for
     /// every process a snapshot sees.
@@ -419,22 +423,9 @@ mod more_tests {
         assert!(read(i32::MAX).is_none());
     }
 
-    fn p(pid: i32, ppid: i32) -> ProcInfo {
-        ProcInfo {
-            pid,
-            state: 'S',
-            ppid,
-            pgid: pid,
-            session: pid,
-            tty_nr: 0,
-            start_time: pid as u64,
-            comm: [0; 16],
-            kernel_thread: false,
-        }
-    }
-
     #[test]
     fn descendants_in_any_order() {
+        let p = ProcInfo::fake;
         let all = [p(30, 20), p(10, 1), p(20, 10), p(40, 5), p(5, 1), p(50, 30)];
         let mut d: Vec<i32> = descendants(&all, &[10]).iter().map(|p| p.pid).collect();
         d.sort();

@@ -765,17 +765,7 @@ mod tests {
     }
 
     fn proc_(pid: i32, ppid: i32) -> ProcInfo {
-        ProcInfo {
-            pid,
-            state: 'S',
-            ppid,
-            pgid: pid,
-            session: pid,
-            tty_nr: 0,
-            start_time: pid as u64,
-            comm: *b"proc\0\0\0\0\0\0\0\0\0\0\0\0",
-            kernel_thread: false,
-        }
+        ProcInfo::fake(pid, ppid)
     }
 
     fn signals(a: &[Action]) -> Vec<(i32, i32)> {
