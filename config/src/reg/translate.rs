@@ -731,14 +731,19 @@ impl<'a> Translator<'a> {
     }
 
     /// A list of commands (BootExecute, SetupExecute, Execute).
-    fn command_list(&mut self, what: &str, data: &Data) -> Option<Vec<String>> {
-        let lines = match as_multi(data, self.version()) {
-            Ok(l) => l,
+    /// A REG_MULTI_SZ value's strings; None (listed as not imported) when it is not one.
+    fn multi(&mut self, what: &str, data: &Data) -> Option<Vec<String>> {
+        match as_multi(data, self.version()) {
+            Ok(l) => Some(l),
             Err(e) => {
                 self.out.skip(what, e);
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    fn command_list(&mut self, what: &str, data: &Data) -> Option<Vec<String>> {
+        let lines = self.multi(what, data)?;
         let mut cmds = Vec::new();
         for l in lines {
             match self.command(&l, what) {
@@ -781,12 +786,8 @@ impl<'a> Translator<'a> {
                     }
                 }
                 "objectdirectories" => {
-                    let dirs = match as_multi(data, self.version()) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            self.out.skip(&what, e);
-                            continue;
-                        }
+                    let Some(dirs) = self.multi(&what, data) else {
+                        continue;
                     };
                     let mut out = Vec::new();
                     for d in dirs {
@@ -866,12 +867,8 @@ impl<'a> Translator<'a> {
                 self.out.skip(&what, memory_reason(name));
                 continue;
             }
-            let entries = match as_multi(data, self.version()) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.out.skip(&what, e);
-                    continue;
-                }
+            let Some(entries) = self.multi(&what, data) else {
+                continue;
             };
             let mut files: Vec<String> = Vec::new();
             // Compared as paths, the way the validator does (`/a/` is `/a`).
@@ -1162,12 +1159,8 @@ impl<'a> Translator<'a> {
                     Err(e) => self.out.skip(&what, e),
                 },
                 "kmode" => {
-                    let mods = match as_multi(data, self.version()) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            self.out.skip(&what, e);
-                            continue;
-                        }
+                    let Some(mods) = self.multi(&what, data) else {
+                        continue;
                     };
                     let mut out = Vec::new();
                     for m in mods {
