@@ -426,6 +426,52 @@ fn sigint_then_sigterm_gives_the_childs_own_status() {
     assert_eq!(o.code, 0, "{o:?}");
 }
 
+/// A suspended container (`podman run -it`, then Ctrl-Z) stopped by `podman stop`: the initial
+/// command is stopped when its stop signal is forwarded, so it also gets SIGCONT and ends on
+/// it, with its own status; without the SIGCONT it sat stopped through the grace period and
+/// the container ended SIGKILLed (137).
+#[test]
+fn a_stopped_initial_command_ends_on_its_forwarded_stop_signal() {
+    require_unshare!();
+    let s = script(
+        "stopped",
+        "#!/bin/bash
+trap 'echo got INT; exit 3' INT
+echo ready
+kill -STOP $$
+while :; do sleep 0.05 & wait $!; done
+",
+    );
+    let cfg = config("stopped", "[shutdown]\ngrace-period = \"25s\"\n");
+    let ns = Ns::start(
+        &["--config", cfg.to_str().unwrap(), "--", s.to_str().unwrap()],
+        &[],
+    );
+    ns.expect_line("ready", TIMEOUT);
+    // The script is the namespace init's only child; wait until it has stopped itself.
+    let init = ns.init_pid();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default();
+        let stopped = kids.split_whitespace().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit_once(") ").map(|(_, t)| t.starts_with('T')))
+                .unwrap_or(false)
+        });
+        if stopped {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the script never stopped itself");
+        std::thread::yield_now();
+    }
+    ns.signal(libc::SIGINT);
+    ns.expect_line("got INT", Duration::from_secs(10));
+    let o = ns.wait(TIMEOUT);
+    assert_eq!(o.code, 3, "{o:?}");
+}
+
 /// The same as a subreaper (not PID 1), and a repeated SIGTERM is forwarded, not escalated.
 #[test]
 fn subreaper_forwards_repeated_stop_signals_without_escalating() {

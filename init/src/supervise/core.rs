@@ -191,7 +191,17 @@ impl Stop {
                         Some(Spared::Group(g)) => p.pgid == g,
                         None => false,
                     };
-                    if !self.signalled.insert((p.pid, p.start_time, p.comm)) || spared {
+                    if !self.signalled.insert((p.pid, p.start_time, p.comm)) {
+                        continue;
+                    }
+                    if spared {
+                        // It had the forwarded signal, but a stopped one cannot act on it.
+                        if is_stopped(p) {
+                            a.push(Action::Signal {
+                                pid: p.pid,
+                                sig: libc::SIGCONT,
+                            });
+                        }
                         continue;
                     }
                     found = true;
@@ -245,13 +255,18 @@ fn term_signals(p: &ProcInfo) -> Vec<Action> {
             sig: libc::SIGHUP,
         });
     }
-    if matches!(p.state, 'T' | 't') {
+    if is_stopped(p) {
         a.push(Action::Signal {
             pid: p.pid,
             sig: libc::SIGCONT,
         });
     }
     a
+}
+
+/// Stopped by a signal (T) or by a tracer (t): it acts on nothing but SIGCONT and SIGKILL.
+fn is_stopped(p: &ProcInfo) -> bool {
+    matches!(p.state, 'T' | 't')
 }
 
 /// The decisions' state: the mode, the initial command and the stop.
@@ -950,6 +965,46 @@ mod tests {
         execd.comm = *b"sleep\0\0\0\0\0\0\0\0\0\0\0";
         let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1), reused, execd]));
         assert_eq!(sent(&a, SIGTERM), vec![7]);
+    }
+
+    /// A stopped (Ctrl-Z'd) initial command cannot act on the forwarded stop signal until it
+    /// is continued: it gets SIGCONT after it, like any stopped process in the sweep, and a
+    /// running one none. (`podman stop` of a suspended `podman run -it` waited out the grace
+    /// period and was SIGKILLed: exit 137.)
+    #[test]
+    fn a_stopped_initial_command_is_continued_after_the_forwarded_signal() {
+        let mut stopped = proc_(2, 1);
+        stopped.state = 'T';
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGINT, false, ms(0), true);
+        let a = e.on_scan(Some(&[proc_(1, 0), stopped]));
+        assert_eq!(signals(&a), vec![(2, SIGINT), (2, SIGCONT)]);
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGINT, false, ms(0), true);
+        let a = e.on_scan(Some(&[proc_(1, 0), proc_(2, 1)]));
+        assert_eq!(signals(&a), vec![(2, SIGINT)]);
+        // A group: the forward to the group, then SIGCONT to each stopped member.
+        let mut member = proc_(3, 2);
+        member.pgid = 2;
+        member.state = 't';
+        let mut running = proc_(4, 2);
+        running.pgid = 2;
+        for mode in [Mode::Container, Mode::Subreaper] {
+            let mut e = engine(mode, ForwardTo::ProcessGroup);
+            e.on_signal(SIGINT, false, ms(0), true);
+            // As a subreaper (pid 50) the initial command is its child.
+            let mut all = vec![proc_(1, 0), stopped, member, running];
+            if mode == Mode::Subreaper {
+                all[1].ppid = 50;
+                all.insert(1, proc_(50, 1));
+            }
+            let a = e.on_scan(Some(&all));
+            assert_eq!(
+                signals(&a),
+                vec![(-2, SIGINT), (2, SIGCONT), (3, SIGCONT)],
+                "{mode:?}"
+            );
+        }
     }
 
     /// The spared group is left out of the first scan only: who joins it later gets SIGTERM.
