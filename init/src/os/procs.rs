@@ -165,6 +165,50 @@ fn read_stat<'a>(
     buf.get(..len)
 }
 
+/// The last pid the kernel gave out in our pid namespace (`/proc/sys/kernel/ns_last_pid`):
+/// every process with a pid at or under it was forked before the read, unless pids wrapped
+/// since. `None` when it cannot be read (no /proc, or a kernel without the sysctl).
+pub fn ns_last_pid() -> Option<i32> {
+    // openat, not open: musl's open sets FD_CLOEXEC again with an fcntl.
+    let fd = openat(
+        None,
+        c"/proc/sys/kernel/ns_last_pid",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 16];
+    let n = loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Err(Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    let _ = nix::unistd::close(fd);
+    std::str::from_utf8(buf.get(..n.ok()?)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// [`ns_last_pid`] and the boot-time clock in clock ticks (the unit of
+/// [`ProcInfo::start_time`]), read in that order.
+pub fn pid_cursor() -> Option<(i32, u64)> {
+    let last_pid = ns_last_pid()?;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|hz| u64::try_from(hz).ok())
+        .filter(|&hz| hz > 0)?;
+    let ns = u64::try_from(now.tv_sec())
+        .ok()?
+        .saturating_mul(1_000_000_000)
+        + u64::try_from(now.tv_nsec()).ok()?;
+    Some((last_pid, ns / (1_000_000_000 / hz.min(1_000_000_000))))
+}
+
 /// The name a process gave itself (/proc/PID/comm), for the log; lossy.
 pub fn name(pid: i32) -> String {
     match fs::read(format!("/proc/{pid}/comm")) {

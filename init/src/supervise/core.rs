@@ -101,6 +101,10 @@ pub enum Action {
     SignalAll(i32),
     /// Read /proc and hand the result to [`Engine::on_scan`].
     Scan,
+    /// Read the pid namespace's last allocated pid (`/proc/sys/kernel/ns_last_pid`) and the
+    /// boot-time clock, and hand them to [`Engine::on_pid_cursor`] (`None` when the pid
+    /// cannot be read).
+    ReadPidCursor,
     /// List /proc, read only the pids [`Engine::listed`] says the last look did not list,
     /// and hand both to [`Engine::on_scan_new`]: the look for processes forked while a
     /// sweep was being signalled.
@@ -116,6 +120,14 @@ pub enum Action {
     Exit(i32),
     /// System: take the machine down.
     Machine(RebootCmd),
+}
+
+/// What [`Action::ReadPidCursor`] reads: the pid namespace's last allocated pid and the
+/// boot-time clock in clock ticks (the unit of a process's start time in /proc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidCursor {
+    pub last_pid: i32,
+    pub ticks: u64,
 }
 
 /// A stop under way.
@@ -136,6 +148,20 @@ pub struct Stop {
     signalled: HashSet<(i32, u64, [u8; 16])>,
     /// Without /proc: kill(-1) was sent.
     signalled_all: bool,
+    /// The first sweep may be one kill(-1, SIGTERM) (PID-1 modes, and whoever is spared had
+    /// SIGTERM forwarded anyway): it waits for [`Action::ReadPidCursor`].
+    fast: bool,
+    /// kill(-1, SIGTERM) went out when this was the namespace's last pid: until the first
+    /// full look every process up to it had its SIGTERM (it existed before the kill, which is
+    /// atomic with fork); one above it was forked since, maybe by a SIGTERM handler.
+    swept_below: Option<i32>,
+    /// The boot-time clock (ticks) at the kill(-1).
+    swept_at: u64,
+    /// Who was spared when the kill(-1) went out (it had SIGTERM from it, as forwarded).
+    swept_spared: Option<Spared>,
+    /// The processes of the first look taken as reached by the kill(-1): if the pid cursor
+    /// wrapped during the look, those at or under its new value may be newcomers.
+    covered: Vec<i32>,
     /// Scans in a row in this round.
     passes: u32,
     /// The pids the last look listed (a quick look reads none of these again)...
@@ -388,7 +414,14 @@ impl Engine {
                     ForwardTo::ProcessGroup => Spared::Group(p),
                 });
                 let forward = self.forward(sig);
-                a.extend(self.begin_stop(Goal::Exit, spared, now, has_children));
+                let forwarded = spared.map(|_| sig);
+                a.extend(self.begin_stop_forwarding(
+                    Goal::Exit,
+                    spared,
+                    forwarded,
+                    now,
+                    has_children,
+                ));
                 match self.stop.as_mut() {
                     Some(stop) if !stop.done && spared.is_some() => {
                         stop.forward = forward.into_iter().next();
@@ -498,6 +531,18 @@ impl Engine {
         now: Duration,
         has_children: bool,
     ) -> Vec<Action> {
+        self.begin_stop_forwarding(goal, spared, None, now, has_children)
+    }
+
+    /// [`Engine::begin_stop`], `spared` having `forwarded` forwarded to it.
+    fn begin_stop_forwarding(
+        &mut self,
+        goal: Goal,
+        spared: Option<Spared>,
+        forwarded: Option<i32>,
+        now: Duration,
+        has_children: bool,
+    ) -> Vec<Action> {
         if self.stop.is_some() {
             return Vec::new();
         }
@@ -509,6 +554,11 @@ impl Engine {
             forward: None,
             signalled: HashSet::new(),
             signalled_all: false,
+            fast: self.mode.is_pid1() && forwarded.map_or(true, |sig| sig == libc::SIGTERM),
+            swept_below: None,
+            swept_at: 0,
+            swept_spared: None,
+            covered: Vec::new(),
             passes: 0,
             listed: HashSet::new(),
             ours: HashSet::new(),
@@ -534,13 +584,87 @@ impl Engine {
             ),
             Action::ArmTimer(StopTimer::Deadline, self.grace),
             Action::ArmTimer(StopTimer::Resweep, RESWEEP_FIRST),
-            Action::Scan,
+            if self.stop.as_ref().is_some_and(|s| s.fast) {
+                Action::ReadPidCursor
+            } else {
+                Action::Scan
+            },
         ]
+    }
+
+    /// The result of an [`Action::ReadPidCursor`].
+    ///
+    /// Before the first look: SIGTERM to everyone at once by kill(-1). The full look, which
+    /// only adds what a process reached by it needs besides (SIGHUP with a terminal, SIGCONT
+    /// when stopped) and gives SIGTERM to whoever was forked since (a pid above the cursor),
+    /// waits for [`RESCAN_MIN`], so the reaping starts at once (when all are gone by then
+    /// there is no look at all). A process forked between the cursor's read and the kill(-1)
+    /// has a pid above it and was reached too: it gets a second SIGTERM (a window of a few
+    /// microseconds; reading the cursor after the kill would instead let a process forked
+    /// after it pass for one it reached). Without a cursor, the full look now, which signals
+    /// each process as it reads it.
+    ///
+    /// After the first full look: if the cursor went down (pids wrapped meanwhile), that
+    /// look's processes at or under it may have been forked after the kill(-1), and get
+    /// their SIGTERM.
+    pub fn on_pid_cursor(&mut self, cursor: Option<PidCursor>, now: Duration) -> Vec<Action> {
+        let Some(stop) = self.stop.as_mut() else {
+            return Vec::new();
+        };
+        if stop.done || stop.stage != Stage::Term {
+            return Vec::new();
+        }
+        match (stop.fast, stop.swept_below) {
+            (true, None) => {
+                stop.fast = false;
+                let Some(c) = cursor else {
+                    return vec![Action::Scan];
+                };
+                stop.swept_below = Some(c.last_pid);
+                stop.swept_at = c.ticks;
+                stop.swept_spared = stop.spared.take();
+                // The spared command's forwarded SIGTERM is this one.
+                stop.forward = None;
+                stop.signalled_all = true;
+                stop.last_scan = now;
+                stop.rescan_pending = true;
+                // No look right away: whoever a SIGTERM handler forks does so after this,
+                // and is found by the full look or a wake-up's look after it.
+                vec![
+                    Action::SignalAll(libc::SIGTERM),
+                    Action::ArmTimer(StopTimer::Rescan, RESCAN_MIN),
+                ]
+            }
+            (false, Some(before)) => {
+                stop.swept_below = None;
+                let covered = std::mem::take(&mut stop.covered);
+                let spared = match stop.swept_spared {
+                    Some(Spared::Process(p)) => Some(p),
+                    _ => None,
+                };
+                match cursor {
+                    Some(c) if c.last_pid >= before => Vec::new(),
+                    _ => covered
+                        .into_iter()
+                        .filter(|&pid| {
+                            cursor.map_or(true, |c| pid <= c.last_pid) && Some(pid) != spared
+                        })
+                        .map(|pid| Action::Signal {
+                            pid,
+                            sig: libc::SIGTERM,
+                        })
+                        .collect(),
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Did the last look at /proc list `pid`? (What a [`Action::ScanNew`] need not read.)
     pub fn listed(&self, pid: i32) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.listed.contains(&pid))
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.listed.contains(&pid) || s.swept_below.is_some_and(|c| pid <= c))
     }
 
     /// One process of a full look, as soon as it is read (the executor then reads the rest,
@@ -560,6 +684,30 @@ impl Engine {
         }
         if p.pid == me || p.kernel_thread || !p.alive() {
             return Vec::new();
+        }
+        if stop.swept_below.is_some_and(|c| p.pid <= c) {
+            // Reached by the kill(-1): what else it needs.
+            if !stop.signalled.insert((p.pid, p.start_time, p.comm)) {
+                return Vec::new();
+            }
+            stop.found_early = true;
+            stop.covered.push(p.pid);
+            let spared = match stop.swept_spared {
+                Some(Spared::Process(s)) => s == p.pid,
+                Some(Spared::Group(g)) => p.pgid == g,
+                None => false,
+            };
+            // A process forked within a clock tick of the kill(-1) may have been between fork
+            // and exec then, and lost its SIGTERM in its parent's inherited handler: it gets
+            // one of its own, as the per-process sweep gives every process it reads.
+            let young = p.start_time.saturating_add(1) >= stop.swept_at;
+            let mut a = term_signals(p);
+            a.retain(|x| match x {
+                Action::Signal { sig, .. } if *sig == libc::SIGTERM => young && !spared,
+                Action::Signal { sig, .. } if *sig == libc::SIGHUP => !spared,
+                _ => true,
+            });
+            return a;
         }
         match stop.spared {
             Some(Spared::Process(s)) if s == p.pid => {
@@ -596,7 +744,12 @@ impl Engine {
             .filter(|p| p.alive() && ours.contains(&p.pid))
             .collect();
         stop.ours = ours;
-        stop.signal(targets, pid1)
+        let mut a = stop.signal(targets, pid1);
+        if stop.swept_below.is_some() {
+            // The first full look after the kill(-1): did pids wrap meanwhile?
+            a.push(Action::ReadPidCursor);
+        }
+        a
     }
 
     /// The result of a [`Action::ScanNew`]: every pid /proc listed, and the processes among
@@ -812,9 +965,10 @@ mod tests {
             let mut e = engine(Mode::System, ForwardTo::Process);
             let a = e.on_signal(sig, false, ms(0), true);
             assert_eq!(e.stop.as_ref().map(|s| s.goal), Some(Goal::Machine(cmd)));
-            // Nothing is forwarded to the initial command of a machine.
+            // Nothing is forwarded to the initial command of a machine; the sweep begins
+            // with the pid cursor (then kill(-1)).
             assert!(signals(&a).is_empty(), "{a:?}");
-            assert!(a.contains(&Action::Scan));
+            assert!(a.contains(&Action::ReadPidCursor), "{a:?}");
         }
         for sig in [libc::SIGHUP, libc::SIGQUIT, libc::SIGWINCH, libc::SIGCHLD] {
             let mut e = engine(Mode::System, ForwardTo::Process);
@@ -909,12 +1063,17 @@ mod tests {
         assert_eq!(a.last(), Some(&Action::Exit(3)));
     }
 
-    /// Stage 1: SIGTERM to every target, SIGCONT to a stopped one, SIGHUP too with a terminal; never us,
-    /// kernel threads or (as a subreaper) strangers; the spared initial command is left out.
+    /// Stage 1 without a pid cursor (no /proc/sys/kernel/ns_last_pid): SIGTERM to every
+    /// target as the look reads it, SIGCONT to a stopped one, SIGHUP too with a terminal;
+    /// never us, kernel threads or (as a subreaper) strangers; the spared initial command is
+    /// left out.
     #[test]
     fn the_sweep_signals_every_target_once() {
         let mut e = engine(Mode::Container, ForwardTo::Process);
-        let a = e.on_signal(SIGTERM, false, ms(0), true);
+        let mut a = e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(a.pop(), Some(Action::ReadPidCursor));
+        assert_eq!(e.on_pid_cursor(None, ms(0)), vec![Action::Scan]);
+        a.push(Action::Scan);
         assert_eq!(
             a[..],
             [
@@ -1005,6 +1164,108 @@ mod tests {
                 "{mode:?}"
             );
         }
+    }
+
+    fn cursor(last_pid: i32, ticks: u64) -> Option<PidCursor> {
+        Some(PidCursor { last_pid, ticks })
+    }
+
+    /// With a pid cursor, SIGTERM goes to everyone at once (kill(-1)) and the reaping starts;
+    /// the look comes after RESCAN_MIN and adds only what each process needs besides: SIGHUP
+    /// with a terminal (not to the spared command), SIGCONT when stopped, and SIGTERM to a
+    /// process forked since (above the cursor) or within a tick before (it may have lost its
+    /// SIGTERM at an exec). The spared command had SIGTERM from the kill(-1): nothing is
+    /// forwarded on top.
+    #[test]
+    fn with_a_pid_cursor_the_sweep_is_one_kill_minus_one() {
+        for mode in [Mode::Container, Mode::System] {
+            let mut e = engine(mode, ForwardTo::Process);
+            let a = e.on_signal(SIGTERM, false, ms(0), true);
+            assert_eq!(a.last(), Some(&Action::ReadPidCursor), "{a:?}");
+            assert!(signals(&a).is_empty(), "{a:?}");
+            let a = e.on_pid_cursor(cursor(9, 100), ms(0));
+            assert_eq!(
+                a,
+                vec![
+                    Action::SignalAll(SIGTERM),
+                    Action::ArmTimer(StopTimer::Rescan, RESCAN_MIN)
+                ]
+            );
+            // Wake-ups (the reaping) before RESCAN_MIN look at nothing.
+            assert!(e.on_wake(ms(3)).is_empty());
+            let mut initial = proc_(2, 1);
+            initial.state = 'T';
+            initial.tty_nr = 34816;
+            initial.start_time = 10;
+            let mut tty = proc_(3, 2);
+            tty.tty_nr = 34816;
+            tty.start_time = 10;
+            let mut plain = proc_(4, 2);
+            plain.start_time = 10;
+            let mut young = proc_(5, 2);
+            young.start_time = 99;
+            let mut newcomer = proc_(12, 4);
+            newcomer.start_time = 101;
+            let all = [proc_(1, 0), initial, tty, plain, young, newcomer];
+            assert_eq!(
+                e.on_timer(StopTimer::Rescan, RESCAN_MIN),
+                vec![Action::Scan]
+            );
+            let mut early = Vec::new();
+            for p in &all {
+                early.extend(e.on_scan_early(p));
+            }
+            let spared_hup = if mode == Mode::System {
+                vec![(2, SIGHUP), (2, SIGCONT)]
+            } else {
+                vec![(2, SIGCONT)]
+            };
+            let mut want = spared_hup;
+            want.extend([(3, SIGHUP), (5, SIGTERM), (12, SIGTERM)]);
+            assert_eq!(signals(&early), want, "{mode:?}");
+            let a = e.on_scan(Some(&all));
+            assert!(signals(&a).is_empty(), "{a:?}");
+            assert_eq!(a.last(), Some(&Action::ReadPidCursor));
+            // The cursor went on (no wrap): nothing more.
+            assert!(e.on_pid_cursor(cursor(12, 101), ms(11)).is_empty());
+            // Later looks: the same processes get nothing again.
+            let a = e.on_scan(Some(&all));
+            assert!(signals(&a).is_empty(), "{a:?}");
+        }
+    }
+
+    /// Pids wrapped between the kill(-1) and the first look: the look's processes at or under
+    /// the new cursor may have been forked after the kill, and get SIGTERM (not the spared
+    /// command, which ran before).
+    #[test]
+    fn a_pid_wrap_before_the_first_look_gets_its_sigterms() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        e.on_signal(SIGTERM, false, ms(0), true);
+        e.on_pid_cursor(cursor(32760, 100), ms(0));
+        e.on_timer(StopTimer::Rescan, RESCAN_MIN);
+        let mut all = [proc_(1, 0), proc_(2, 1), proc_(3, 1), proc_(32750, 2)];
+        for p in &mut all {
+            p.start_time = 10;
+        }
+        for p in &all {
+            assert!(signals(&e.on_scan_early(p)).is_empty());
+        }
+        e.on_scan(Some(&all));
+        let a = e.on_pid_cursor(cursor(5, 101), ms(11));
+        assert_eq!(signals(&a), vec![(3, SIGTERM)]);
+    }
+
+    /// The fast sweep only when it changes nothing: a forwarded SIGINT (Ctrl-C) is not a
+    /// SIGTERM, so the command must not get one; and a subreaper never kill(-1)s.
+    #[test]
+    fn no_kill_minus_one_when_the_command_had_another_signal_or_as_a_subreaper() {
+        let mut e = engine(Mode::Container, ForwardTo::Process);
+        let a = e.on_signal(SIGINT, false, ms(0), true);
+        assert_eq!(a.last(), Some(&Action::Scan), "{a:?}");
+        let mut e = engine(Mode::Subreaper, ForwardTo::Process);
+        let a = e.on_signal(SIGTERM, false, ms(0), true);
+        assert_eq!(a.last(), Some(&Action::Scan), "{a:?}");
+        assert!(e.on_pid_cursor(cursor(9, 1), ms(0)).is_empty());
     }
 
     /// The spared group is left out of the first scan only: who joins it later gets SIGTERM.

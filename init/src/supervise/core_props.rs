@@ -34,10 +34,14 @@ struct P {
     on_term: OnTerm,
     zombie: Option<ExitStatus>,
     got_term: bool,
+    /// SIGTERMs this program had.
+    terms: u32,
     /// Had a stop signal forwarded (SIGTERM or SIGINT) while it ran.
     got_forwarded: bool,
     /// When it was forked, or last exec'd.
     born: Duration,
+    /// When it was forked, in clock ticks (its start time in /proc; an exec keeps it).
+    start: u64,
     /// Which program it runs (its name changes at exec).
     comm: u8,
 }
@@ -98,10 +102,16 @@ struct Sim {
     grace_ran_out: bool,
     /// The (pid, program) the engine saw in its last scan.
     last_scan: Vec<(i32, u8)>,
+    /// /proc/sys/kernel/ns_last_pid cannot be read.
+    no_cursor: bool,
+    /// The initial command's process group.
+    initial_pgid: Option<i32>,
+    /// When kill(-1, SIGTERM) went out.
+    swept_at: Option<Duration>,
 }
 
 impl Sim {
-    fn new(mode: Mode, forward_to: ForwardTo, initial: OnTerm) -> Sim {
+    fn new(mode: Mode, forward_to: ForwardTo, initial: OnTerm, no_cursor: bool) -> Sim {
         let me = if mode == Mode::Subreaper { 50 } else { 1 };
         let mut s = Sim {
             e: Engine::new(mode, me, GRACE, forward_to, mode != Mode::System),
@@ -115,11 +125,15 @@ impl Sim {
             forced: false,
             grace_ran_out: false,
             last_scan: Vec::new(),
+            no_cursor,
+            initial_pgid: None,
+            swept_at: None,
         };
         if mode == Mode::Subreaper {
             s.add_stranger();
         }
         let pid = s.spawn(me, initial, None);
+        s.initial_pgid = Some(pid);
         s.e.initial_started(pid);
         s
     }
@@ -134,8 +148,10 @@ impl Sim {
                 on_term: OnTerm::Exit(0),
                 zombie: None,
                 got_term: false,
+                terms: 0,
                 got_forwarded: false,
                 born: self.now,
+                start: ticks(self.now),
                 comm: 0,
             },
         );
@@ -156,8 +172,10 @@ impl Sim {
                 on_term,
                 zombie: None,
                 got_term: false,
+                terms: 0,
                 got_forwarded: false,
                 born: self.now,
+                start: ticks(self.now),
                 comm: 0,
             },
         );
@@ -217,6 +235,19 @@ impl Sim {
             libc::SIGTERM | libc::SIGINT => {
                 if sig == libc::SIGTERM {
                     p.got_term = true;
+                    p.terms += 1;
+                    // Once per program: to many programs a second SIGTERM means "force
+                    // quit". (The initial command's group also has every repeated stop
+                    // signal forwarded.)
+                    // The one documented exception: a process forked within a tick of the
+                    // kill(-1) may have lost that SIGTERM at an exec, and gets its own.
+                    let initial_pgid = self.initial_pgid;
+                    let young = self.swept_at.is_some_and(|at| p.start + 1 >= ticks(at));
+                    assert!(
+                        p.terms <= 1 || pid == INITIAL || Some(p.pgid) == initial_pgid || young,
+                        "pid {pid} had SIGTERM {} times",
+                        p.terms
+                    );
                 }
                 if forwarded {
                     p.got_forwarded = true;
@@ -228,10 +259,17 @@ impl Sim {
                         self.spawn(pid, OnTerm::Exit(0), Some(pgid));
                         self.exit(pid, ExitStatus::Exited(0));
                     }
+                    // Only between fork and exec is a SIGTERM lost (in the parent's
+                    // inherited handler): a process forked a tick or more earlier has long
+                    // since exec'd, and its program ends on it.
+                    OnTerm::LoseThenExec if ticks(self.now) > p.start => {
+                        self.exit(pid, ExitStatus::Exited(0))
+                    }
                     OnTerm::LoseThenExec => {
                         p.on_term = OnTerm::Exit(0);
                         p.comm += 1;
                         p.got_term = false;
+                        p.terms = 0;
                         p.got_forwarded = false;
                         p.born = self.now;
                     }
@@ -260,7 +298,7 @@ impl Sim {
                 } else {
                     0
                 },
-                start_time: pid as u64,
+                start_time: p.start,
                 comm: [p.comm; 16],
                 kernel_thread: false,
             })
@@ -305,9 +343,24 @@ impl Sim {
                         self.deliver(pid, sig, pid == INITIAL);
                     }
                 }
+                Action::ReadPidCursor => {
+                    assert!(self.e.mode.is_pid1(), "a pid cursor as a subreaper");
+                    let cursor = (!self.no_cursor).then_some(PidCursor {
+                        last_pid: self.next_pid - 1,
+                        ticks: ticks(self.now),
+                    });
+                    queue.extend(self.e.on_pid_cursor(cursor, self.now));
+                }
                 Action::SignalAll(sig) => {
                     assert!(self.e.mode.is_pid1(), "kill(-1) as a subreaper");
-                    assert_eq!(sig, libc::SIGKILL);
+                    assert!(
+                        sig == libc::SIGKILL || sig == libc::SIGTERM,
+                        "kill(-1, {sig})"
+                    );
+                    if sig == libc::SIGTERM {
+                        assert!(self.swept_at.is_none(), "a second kill(-1, SIGTERM)");
+                        self.swept_at = Some(self.now);
+                    }
                     let all: Vec<i32> = self
                         .procs
                         .keys()
@@ -514,6 +567,11 @@ impl Sim {
     }
 }
 
+/// Clock ticks (100 a second) since the simulation's start.
+fn ticks(t: Duration) -> u64 {
+    (t.as_millis() / 10) as u64
+}
+
 fn mode() -> impl Strategy<Value = Mode> {
     prop_oneof![
         Just(Mode::System),
@@ -539,9 +597,10 @@ proptest! {
         mode in mode(),
         fwd in forward_to(),
         initial in on_term(),
+        no_cursor in any::<bool>(),
         ops in proptest::collection::vec(op(), 0..40),
     ) {
-        let mut sim = Sim::new(mode, fwd, initial);
+        let mut sim = Sim::new(mode, fwd, initial, no_cursor);
         for o in &ops {
             sim.op(o);
         }

@@ -59,6 +59,12 @@ impl Supervisor {
                     let snapshot = self.scan();
                     queue.extend(self.engine.on_scan(snapshot.as_deref()));
                 }
+                Action::ReadPidCursor => {
+                    let cursor = procs::pid_cursor()
+                        .map(|(last_pid, ticks)| super::core::PidCursor { last_pid, ticks });
+                    let now = self.now();
+                    queue.extend(self.engine.on_pid_cursor(cursor, now));
+                }
                 Action::ScanNew => {
                     let look = self.scan_new();
                     let look = look.as_ref().map(|(l, n)| (l.as_slice(), n.as_slice()));
