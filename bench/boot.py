@@ -6,6 +6,10 @@ Images (both from initramfs/build.sh, same kernel, modules, busybox and disk):
   busybox  the same cpio with a small uncompressed cpio appended (the kernel unpacks
            concatenated archives, later entries win) that makes /init busybox init, with
            bench/bbimage/inittab and bench/bbimage/rcS doing the same work as smss.toml
+  floor    the same cpio with /init = bench/bootfloor.c (built static with cc): the kernel work
+           of smss's own-work phases with no parsing and only the phase lines; it prints its
+           own work less module loading and powers off. A companion, not a peer (left out
+           without a C compiler).
 Each boot gets a fresh copy of the pristine disk (so both create the swap file).
 
 Timing: the serial console is read on the host. When "login:" shows, the harness logs in and
@@ -80,8 +84,31 @@ def newc(entries):
     return bytes(out)
 
 
-def build_images(bindir, work):
-    """Returns {"smss": (build_env, initrd), "busybox init": (build_env, initrd)}."""
+def build_bootfloor(work):
+    """bench/bootfloor.c built static into work; None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    out = os.path.join(work, "bootfloor")
+    try:
+        r = subprocess.run([cc, "-O2", "-static", "-o", out, os.path.join(HERE, "bootfloor.c")],
+                           capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out if r.returncode == 0 else None
+
+
+def append_overlay(base, entries, path):
+    """base (a gzip'd cpio) with an uncompressed cpio of entries appended, written to path."""
+    with open(path, "wb") as f:
+        f.write(base)
+        f.write(b"\0" * ((4 - len(base) % 4) % 4))   # the next archive starts 4-aligned
+        f.write(newc(entries))
+
+
+def build_images(bindir, work, floor=True):
+    """Returns {"smss": (build_env, initrd), "busybox init": (build_env, initrd)} and, when
+    floor and bench/bootfloor.c builds, "floor": (build_env, initrd)."""
     out = os.path.join(work, "img-smss")
     env = dict(os.environ, OUT=out, SMSS_BIN_DIR=bindir)
     r = subprocess.run([os.path.join(ROOT, "initramfs", "build.sh")], env=env, cwd=ROOT,
@@ -96,17 +123,22 @@ def build_images(bindir, work):
         inittab = f.read()
     with open(os.path.join(HERE, "bbimage", "rcS"), "rb") as f:
         rcs = f.read()
-    overlay = newc([("init", 0o120777, b"bin/busybox"),
-                    ("etc/bench", 0o040755, b""),
-                    ("etc/bench/rcS", 0o100755, rcs),
-                    ("etc/inittab", 0o100644, inittab)])
     bb_initrd = os.path.join(work, "img-busybox.cpio")
-    with open(bb_initrd, "wb") as f:
-        f.write(base)
-        f.write(b"\0" * ((4 - len(base) % 4) % 4))   # the next archive starts 4-aligned
-        f.write(overlay)
+    append_overlay(base, [("init", 0o120777, b"bin/busybox"),
+                          ("etc/bench", 0o040755, b""),
+                          ("etc/bench/rcS", 0o100755, rcs),
+                          ("etc/inittab", 0o100644, inittab)], bb_initrd)
     gzip.decompress(base)  # sanity: the base really is one gzip member
-    return {"smss": (benv, smss_initrd), "busybox init": (benv, bb_initrd)}
+    imgs = {"smss": (benv, smss_initrd), "busybox init": (benv, bb_initrd)}
+    exe = build_bootfloor(work) if floor else None
+    if exe:
+        with open(exe, "rb") as f:
+            prog = f.read()
+        fl_initrd = os.path.join(work, "img-floor.cpio")
+        append_overlay(base, [("sbin/bootfloor", 0o100755, prog),
+                              ("init", 0o120777, b"sbin/bootfloor")], fl_initrd)
+        imgs["floor"] = (benv, fl_initrd)
+    return imgs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +294,45 @@ def boot_once(name, benv, initrd, pristine_disk, work):
             pass
 
 
+def floor_once(benv, initrd, pristine_disk, work):
+    """One boot of the floor image: its own work less module loading (us), read from its line."""
+    disk = os.path.join(work, "disk-run.img")
+    subprocess.run(["cp", "--sparse=always", pristine_disk, disk], check=True, timeout=60)
+    env = dict(os.environ, BUILD_ENV=benv, INITRD=initrd)
+    cmd = [os.path.join(ROOT, "initramfs", "run-qemu.sh"), "-n", "-d", disk]
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    c = Console(p)
+    res = {"image": "floor"}
+    try:
+        m, _ = c.wait(rb"bootfloor: own work (\d+) us, lines (\d+) us, modules (\d+) us "
+                      rb"\(file systems (\d+) us\), (\d+) failed\r?\n", LOGIN_DEADLINE)
+        if not m:
+            raise RuntimeError(f"no bootfloor line (console ends: {c.tail(100)!r})")
+        res["own_us"], res["lines_us"], res["modules_us"], res["fs_us"], nfail = (
+            int(g) for g in m.groups())
+        if nfail:  # it skipped some of the work: no floor
+            raise RuntimeError(f"bootfloor: {nfail} calls failed")
+        res["phases_us"] = {n.decode(): int(us) for n, us in
+                            re.findall(rb"smss\[1\]: phase (\S+) done in (\d+) us", c.buf)}
+    except Exception as e:  # noqa: BLE001 - reported, the row goes on without its floor
+        res["error"] = str(e)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.unlink(disk)
+        except OSError:
+            pass
+    return res
+
+
 def smss_phases(console):
     """smss's phase durations (us) from its console lines."""
     ph = {}
@@ -278,6 +349,15 @@ def smss_phases(console):
     return ph, total
 
 
+def own_less_modules(console):
+    """The row for one boot (us): exec -> boot complete, less the commands, the swap file and
+    module loading; None without a 'boot complete' line."""
+    ph, total = smss_phases(console)
+    if total is None:
+        return None
+    return total - sum(v for n, v in ph.items() if n in COMMANDS | SWAP | MODULES)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -292,19 +372,29 @@ def section(bindir, work, runs):
     errors = {}
     failed = {k: [] for k in imgs}
     order = list(imgs)
+    if os.environ.get("BOOT_IMAGES"):  # e.g. BOOT_IMAGES=smss,floor: only these, in this order
+        order = [k for k in os.environ["BOOT_IMAGES"].split(",") if k in imgs]
+        imgs = {k: imgs[k] for k in order}
     for i in range(runs):
         for k in (order if i % 2 == 0 else order[::-1]):
             if failed[k] and not results[k]:
                 continue  # it failed once already: do not spend another two minutes on it
             log(f"run {i + 1}/{runs}: {k}")
             t = time.monotonic()
-            r = boot_once(k, imgs[k][0], imgs[k][1], pristine, work)
+            if k == "floor":
+                r = floor_once(imgs[k][0], imgs[k][1], pristine, work)
+            else:
+                r = boot_once(k, imgs[k][0], imgs[k][1], pristine, work)
+            r["round"] = i
             if "error" in r:
                 errors[k] = r["error"]
                 failed[k].append(r)
             else:
                 results[k].append(r)
             log(f"  {time.monotonic() - t:.1f} s")
+    for r in results.get("smss", []):
+        r["phases_us"], _ = smss_phases(r.get("console", ""))
+        r["own_less_modules_us"] = own_less_modules(r.get("console", ""))
     out = {"runs": runs, "errors": errors, "images": {}, "raw": {
         k: [{n: v for n, v in r.items() if n not in ("console", "dmesg")} for r in results[k] +
             failed[k]] for k in imgs}}
@@ -315,6 +405,22 @@ def section(bindir, work, runs):
     for k in imgs:
         rs = results[k]
         d = {"n": len(rs)}
+        if k == "floor":
+            for key in ("own_us", "lines_us", "modules_us"):
+                vals = [r[key] for r in rs]
+                d[key] = statistics.median(vals) if vals else None
+            # smss's row less the floor, paired by round (the machine drifts between rounds)
+            sm = {r["round"]: own_less_modules(r.get("console", "")) for r in results["smss"]}
+            diffs = [sm[r["round"]] - r["own_us"] for r in rs if sm.get(r["round"]) is not None]
+            d["smss_minus_us"] = statistics.median(diffs) if diffs else None
+            d["smss_minus_range_us"] = (min(diffs), max(diffs)) if diffs else None
+            # smss's row boot by boot (the row above is median total less median phases)
+            rows_us = [v for v in sm.values() if v is not None]
+            d["smss_row_us"] = statistics.median(rows_us) if rows_us else None
+            d["own_range_us"] = (min(r["own_us"] for r in rs), max(r["own_us"] for r in rs)) \
+                if rs else None
+            out["images"][k] = d
+            continue
         d["swap_active"] = all(r.get("swap_active") for r in rs) if rs else None
         for key in ("kernel_to_login_s", "host_login_s", "exec_to_getty_s", "host_complete_s",
                     "cal_guest_s"):
@@ -420,6 +526,25 @@ def table_rows(b, notes):
                      {"smss": f"{(own - mods) / 1000:,.1f}",
                       "busybox init": f"{(bb_own - bbmods) / 1000:,.1f}" if bb_own else "n/a"},
                      "", "< 50 ms", "PASS" if own - mods < 50000 else "FAIL"))
+        F = b["images"].get("floor") or {}
+        if F.get("own_us") is not None:
+            dif = F.get("smss_minus_us")
+            rows.append(("… its floor: the same kernel work with no parsing, phase lines only "
+                         "(bench/bootfloor.c as /init; not a peer), guest ms",
+                         {"smss": f"{F['own_us'] / 1000:,.1f} (smss − floor "
+                          + (f"{dif / 1000:+,.1f}, paired, range "
+                             f"{F['smss_minus_range_us'][0] / 1000:+,.1f} … "
+                             f"{F['smss_minus_range_us'][1] / 1000:+,.1f})"
+                             if dif is not None else "n/a)")},
+                         "", "", ""))
+            lo, hi = F["own_range_us"]
+            notes.append(f"Boot floor (bench/bootfloor.c, median of {F['n']}): own work "
+                         f"{F['own_us'] / 1000:,.1f} guest ms (range {lo / 1000:,.1f} … "
+                         f"{hi / 1000:,.1f}), of which its 9 phase lines "
+                         f"{F['lines_us'] / 1000:,.1f}; module loading left out "
+                         f"{F['modules_us'] / 1000:,.1f}"
+                         + (f"; smss's row boot by boot in the same rounds, median "
+                            f"{F['smss_row_us'] / 1000:,.1f}." if F.get("smss_row_us") else "."))
         cal_g, cal_h = S.get("cal_guest_s") or B.get("cal_guest_s"), b.get("cal_host_s")
         if cal_g and cal_h:
             f = cal_g / cal_h
@@ -467,6 +592,8 @@ if __name__ == "__main__":
     work = os.path.join(ROOT, "target", "bench")
     os.makedirs(work, exist_ok=True)
     res = section(sys.argv[1], work, int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    with open(os.path.join(work, "boot.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
     print(json.dumps(res, indent=1, default=str)[:6000])
     notes = []
     for r in table_rows(res, notes):
