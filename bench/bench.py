@@ -411,16 +411,8 @@ def shutdown_once(argv, unshare=None):
 def build_floor():
     """bench/stopfloor.c, the floor of a graceful stop (kill(-1, SIGTERM), reap, exit), built
     static with the system's C compiler into target/bench/; None when there is none."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    out = os.path.join(WORK, "stopfloor")
-    try:
-        r = subprocess.run([cc, "-O2", "-static", "-o", out, os.path.join(HERE, "stopfloor.c")],
-                           capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out if r.returncode == 0 else None
+    from boot import build_static_c  # noqa: E402  (bench/boot.py)
+    return build_static_c("stopfloor", WORK)
 
 
 def sec_shutdown(inits, bb, n, kids=KIDS, floor=None):

@@ -84,14 +84,15 @@ def newc(entries):
     return bytes(out)
 
 
-def build_bootfloor(work):
-    """bench/bootfloor.c built static into work; None without a C compiler."""
+def build_static_c(name, work):
+    """bench/NAME.c built static (cc -O2 -static) into work/NAME; None without a C compiler
+    or when it does not build. (bench.py's stop floor too.)"""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
-    out = os.path.join(work, "bootfloor")
+    out = os.path.join(work, name)
     try:
-        r = subprocess.run([cc, "-O2", "-static", "-o", out, os.path.join(HERE, "bootfloor.c")],
+        r = subprocess.run([cc, "-O2", "-static", "-o", out, os.path.join(HERE, name + ".c")],
                            capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -130,7 +131,7 @@ def build_images(bindir, work, floor=True):
                           ("etc/inittab", 0o100644, inittab)], bb_initrd)
     gzip.decompress(base)  # sanity: the base really is one gzip member
     imgs = {"smss": (benv, smss_initrd), "busybox init": (benv, bb_initrd)}
-    exe = build_bootfloor(work) if floor else None
+    exe = build_static_c("bootfloor", work) if floor else None
     if exe:
         with open(exe, "rb") as f:
             prog = f.read()
@@ -280,18 +281,23 @@ def boot_once(name, benv, initrd, pristine_disk, work):
         t = c.arrival(b"boot complete")
         if t:
             res["host_complete_s"] = t - t_start
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.unlink(disk)
-        except OSError:
-            pass
+        end_boot(p, disk)
+
+
+def end_boot(p, disk):
+    """Kill a boot's QEMU (its whole process group) and delete its disk copy."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.unlink(disk)
+    except OSError:
+        pass
 
 
 def floor_once(benv, initrd, pristine_disk, work):
@@ -318,18 +324,7 @@ def floor_once(benv, initrd, pristine_disk, work):
     except Exception as e:  # noqa: BLE001 - reported, the row goes on without its floor
         res["error"] = str(e)
     finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.unlink(disk)
-        except OSError:
-            pass
+        end_boot(p, disk)
     return res
 
 
