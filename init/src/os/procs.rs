@@ -205,7 +205,7 @@ pub fn pid_cursor() -> Option<(i32, u64)> {
     let ns = u64::try_from(now.tv_sec())
         .ok()?
         .saturating_mul(1_000_000_000)
-        + u64::try_from(now.tv_nsec()).ok()?;
+        .saturating_add(u64::try_from(now.tv_nsec()).ok()?);
     Some((last_pid, ns / (1_000_000_000 / hz.min(1_000_000_000))))
 }
 
@@ -351,6 +351,26 @@ pub fn stop_targets(all: &[ProcInfo], me: i32, pid1: bool) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cursor is at or past the newest process, and in the same ticks as a start time.
+    #[test]
+    fn the_pid_cursor_covers_a_process_just_forked() {
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id() as i32;
+        let me = read(std::process::id() as i32).expect("our own stat");
+        let (last, ticks) = pid_cursor().expect("ns_last_pid");
+        let mut child = child;
+        let _ = child.wait();
+        // Pids may have wrapped in between only after 32768 forks by others.
+        assert!(last >= pid || last < 300, "cursor {last}, child {pid}");
+        assert!(
+            ticks >= me.start_time,
+            "clock {ticks} before our start {}",
+            me.start_time
+        );
+    }
 
     #[test]
     fn parses_names_with_parens_and_spaces() {
