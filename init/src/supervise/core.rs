@@ -64,6 +64,16 @@ pub enum Spared {
     Group(i32),
 }
 
+impl Spared {
+    /// Is `p` the spared process, or a member of the spared group?
+    fn covers(self, p: &ProcInfo) -> bool {
+        match self {
+            Spared::Process(s) => s == p.pid,
+            Spared::Group(g) => p.pgid == g,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Term,
@@ -212,11 +222,7 @@ impl Stop {
                 // signalled): whoever joins the spared group later needs its SIGTERM too.
                 let spared_now = self.spared.take();
                 for p in targets {
-                    let spared = match spared_now {
-                        Some(Spared::Process(s)) => s == p.pid,
-                        Some(Spared::Group(g)) => p.pgid == g,
-                        None => false,
-                    };
+                    let spared = spared_now.is_some_and(|s| s.covers(p));
                     if !self.signalled.insert((p.pid, p.start_time, p.comm)) {
                         continue;
                     }
@@ -692,11 +698,7 @@ impl Engine {
             }
             stop.found_early = true;
             stop.covered.push(p.pid);
-            let spared = match stop.swept_spared {
-                Some(Spared::Process(s)) => s == p.pid,
-                Some(Spared::Group(g)) => p.pgid == g,
-                None => false,
-            };
+            let spared = stop.swept_spared.is_some_and(|s| s.covers(p));
             // A process forked within a clock tick of the kill(-1) may have been between fork
             // and exec then, and lost its SIGTERM in its parent's inherited handler: it gets
             // one of its own, as the per-process sweep gives every process it reads.
