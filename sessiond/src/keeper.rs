@@ -5,9 +5,11 @@
 //! session on PID 1's word:
 //!
 //! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
-//!   then SIGCONT to every process below it: its children by pid (unreaped, so theirs), the
-//!   others each pinned by a pidfd and checked by its start time once, so a pid reused
-//!   meanwhile is left alone;
+//!   then SIGCONT to every process below it: its members first, by pid (its children,
+//!   unreaped, so theirs); then, only when the kernel's child lists show something else
+//!   below it (or cannot be read), one look at /proc for the rest, each pinned by a pidfd
+//!   and checked by its start time once, so a pid reused meanwhile is left alone. Should a
+//!   child outlive the members' reaping after all, that look is made then;
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
@@ -146,6 +148,11 @@ impl Keeper {
         }
     }
 
+    /// The members not reaped yet (our children: their pids are theirs).
+    pub fn members(&self) -> &BTreeSet<i32> {
+        &self.members
+    }
+
     /// A process started on request is a member too.
     pub fn started(&mut self, pid: i32) {
         self.members.insert(pid);
@@ -211,16 +218,52 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us (see the module comment), found in one look at /proc: our
-/// children by pid (we have not reaped them since the look, so their pids are still
-/// theirs), the others each pinned by a pidfd and checked by its start time, once for all
-/// of `sigs`.
-fn signal_tree(sigs: &[i32]) {
+/// Signal every process below us (see the module comment). The members first, by pid: they
+/// are our children, unreaped, so their pids are still theirs. Then, only when something
+/// else may be below us (a child that is not a member, or a member with children of its
+/// own), one look at /proc for the rest: each pinned by a pidfd and checked by its start
+/// time, once for all of `sigs`. Returns whether the look was made.
+fn signal_tree(sigs: &[i32], members: &BTreeSet<i32>) -> bool {
+    for &pid in members {
+        let tty = procs::read(pid).is_some_and(|p| p.tty_nr != 0);
+        for sig in signals_for(sigs, tty) {
+            let _ = sys::kill(pid, sig);
+        }
+    }
+    // Members' children are read before ours: one re-parented to us meanwhile (its parent
+    // died) is then in our list.
+    let member_children: Vec<Option<usize>> = members.iter().map(|&m| child_count(m)).collect();
+    let ours = own_children();
+    if !needs_look(members, ours.as_deref(), &member_children) {
+        return false;
+    }
+    signal_rest(sigs, members);
+    true
+}
+
+/// Whether processes other than `members` may be below us: `ours` our children (None:
+/// unknown), `member_children` how many children each member has (None: unknown).
+pub fn needs_look(
+    members: &BTreeSet<i32>,
+    ours: Option<&[i32]>,
+    member_children: &[Option<usize>],
+) -> bool {
+    let Some(ours) = ours else {
+        return true;
+    };
+    ours.iter().any(|p| !members.contains(p)) || member_children.iter().any(|c| *c != Some(0))
+}
+
+/// The look at /proc: every process below us but the `skip`ped (already signalled).
+fn signal_rest(sigs: &[i32], skip: &BTreeSet<i32>) {
     let me = sys::getpid();
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
+        if skip.contains(&p.pid) {
+            continue;
+        }
         let sigs = signals_for(sigs, p.tty_nr != 0);
         if p.ppid == me {
             for sig in sigs {
@@ -232,16 +275,36 @@ fn signal_tree(sigs: &[i32]) {
     }
 }
 
+/// How many children `pid` has, all its threads' (a child's parent is the thread that forked
+/// it); None when that cannot be read.
+fn child_count(pid: i32) -> Option<usize> {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let t = t.ok()?.file_name();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/children", t.to_str()?)).ok()?;
+        n += text.split_whitespace().count();
+    }
+    Some(n)
+}
+
+/// Our children from the kernel's list (the keeper has one thread, whose tid is its pid).
+fn own_children() -> Option<Vec<i32>> {
+    let me = sys::getpid();
+    let text = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
+}
+
 /// Our children, running or zombie (none reaped: their pids are ours until we reap them).
 fn children() -> Vec<i32> {
-    let me = sys::getpid();
-    // The keeper has one thread, whose tid is its pid.
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
-        return text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+    if let Some(c) = own_children() {
+        return c;
     }
+    let me = sys::getpid();
     procs::snapshot()
         .unwrap_or_default()
         .iter()
@@ -295,9 +358,19 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
     let mut code = 0;
     // Lines for PID 1, written before the keeper blocks (or acts at length).
     let mut out = Vec::new();
+    // `term` signalled the members only (nothing else seemed to be below us): the signals
+    // and who had them, for a look at /proc should a child outlive the members' reaping
+    // (one re-parented to us that the kernel's child lists did not show).
+    let mut unlooked: Option<(Vec<i32>, BTreeSet<i32>)> = None;
     loop {
+        let before = k.members().len();
         if !reap(&mut k, &mut out) {
             events.push(Event::NoChildren);
+            unlooked = None;
+        } else if k.members().len() < before {
+            if let Some((sigs, signalled)) = unlooked.take() {
+                signal_rest(&sigs, &signalled);
+            }
         }
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
@@ -313,7 +386,12 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                         queue(&mut out, &InstanceMessage::Exited { pid, status })
                     }
                     Action::Empty => queue(&mut out, &InstanceMessage::Empty),
-                    Action::Signal(sigs) => signal_tree(&sigs),
+                    Action::Signal(sigs) => {
+                        let signalled = k.members().clone();
+                        if !signal_tree(&sigs, &signalled) {
+                            unlooked = Some((sigs, signalled));
+                        }
+                    }
                     // Then `empty` (the next look finds no child), unless an exit follows.
                     Action::Sweep => {
                         flush(&link, &mut out);
@@ -512,6 +590,27 @@ mod tests {
             ]
         );
         assert_eq!(out.last(), Some(&b'\n'));
+    }
+
+    /// `term` looks at /proc only when something other than the members may be below the
+    /// keeper: a child that is not a member (an orphan re-parented to it), a member with
+    /// children, or a list that could not be read.
+    #[test]
+    fn term_looks_at_proc_only_when_more_than_the_members_may_be_below() {
+        let members: BTreeSet<i32> = [10, 11].into();
+        assert!(!needs_look(&members, Some(&[10, 11]), &[Some(0), Some(0)]));
+        // A member reaped meanwhile is not a child any more: nothing else is below.
+        assert!(!needs_look(&members, Some(&[11]), &[Some(0), Some(0)]));
+        assert!(needs_look(
+            &members,
+            Some(&[10, 11, 12]),
+            &[Some(0), Some(0)]
+        ));
+        assert!(needs_look(&members, Some(&[10, 11]), &[Some(0), Some(2)]));
+        assert!(needs_look(&members, Some(&[10, 11]), &[None, Some(0)]));
+        assert!(needs_look(&members, None, &[Some(0), Some(0)]));
+        assert!(needs_look(&BTreeSet::new(), Some(&[7]), &[]));
+        assert!(!needs_look(&BTreeSet::new(), Some(&[]), &[]));
     }
 
     #[test]
