@@ -2207,3 +2207,48 @@ fn many_deferred_starts_through_a_keeper_leak_nothing() {
     );
     s.assert_serving();
 }
+
+/// Without cgroup2, `term` signals the keeper's children at once and looks for the rest of
+/// the session only later (when a member is reaped, or after a millisecond): a process below
+/// a login manager that ignores SIGTERM and stays must still get its SIGTERM at once, not
+/// at the end of the grace period.
+#[test]
+fn a_process_below_a_login_manager_that_ignores_sigterm_gets_sigterm_at_once() {
+    require_unshare!();
+    let s = start(
+        "termbelow",
+        "[shutdown]\ngrace-period = \"60s\"\n",
+        Opts::default(),
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    // sh's `trap ''` is inherited: env gives the grandchild SIGTERM's default action back.
+    let script = format!(
+        "trap '' TERM; env --default-signal=TERM sleep 1000 & echo started > {f}; \
+         while :; do wait; done",
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = v["pids"][0].as_i64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert_eq!(text.trim(), "started");
+    wait_until("the grandchild started", || {
+        live_named(&s, "sleep").len() == 1
+    });
+    let term = call_in_background(&s, "TerminateSession", json!({ "id": id }));
+    let t = Instant::now();
+    wait_until("the grandchild gone", || live_named(&s, "sleep").is_empty());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the grandchild got its SIGTERM only after {:?}",
+        t.elapsed()
+    );
+    // The login manager ignores SIGTERM: the session is still ending.
+    assert!(s.ns_alive(leader));
+    assert!(!term.is_finished());
+    s.assert_serving();
+    // The namespace is killed with `s` (a poweroff would wait out the grace period).
+    drop(term);
+}

@@ -6,10 +6,12 @@
 //!
 //! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
 //!   then SIGCONT to every process below it: its members first, by pid (its children,
-//!   unreaped, so theirs); then, only when the kernel's child lists show something else
-//!   below it (or cannot be read), one look at /proc for the rest, each pinned by a pidfd
-//!   and checked by its start time once, so a pid reused meanwhile is left alone. Should a
-//!   child outlive the members' reaping after all, that look is made then;
+//!   unreaped, so theirs). Then the rest: when a member is reaped and a child is left, or
+//!   1 ms after the signals at the latest, and only when the kernel's child lists show
+//!   something else below it (or cannot be read), one look at /proc, each process pinned
+//!   by a pidfd and checked by its start time once, so a pid reused meanwhile is left
+//!   alone. When the last child is reaped first there is nothing to look for: with no
+//!   child left nothing is below the keeper (every orphan comes back to it);
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
@@ -28,6 +30,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
@@ -35,6 +38,11 @@ use smss::control::instance::{InstanceMessage, KeeperCommand, MAX_PARAMS};
 use smss::os::procs;
 use smss::sys::process::Detach;
 use smss::sys::{self, Reaped};
+
+/// After `term` signalled the members, how long the look for the rest of the session waits
+/// for the members' exits (which make it needless when they leave no child): about ten
+/// times a small process's exit here, and off TerminateSession's path.
+const LOOK_AFTER: Duration = Duration::from_millis(1);
 
 /// What happens to a keeper.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,27 +226,33 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us (see the module comment). The members first, by pid: they
-/// are our children, unreaped, so their pids are still theirs. Then, only when something
-/// else may be below us (a child that is not a member, or a member with children of its
-/// own), one look at /proc for the rest: each pinned by a pidfd and checked by its start
-/// time, once for all of `sigs`. Returns whether the look was made.
-fn signal_tree(sigs: &[i32], members: &BTreeSet<i32>) -> bool {
+/// `term`'s first step: the members, by pid (they are our children, unreaped, so their pids
+/// are still theirs), in `signals_for`'s order. The rest, if any, is [`look_if_needed`]'s.
+fn signal_members(sigs: &[i32], members: &BTreeSet<i32>) {
     for &pid in members {
-        let tty = procs::read(pid).is_some_and(|p| p.tty_nr != 0);
-        for sig in signals_for(sigs, tty) {
+        // The terminal is looked up after the SIGTERM: the signal is on TerminateSession's
+        // path, the read is not.
+        for &sig in sigs {
             let _ = sys::kill(pid, sig);
+            if sig == libc::SIGTERM && procs::read(pid).is_some_and(|p| p.tty_nr != 0) {
+                let _ = sys::kill(pid, libc::SIGHUP);
+            }
         }
     }
+}
+
+/// `term`'s second step: only when something other than the `members` may be below us (a
+/// child that is not one, or a member with children of its own, as the kernel's child lists
+/// show), one look at /proc for the rest, each pinned by a pidfd and checked by its start
+/// time, once for all of `sigs`; the `signalled` are skipped.
+fn look_if_needed(sigs: &[i32], signalled: &BTreeSet<i32>, members: &BTreeSet<i32>) {
     // Members' children are read before ours: one re-parented to us meanwhile (its parent
     // died) is then in our list.
     let member_children: Vec<Option<usize>> = members.iter().map(|&m| child_count(m)).collect();
     let ours = own_children();
-    if !needs_look(members, ours.as_deref(), &member_children) {
-        return false;
+    if needs_look(members, ours.as_deref(), &member_children) {
+        signal_rest(sigs, signalled);
     }
-    signal_rest(sigs, members);
-    true
 }
 
 /// Whether processes other than `members` may be below us: `ours` our children (None:
@@ -358,18 +372,23 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
     let mut code = 0;
     // Lines for PID 1, written before the keeper blocks (or acts at length).
     let mut out = Vec::new();
-    // `term` signalled the members only (nothing else seemed to be below us): the signals
-    // and who had them, for a look at /proc should a child outlive the members' reaping
-    // (one re-parented to us that the kernel's child lists did not show).
-    let mut unlooked: Option<(Vec<i32>, BTreeSet<i32>)> = None;
+    // After `term`'s signals to the members: the signals, who had them, and when the rest
+    // below us (if any) is looked for at the latest. Sooner when a member is reaped and a
+    // child is left; not at all when the last child is reaped first (with none left,
+    // nothing is below us: every orphan of the session comes back to us).
+    let mut unlooked: Option<(Vec<i32>, BTreeSet<i32>, Instant)> = None;
     loop {
         let before = k.members().len();
         if !reap(&mut k, &mut out) {
             events.push(Event::NoChildren);
             unlooked = None;
-        } else if k.members().len() < before {
-            if let Some((sigs, signalled)) = unlooked.take() {
-                signal_rest(&sigs, &signalled);
+        }
+        let due = unlooked
+            .as_ref()
+            .is_some_and(|u| k.members().len() < before || Instant::now() >= u.2);
+        if due {
+            if let Some((sigs, signalled, _)) = unlooked.take() {
+                look_if_needed(&sigs, &signalled, k.members());
             }
         }
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -388,9 +407,8 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                     Action::Empty => queue(&mut out, &InstanceMessage::Empty),
                     Action::Signal(sigs) => {
                         let signalled = k.members().clone();
-                        if !signal_tree(&sigs, &signalled) {
-                            unlooked = Some((sigs, signalled));
-                        }
+                        signal_members(&sigs, &signalled);
+                        unlooked = Some((sigs, signalled, Instant::now() + LOOK_AFTER));
                     }
                     // Then `empty` (the next look finds no child), unless an exit follows.
                     Action::Sweep => {
@@ -460,7 +478,12 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             PollFd::new(link.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Until the look is due, if one is pending.
+        let timeout = unlooked.as_ref().map_or(PollTimeout::NONE, |u| {
+            let ms = u.2.saturating_duration_since(Instant::now()).as_millis();
+            PollTimeout::from(u16::try_from(ms.max(1)).unwrap_or(u16::MAX))
+        });
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {

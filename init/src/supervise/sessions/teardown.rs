@@ -84,7 +84,11 @@ impl Supervisor {
 
     /// A member of session `id` exited (reaped by us, or by its keeper).
     pub(super) fn member_exited(&mut self, id: u32, pid: i32, name: &str, status: &str) {
-        log::info!("session {id}: {name} (pid {pid}) {status}");
+        let line = format!("session {id}: {name} (pid {pid}) {status}");
+        match self.sessions.exits_later.as_mut() {
+            Some(later) => later.push(line),
+            None => log::info!("{line}"),
+        }
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
