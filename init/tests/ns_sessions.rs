@@ -2252,3 +2252,39 @@ fn a_process_below_a_login_manager_that_ignores_sigterm_gets_sigterm_at_once() {
     // The namespace is killed with `s` (a poweroff would wait out the grace period).
     drop(term);
 }
+
+/// A keeper session's end is logged in order though the answer comes first: the member's
+/// exit (read in the same batch as the keeper's `empty`), then `ended`.
+#[test]
+fn a_keeper_sessions_member_exit_is_logged_before_its_end() {
+    require_unshare!();
+    let s = start("termlog", "", Opts::default());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let pid = pid_of(&v["pids"][0]);
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    let exit = format!("session {id}: sleep (pid {pid}) ");
+    let ended = format!("session {id} ended (");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = s
+            .ns()
+            .stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {ended:?} line; saw {seen:#?}"));
+        if l.contains(&ended) {
+            assert!(
+                seen.iter().any(|x: &String| x.contains(&exit)),
+                "{ended:?} before {exit:?}: {seen:#?}"
+            );
+            break;
+        }
+        seen.push(l);
+    }
+    s.assert_serving();
+}

@@ -509,6 +509,16 @@ impl Supervisor {
             self.unwatch(link.sock.as_fd());
         }
         let keeper = link.filter(|_| emptied);
+        // The members' exits read with the `empty` come first, as they happened.
+        let exits = self
+            .sessions
+            .exits_later
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for l in exits {
+            log::info!("{l}");
+        }
         // Members stuck in the kernel stay our children; their exit finds no session.
         log::info!("session {id} ended ({reason})");
         // A creation that never reported ends here (instance failed, killed, terminated).
