@@ -2207,3 +2207,84 @@ fn many_deferred_starts_through_a_keeper_leak_nothing() {
     );
     s.assert_serving();
 }
+
+/// Without cgroup2, `term` signals the keeper's children at once and looks for the rest of
+/// the session only later (when a member is reaped, or after a millisecond): a process below
+/// a login manager that ignores SIGTERM and stays must still get its SIGTERM at once, not
+/// at the end of the grace period.
+#[test]
+fn a_process_below_a_login_manager_that_ignores_sigterm_gets_sigterm_at_once() {
+    require_unshare!();
+    let s = start(
+        "termbelow",
+        "[shutdown]\ngrace-period = \"60s\"\n",
+        Opts::default(),
+    );
+    let fifo = s.dir.join("fifo");
+    mkfifo(&fifo);
+    // sh's `trap ''` is inherited: env gives the grandchild SIGTERM's default action back.
+    let script = format!(
+        "trap '' TERM; env --default-signal=TERM sleep 1000 & echo started > {f}; \
+         while :; do wait; done",
+        f = fifo.display()
+    );
+    let v = s.ok("CreateSession", json!({"command": ["sh", "-c", script]}));
+    let id = v["id"].as_u64().unwrap();
+    let leader = v["pids"][0].as_i64().unwrap();
+    let mut text = String::new();
+    open_fifo(&fifo, false).read_to_string(&mut text).unwrap();
+    assert_eq!(text.trim(), "started");
+    wait_until("the grandchild started", || {
+        live_named(&s, "sleep").len() == 1
+    });
+    let term = call_in_background(&s, "TerminateSession", json!({ "id": id }));
+    let t = Instant::now();
+    wait_until("the grandchild gone", || live_named(&s, "sleep").is_empty());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the grandchild got its SIGTERM only after {:?}",
+        t.elapsed()
+    );
+    // The login manager ignores SIGTERM: the session is still ending.
+    assert!(s.ns_alive(leader));
+    assert!(!term.is_finished());
+    s.assert_serving();
+    // The namespace is killed with `s` (a poweroff would wait out the grace period).
+    drop(term);
+}
+
+/// A keeper session's end is logged in order though the answer comes first: the member's
+/// exit (read in the same batch as the keeper's `empty`), then `ended`.
+#[test]
+fn a_keeper_sessions_member_exit_is_logged_before_its_end() {
+    require_unshare!();
+    let s = start("termlog", "", Opts::default());
+    let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+    let id = v["id"].as_u64().unwrap();
+    let pid = pid_of(&v["pids"][0]);
+    assert_eq!(
+        s.ok("TerminateSession", json!({ "id": id }))["state"],
+        "gone"
+    );
+    let exit = format!("session {id}: sleep (pid {pid}) ");
+    let ended = format!("session {id} ended (");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let l = s
+            .ns()
+            .stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {ended:?} line; saw {seen:#?}"));
+        if l.contains(&ended) {
+            assert!(
+                seen.iter().any(|x: &String| x.contains(&exit)),
+                "{ended:?} before {exit:?}: {seen:#?}"
+            );
+            break;
+        }
+        seen.push(l);
+    }
+    s.assert_serving();
+}

@@ -5,9 +5,13 @@
 //! session on PID 1's word:
 //!
 //! - `term` (or SIGTERM to the keeper): SIGTERM (and SIGHUP to a process with a terminal)
-//!   then SIGCONT to every process below it: its children by pid (unreaped, so theirs), the
-//!   others each pinned by a pidfd and checked by its start time once, so a pid reused
-//!   meanwhile is left alone;
+//!   then SIGCONT to every process below it: its members first, by pid (its children,
+//!   unreaped, so theirs). Then the rest: when a member is reaped and a child is left, or
+//!   1 ms after the signals at the latest, and only when the kernel's child lists show
+//!   something else below it (or cannot be read), one look at /proc, each process pinned
+//!   by a pidfd and checked by its start time once, so a pid reused meanwhile is left
+//!   alone. When the last child is reaped first there is nothing to look for: with no
+//!   child left nothing is below the keeper (every orphan comes back to it);
 //! - `kill` (or PID 1's end of the link closing): SIGKILL to its children, over and over as
 //!   their orphans come back to it, until it has none. Only unreaped children are killed by
 //!   pid, and a child's pid cannot be reused before its parent reaps it, so the sweep never
@@ -26,6 +30,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
@@ -33,6 +38,11 @@ use smss::control::instance::{InstanceMessage, KeeperCommand, MAX_PARAMS};
 use smss::os::procs;
 use smss::sys::process::Detach;
 use smss::sys::{self, Reaped};
+
+/// After `term` signalled the members, how long the look for the rest of the session waits
+/// for the members' exits (which make it needless when they leave no child): about ten
+/// times a small process's exit here, and off TerminateSession's path.
+const LOOK_AFTER: Duration = Duration::from_millis(1);
 
 /// What happens to a keeper.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +156,11 @@ impl Keeper {
         }
     }
 
+    /// The members not reaped yet (our children: their pids are theirs).
+    pub fn members(&self) -> &BTreeSet<i32> {
+        &self.members
+    }
+
     /// A process started on request is a member too.
     pub fn started(&mut self, pid: i32) {
         self.members.insert(pid);
@@ -211,16 +226,58 @@ fn flush(link: &UnixStream, out: &mut Vec<u8>) {
     out.clear();
 }
 
-/// Signal every process below us (see the module comment), found in one look at /proc: our
-/// children by pid (we have not reaped them since the look, so their pids are still
-/// theirs), the others each pinned by a pidfd and checked by its start time, once for all
-/// of `sigs`.
-fn signal_tree(sigs: &[i32]) {
+/// `term`'s first step: the members, by pid (they are our children, unreaped, so their pids
+/// are still theirs), in `signals_for`'s order. The rest, if any, is [`look_if_needed`]'s.
+fn signal_members(sigs: &[i32], members: &BTreeSet<i32>) {
+    for &pid in members {
+        // The terminal is looked up after the SIGTERM: the signal is on TerminateSession's
+        // path, the read is not.
+        for &sig in sigs {
+            let _ = sys::kill(pid, sig);
+            if sig == libc::SIGTERM && procs::read(pid).is_some_and(|p| p.tty_nr != 0) {
+                let _ = sys::kill(pid, libc::SIGHUP);
+            }
+        }
+    }
+}
+
+/// `term`'s second step: only when something other than the `members` may be below us (a
+/// child that is not one, or a member with children of its own, as the kernel's child lists
+/// show), one look at /proc for the rest, each pinned by a pidfd and checked by its start
+/// time, once for all of `sigs`; the `signalled` are skipped.
+fn look_if_needed(sigs: &[i32], signalled: &BTreeSet<i32>, members: &BTreeSet<i32>) {
+    // Members' children are read before ours: one re-parented to us meanwhile (its parent
+    // died) is then in our list.
+    let member_children: Vec<Option<usize>> = members.iter().map(|&m| child_count(m)).collect();
+    let ours = own_children();
+    if needs_look(members, ours.as_deref(), &member_children) {
+        signal_rest(sigs, signalled);
+    }
+}
+
+/// Whether processes other than `members` may be below us: `ours` our children (None:
+/// unknown), `member_children` how many children each member has (None: unknown).
+pub fn needs_look(
+    members: &BTreeSet<i32>,
+    ours: Option<&[i32]>,
+    member_children: &[Option<usize>],
+) -> bool {
+    let Some(ours) = ours else {
+        return true;
+    };
+    ours.iter().any(|p| !members.contains(p)) || member_children.iter().any(|c| *c != Some(0))
+}
+
+/// The look at /proc: every process below us but the `skip`ped (already signalled).
+fn signal_rest(sigs: &[i32], skip: &BTreeSet<i32>) {
     let me = sys::getpid();
     let Some(all) = procs::snapshot() else {
         return;
     };
     for p in procs::descendants(&all, &[me]) {
+        if skip.contains(&p.pid) {
+            continue;
+        }
         let sigs = signals_for(sigs, p.tty_nr != 0);
         if p.ppid == me {
             for sig in sigs {
@@ -232,16 +289,36 @@ fn signal_tree(sigs: &[i32]) {
     }
 }
 
+/// How many children `pid` has, all its threads' (a child's parent is the thread that forked
+/// it); None when that cannot be read.
+fn child_count(pid: i32) -> Option<usize> {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let t = t.ok()?.file_name();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/children", t.to_str()?)).ok()?;
+        n += text.split_whitespace().count();
+    }
+    Some(n)
+}
+
+/// Our children from the kernel's list (the keeper has one thread, whose tid is its pid).
+fn own_children() -> Option<Vec<i32>> {
+    let me = sys::getpid();
+    let text = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
+}
+
 /// Our children, running or zombie (none reaped: their pids are ours until we reap them).
 fn children() -> Vec<i32> {
-    let me = sys::getpid();
-    // The keeper has one thread, whose tid is its pid.
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
-        return text
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+    if let Some(c) = own_children() {
+        return c;
     }
+    let me = sys::getpid();
     procs::snapshot()
         .unwrap_or_default()
         .iter()
@@ -295,9 +372,24 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
     let mut code = 0;
     // Lines for PID 1, written before the keeper blocks (or acts at length).
     let mut out = Vec::new();
+    // After `term`'s signals to the members: the signals, who had them, and when the rest
+    // below us (if any) is looked for at the latest. Sooner when a member is reaped and a
+    // child is left; not at all when the last child is reaped first (with none left,
+    // nothing is below us: every orphan of the session comes back to us).
+    let mut unlooked: Option<(Vec<i32>, BTreeSet<i32>, Instant)> = None;
     loop {
+        let before = k.members().len();
         if !reap(&mut k, &mut out) {
             events.push(Event::NoChildren);
+            unlooked = None;
+        }
+        let due = unlooked
+            .as_ref()
+            .is_some_and(|u| k.members().len() < before || Instant::now() >= u.2);
+        if due {
+            if let Some((sigs, signalled, _)) = unlooked.take() {
+                look_if_needed(&sigs, &signalled, k.members());
+            }
         }
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
@@ -313,7 +405,11 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
                         queue(&mut out, &InstanceMessage::Exited { pid, status })
                     }
                     Action::Empty => queue(&mut out, &InstanceMessage::Empty),
-                    Action::Signal(sigs) => signal_tree(&sigs),
+                    Action::Signal(sigs) => {
+                        let signalled = k.members().clone();
+                        signal_members(&sigs, &signalled);
+                        unlooked = Some((sigs, signalled, Instant::now() + LOOK_AFTER));
+                    }
                     // Then `empty` (the next look finds no child), unless an exit follows.
                     Action::Sweep => {
                         flush(&link, &mut out);
@@ -382,7 +478,12 @@ pub fn keep(link: UnixStream, mut pending: Vec<u8>, members: &[i32], signals: Si
             PollFd::new(link.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Until the look is due, if one is pending.
+        let timeout = unlooked.as_ref().map_or(PollTimeout::NONE, |u| {
+            let ms = u.2.saturating_duration_since(Instant::now()).as_millis();
+            PollTimeout::from(u16::try_from(ms.max(1)).unwrap_or(u16::MAX))
+        });
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -512,6 +613,27 @@ mod tests {
             ]
         );
         assert_eq!(out.last(), Some(&b'\n'));
+    }
+
+    /// `term` looks at /proc only when something other than the members may be below the
+    /// keeper: a child that is not a member (an orphan re-parented to it), a member with
+    /// children, or a list that could not be read.
+    #[test]
+    fn term_looks_at_proc_only_when_more_than_the_members_may_be_below() {
+        let members: BTreeSet<i32> = [10, 11].into();
+        assert!(!needs_look(&members, Some(&[10, 11]), &[Some(0), Some(0)]));
+        // A member reaped meanwhile is not a child any more: nothing else is below.
+        assert!(!needs_look(&members, Some(&[11]), &[Some(0), Some(0)]));
+        assert!(needs_look(
+            &members,
+            Some(&[10, 11, 12]),
+            &[Some(0), Some(0)]
+        ));
+        assert!(needs_look(&members, Some(&[10, 11]), &[Some(0), Some(2)]));
+        assert!(needs_look(&members, Some(&[10, 11]), &[None, Some(0)]));
+        assert!(needs_look(&members, None, &[Some(0), Some(0)]));
+        assert!(needs_look(&BTreeSet::new(), Some(&[7]), &[]));
+        assert!(!needs_look(&BTreeSet::new(), Some(&[]), &[]));
     }
 
     #[test]

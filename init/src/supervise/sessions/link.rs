@@ -150,8 +150,15 @@ impl Supervisor {
                 self.unwatch(link.sock.as_fd());
             }
         }
+        // A member's exit is logged after the batch: the `empty` that may follow it answers a
+        // TerminateSession, and the log line is not on that path.
+        let outer = self.sessions.exits_later.replace(Vec::new());
         for line in lines {
             self.instance_message(id, &line);
+        }
+        let later = std::mem::replace(&mut self.sessions.exits_later, outer);
+        for l in later.unwrap_or_default() {
+            log::info!("{l}");
         }
         if answer_at_exit && !starting(self) {
             self.after_answer();

@@ -91,6 +91,9 @@ pub struct SessionTable {
     /// Sessions whose keeper said `empty`: it has no child left and waits to be handed the
     /// runtime directory (`remove`).
     pub(super) emptied: std::collections::BTreeSet<u32>,
+    /// While an instance's lines are acted on: the members' exits logged after them, so a
+    /// keeper's `exited` + `empty` are answered first (`Some`), else logged at once.
+    pub(super) exits_later: Option<Vec<String>>,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start

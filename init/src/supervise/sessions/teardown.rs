@@ -84,7 +84,11 @@ impl Supervisor {
 
     /// A member of session `id` exited (reaped by us, or by its keeper).
     pub(super) fn member_exited(&mut self, id: u32, pid: i32, name: &str, status: &str) {
-        log::info!("session {id}: {name} (pid {pid}) {status}");
+        let line = format!("session {id}: {name} (pid {pid}) {status}");
+        match self.sessions.exits_later.as_mut() {
+            Some(later) => later.push(line),
+            None => log::info!("{line}"),
+        }
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
@@ -280,12 +284,16 @@ impl Supervisor {
         if s.state != SessionState::Active {
             return;
         }
-        log::info!("session {id} ending: {reason}");
         s.state = SessionState::Terminating;
-        s.reason = reason;
+        // The keeper first: its signals are the ones on a TerminateSession's path.
+        self.tell_keeper(id, &KeeperCommand::Term);
         let targets = self.session_processes(id);
         self.signal_session(id, &targets, &[libc::SIGTERM, libc::SIGCONT]);
-        self.tell_keeper(id, &KeeperCommand::Term);
+        log::info!("session {id} ending: {reason}");
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
+        s.reason = reason;
         self.add_timer(Instant::now() + grace, Timer::SessionKill(id));
         self.check_session_gone(id);
     }
@@ -477,13 +485,9 @@ impl Supervisor {
             self.unwatch(w.fd());
         }
         let link = s.instance.take();
-        if let Some(link) = &link {
-            self.unwatch(link.sock.as_fd());
-        }
         // A keeper that said `empty` waits for the directory; any other instance left
         // (killed, or about to exit) just sees its link close.
         let emptied = self.sessions.emptied.remove(&id);
-        let keeper = link.filter(|_| emptied);
         if let Some(cg) = &s.cgroup {
             if let Err(e) = remove_cgroup(cg, 8) {
                 log::warn!(
@@ -494,17 +498,32 @@ impl Supervisor {
         }
         // Renamed now, deleted after the answer: the name is free once the session is gone.
         let aside = self.rename_runtime_dir(id, Path::new(&s.params.runtime_dir));
-        // Members stuck in the kernel stay our children; their exit finds no session.
-        log::info!("session {id} ended ({})", s.reason);
-        // A creation that never reported ends here (instance failed, killed, terminated).
         let now = self.uptime_us();
-        self.timeline
-            .session_done(id, now, &format!("failed: {}", s.reason));
         let respawn = s.respawn && !s.by_request && !self.stopping();
         let lived = s.created.elapsed();
         let seat = s.params.seat.clone();
         let reason = s.reason.clone();
-        self.answer_session_waiters(s, Err(MethodError::failed(reason)));
+        // Answered before the log line and the timeline: they are not on the caller's path.
+        self.answer_session_waiters(s, Err(MethodError::failed(reason.clone())));
+        if let Some(link) = &link {
+            self.unwatch(link.sock.as_fd());
+        }
+        let keeper = link.filter(|_| emptied);
+        // The members' exits read with the `empty` come first, as they happened.
+        let exits = self
+            .sessions
+            .exits_later
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for l in exits {
+            log::info!("{l}");
+        }
+        // Members stuck in the kernel stay our children; their exit finds no session.
+        log::info!("session {id} ended ({reason})");
+        // A creation that never reported ends here (instance failed, killed, terminated).
+        self.timeline
+            .session_done(id, now, &format!("failed: {reason}"));
         if let Some(aside) = aside {
             self.remove_aside(id, aside, keeper);
         }
