@@ -31,6 +31,11 @@ mod setup;
 mod spawn;
 
 use args::{Command, USAGE};
+
+/// See Cargo.toml: musl's allocator makes a system call for most small allocations.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 // The keeper starts processes as the instance does.
 pub(crate) use spawn::{spawn_held, Held};
 
