@@ -258,6 +258,37 @@ fn seats_get_login_managers_on_their_terminals_and_sessions_come_and_go() {
     assert_eq!(o.code, 0, "{o:?}");
 }
 
+/// The runtime directory's files are all there when CreateSession returns: `pids` (written
+/// while the login manager execs, off the reply's path) lists the reply's pids, in each of
+/// several creations in a row; a command that cannot be exec'd still fails its request.
+#[test]
+fn the_pids_file_lists_the_replys_pids_when_create_session_returns() {
+    require_unshare!();
+    let s = start("pidsfile", "", Opts::default());
+    for _ in 0..5 {
+        let v = s.ok("CreateSession", json!({"command": ["sleep", "1000"]}));
+        let id = v["id"].as_u64().unwrap();
+        let dir = s.ns_path(&format!("/run/smss/sessions/{id}"));
+        let pids = std::fs::read_to_string(dir.join("pids")).unwrap();
+        let want: String = v["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}\n", pid_of(p)))
+            .collect();
+        assert_eq!(pids, want, "{v}");
+        s.ok("TerminateSession", json!({ "id": id }));
+    }
+    let e = s.err(
+        "CreateSession",
+        json!({"command": ["/dev/null"]}),
+        "io.smss.Manager.Failed",
+    );
+    assert!(e.to_string().contains("failed to execute /dev/null"), "{e}");
+    let o = s.poweroff();
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
 #[test]
 fn a_session_ends_with_its_login_manager_and_takes_its_processes_along() {
     require_unshare!();

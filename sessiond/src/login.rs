@@ -7,12 +7,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use smss::control::instance::{self, Report, SessionParams};
+use smss::control::instance::{self, Member, Report, SessionParams};
 use smss::os::users::User;
 use smss::sys::process::Detach;
 use smss_config::Environment;
 
-use crate::spawn::{spawn_held, Held, SpawnError};
+use crate::spawn::{start_held, Execing, Held, SpawnError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -27,16 +27,16 @@ pub enum LoginError {
     Spawn(#[from] SpawnError),
 }
 
+/// Start the login manager: released, on its way to its exec (see [`Execing::finish`]).
 pub fn start_login_manager(
     p: &SessionParams,
     env: &Environment,
     user: Option<&User>,
     link: &UnixStream,
-    report: &mut Report,
-) -> Result<i32, LoginError> {
+) -> Result<Execing, LoginError> {
     let argv = instance::expand_argv(&p.command, env).map_err(LoginError::Expand)?;
     // The held child drops privileges, then execs the command (the pid we report stays the
-    // login manager's); spawn_held looks the program up in the session's PATH, once.
+    // login manager's); start_held looks the program up in the session's PATH, once.
     let as_user = user.filter(|u| u.uid != 0);
     let tty = match &p.tty {
         Some(t) => Some(open_seat_tty(t).map_err(|source| LoginError::OpenTty {
@@ -58,7 +58,11 @@ pub fn start_login_manager(
         user: as_user.map(|u| u.name.clone()),
     };
     let name = p.command.first().cloned().unwrap_or_default();
-    let member = spawn_held(held, link, name, false)?;
+    Ok(start_held(held, link, name, false)?)
+}
+
+/// The login manager exec'd: into the report.
+pub fn started(p: &SessionParams, member: Member, report: &mut Report) -> i32 {
     let pid = member.pid;
     report.pids.push(pid);
     report.members.push(member);
@@ -67,7 +71,7 @@ pub fn start_login_manager(
         p.id,
         p.command.first().map_or("", String::as_str)
     );
-    Ok(pid)
+    pid
 }
 
 /// Open a seat's terminal for the login manager: O_NOCTTY (it must not become *our*

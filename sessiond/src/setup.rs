@@ -102,11 +102,19 @@ fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<()
     for sub in &p.subsystems {
         start_subsystem(p.id, sub, &env, &mut notify, link, report)?;
     }
-    let leader = login::start_login_manager(p, &env, user.as_ref(), link, report)?;
-    report.leader = Some(leader);
-    let pids: String = report.pids.iter().map(|p| format!("{p}\n")).collect();
-    runtime_dir::write_file(&dirfd, dir, "pids", &pids)?;
-    Ok(())
+    let execing = login::start_login_manager(p, &env, user.as_ref(), link)?;
+    // The pids file is written while the login manager execs: it is there before the report
+    // (and the reply to CreateSession), and not on their path.
+    let pids: String = report
+        .pids
+        .iter()
+        .chain([execing.pid()].iter())
+        .map(|p| format!("{p}\n"))
+        .collect();
+    let written = runtime_dir::write_file(&dirfd, dir, "pids", &pids);
+    let member = execing.finish().map_err(login::LoginError::from)?;
+    report.leader = Some(login::started(p, member, report));
+    Ok(written?)
 }
 
 /// Start one session subsystem; wait for READY=1 when it is a notify one.

@@ -61,6 +61,51 @@ pub(crate) fn spawn_held(
     name: String,
     critical: bool,
 ) -> Result<Member, SpawnError> {
+    start_held(h, link, name, critical)?.finish()
+}
+
+/// A session process released and on its way to its exec (PID 1 knows of it): what the
+/// caller does before [`Execing::finish`] runs while the process execs.
+pub(crate) struct Execing {
+    member: Member,
+    /// None when it could not be released (it then exits having run nothing).
+    child: Option<held::HeldChild>,
+    program: String,
+    user: Option<String>,
+}
+
+impl Execing {
+    pub fn pid(&self) -> i32 {
+        self.member.pid
+    }
+
+    /// Wait for the exec: the member, or why it could not run (its exit is still to be
+    /// reported).
+    pub fn finish(self) -> Result<Member, SpawnError> {
+        let Some(child) = self.child else {
+            return Ok(self.member);
+        };
+        let pid = self.member.pid;
+        let why = match child.outcome(EXEC_OUTCOME_TIMEOUT) {
+            None => return Ok(self.member),
+            Some(HeldFailure::Exec(source)) => exec_error(&self.program, source),
+            Some(HeldFailure::Credentials(source)) => format!(
+                "failed to become {}: {source}",
+                self.user.as_deref().unwrap_or_default()
+            ),
+        };
+        log::error!("{why}");
+        Err(SpawnError::Exec { pid, why })
+    }
+}
+
+/// [`spawn_held`] up to the release: PID 1 has been told of the process, which now execs.
+pub(crate) fn start_held(
+    h: Held,
+    link: &UnixStream,
+    name: String,
+    critical: bool,
+) -> Result<Execing, SpawnError> {
     let user = match &h.user {
         Some(u) => Some(users::find_user(u).ok_or_else(|| SpawnError::NoUser(u.clone()))?),
         None => None,
@@ -100,20 +145,19 @@ pub(crate) fn spawn_held(
     })?;
     let pid = child.pid.as_raw();
     let member = started(link, pid, name, critical);
-    if let Err(e) = child.release() {
-        log::warn!("failed to release pid {pid}: {e}");
-        return Ok(member);
-    }
-    let why = match child.outcome(EXEC_OUTCOME_TIMEOUT) {
-        None => return Ok(member),
-        Some(HeldFailure::Exec(source)) => exec_error(&first, source),
-        Some(HeldFailure::Credentials(source)) => format!(
-            "failed to become {}: {source}",
-            h.user.as_deref().unwrap_or_default()
-        ),
+    let child = match child.release() {
+        Ok(()) => Some(child),
+        Err(e) => {
+            log::warn!("failed to release pid {pid}: {e}");
+            None
+        }
     };
-    log::error!("{why}");
-    Err(SpawnError::Exec { pid, why })
+    Ok(Execing {
+        member,
+        child,
+        program: first,
+        user: h.user,
+    })
 }
 
 /// `name` in the PATH directories after the one `found` is in (none for a name with a

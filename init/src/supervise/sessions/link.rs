@@ -221,6 +221,19 @@ impl Supervisor {
         if s.state != SessionState::Starting {
             return;
         }
+        // The answer first: what follows (the members, the cgroup's watch, the log line and
+        // the timeline) is not on the caller's path.
+        let waiter = s.create_waiter.take();
+        if let Some(w) = waiter {
+            let answer = match &report.error {
+                Some(err) => Err(MethodError::failed(err.clone())),
+                None => Ok(json!({"id": id, "pids": report.pids})),
+            };
+            self.reply_deferred(w, answer);
+        }
+        let Some(s) = self.sessions.sessions.get_mut(&id) else {
+            return;
+        };
         s.cgroup = report.cgroup.as_ref().map(PathBuf::from);
         s.leader = report.leader;
         s.state = SessionState::Active;
@@ -262,7 +275,6 @@ impl Supervisor {
         let Some(s) = self.sessions.sessions.get_mut(&id) else {
             return;
         };
-        let waiter = s.create_waiter.take();
         let result = match &report.error {
             Some(err) => format!("failed: {err}"),
             None => "ok".to_string(),
@@ -270,9 +282,6 @@ impl Supervisor {
         self.timeline.session_done(id, now, &result);
         if let Some(err) = report.error {
             log::error!("session {id}: {err}");
-            if let Some(w) = waiter {
-                self.reply_deferred(w, Err(MethodError::failed(err.clone())));
-            }
             return self.end_session(id, format!("failed to start: {err}"));
         }
         log::info!(
@@ -282,9 +291,6 @@ impl Supervisor {
             report.leader.map_or("-".to_string(), |p| p.to_string()),
         );
         let terminate = s.terminate_requested;
-        if let Some(w) = waiter {
-            self.reply_deferred(w, Ok(json!({"id": id, "pids": report.pids})));
-        }
         if terminate {
             self.end_session(id, "terminated by request".into());
         } else if report
