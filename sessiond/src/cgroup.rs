@@ -29,7 +29,9 @@ pub fn set_up(id: u32, pids_max: Option<u64>) -> (Option<PathBuf>, bool) {
 fn cgroup_with_limit(id: u32, pids_max: Option<u64>, limited: &mut bool) -> Option<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.controllers").exists() {
-        log::info!(
+        // PID 1 says so once (its first session kept without a cgroup): a line here would be
+        // one per session, and on the creation's path.
+        log::debug!(
             "session {id}: no cgroup2 hierarchy at {}: tracking the session by its session ids",
             root.display()
         );

@@ -68,10 +68,16 @@ pub fn main(a: args::Instance) -> i32 {
             return 1;
         }
     };
-    let mut report = match parsed {
+    let (mut report, after) = match parsed {
         Ok(p) if p.id == id => setup::set_up(&p, &link),
-        Ok(p) => setup::failure(id, format!("parameters are for session {}", p.id)),
-        Err(e) => setup::failure(id, format!("unreadable parameters: {e}")),
+        Ok(p) => (
+            setup::failure(id, format!("parameters are for session {}", p.id)),
+            None,
+        ),
+        Err(e) => (
+            setup::failure(id, format!("unreadable parameters: {e}")),
+            None,
+        ),
     };
     if report.keeper && report.error.is_some() {
         // A failed session without a cgroup: end what was started before reporting, so
@@ -90,6 +96,9 @@ pub fn main(a: args::Instance) -> i32 {
             keeper::sweep(&mut keeper::Keeper::new(Vec::new()), &link, &signals);
         }
         return 1;
+    }
+    if let Some(l) = after {
+        log::info!("{l}");
     }
     if keep {
         return keeper::keep(link, pending, &members, signals);

@@ -61,17 +61,23 @@ pub fn start_login_manager(
     Ok(start_held(held, link, name, false)?)
 }
 
-/// The login manager exec'd: into the report.
-pub fn started(p: &SessionParams, member: Member, report: &mut Report) -> i32 {
+/// The login manager exec'd: into the report (its log line comes after the report, see
+/// [`started_line`]).
+pub fn started(member: Member, report: &mut Report) -> i32 {
     let pid = member.pid;
     report.pids.push(pid);
     report.members.push(member);
-    log::info!(
+    pid
+}
+
+/// The log line of a session's login manager, once it is in `report`.
+pub fn started_line(p: &SessionParams, report: &Report) -> Option<String> {
+    let pid = report.leader?;
+    Some(format!(
         "session {}: login manager {} started (pid {pid})",
         p.id,
         p.command.first().map_or("", String::as_str)
-    );
-    pid
+    ))
 }
 
 /// Open a seat's terminal for the login manager: O_NOCTTY (it must not become *our*

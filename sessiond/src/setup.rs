@@ -60,7 +60,9 @@ pub fn failure(id: u32, error: String) -> Report {
 
 /// Build the session; every failure ends up in the report (with what was started so far,
 /// which PID 1 stops and cleans up).
-pub fn set_up(p: &SessionParams, link: &UnixStream) -> Report {
+/// With the report, what to log once it is sent (a log line written on the way can cost
+/// the creation its CPU: whoever reads the log wakes up).
+pub fn set_up(p: &SessionParams, link: &UnixStream) -> (Report, Option<String>) {
     let mut report = Report {
         id: p.id,
         ..Default::default()
@@ -68,7 +70,8 @@ pub fn set_up(p: &SessionParams, link: &UnixStream) -> Report {
     if let Err(e) = build(p, link, &mut report) {
         report.error = Some(e.to_string());
     }
-    report
+    let line = login::started_line(p, &report);
+    (report, line)
 }
 
 fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<(), SetUpError> {
@@ -113,7 +116,7 @@ fn build(p: &SessionParams, link: &UnixStream, report: &mut Report) -> Result<()
         .collect();
     let written = runtime_dir::write_file(&dirfd, dir, "pids", &pids);
     let member = execing.finish().map_err(login::LoginError::from)?;
-    report.leader = Some(login::started(p, member, report));
+    report.leader = Some(login::started(member, report));
     Ok(written?)
 }
 

@@ -284,6 +284,16 @@ impl Supervisor {
             log::error!("session {id}: {err}");
             return self.end_session(id, format!("failed to start: {err}"));
         }
+        if s.keeper && !self.sessions.keeper_mode_logged {
+            log::info!(
+                "no cgroup2 hierarchy at {CGROUP_ROOT}: each session is tracked by its session \
+                 ids, kept by its smss-session (logged once)"
+            );
+            self.sessions.keeper_mode_logged = true;
+        }
+        let Some(s) = self.sessions.sessions.get(&id) else {
+            return;
+        };
         log::info!(
             "session {id} created: seat {} tty {} leader pid {}",
             s.params.seat.as_deref().unwrap_or("-"),

@@ -94,6 +94,8 @@ pub struct SessionTable {
     /// While an instance's lines are acted on: the members' exits logged after them, so a
     /// keeper's `exited` + `empty` are answered first (`Some`), else logged at once.
     pub(super) exits_later: Option<Vec<String>>,
+    /// A session kept by its instance (no cgroup2) was logged as such: once per boot.
+    pub(super) keeper_mode_logged: bool,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start
