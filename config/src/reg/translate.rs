@@ -1307,7 +1307,7 @@ impl<'a> Translator<'a> {
             .iter()
             .map(|(_, n, _)| n.clone())
             .collect();
-        for n in ["PATH", "TTY", "SEAT", "SESSION"] {
+        for n in ["PATH", "TTY", "TTYNAME", "SEAT", "SESSION"] {
             defined.insert(n.to_owned());
         }
         let mut referenced: Vec<String> = Vec::new();

@@ -147,9 +147,13 @@ pub fn session_environment(
         }
     }
     match &p.tty {
-        Some(t) => env.set("TTY", t.clone()),
+        Some(t) => {
+            env.set("TTY", t.clone());
+            env.set("TTYNAME", tty_name(t).to_string());
+        }
         None => {
             env.remove("TTY");
+            env.remove("TTYNAME");
         }
     }
     env.set("XDG_RUNTIME_DIR", p.runtime_dir.clone());
@@ -165,7 +169,20 @@ pub fn session_environment(
     env
 }
 
-/// Which part of a session would run with a literal `%TTY%`: the login manager (`command`,
+/// `%TTYNAME%`: the session's terminal relative to /dev (`tty1`, `pts/3`), as getty takes
+/// its port (util-linux agetty opens `/dev/` + its argument, so `/dev/tty1` would be
+/// `/dev//dev/tty1`); a terminal outside /dev keeps its full path.
+pub fn tty_name(tty: &str) -> &str {
+    match tty.strip_prefix("/dev/") {
+        Some(rest) if !rest.is_empty() => rest.trim_start_matches('/'),
+        _ => tty,
+    }
+}
+
+/// The variables a session's terminal defines.
+const TTY_VARIABLES: [&str; 2] = ["TTY", "TTYNAME"];
+
+/// Which part of a session would run with a literal `%TTY%` (or `%TTYNAME%`): the login manager (`command`,
 /// named `command_label`) or a session subsystem that has `%TTY%` in its arguments, while the
 /// session gets no terminal (no tty in the request, no seat with one) and the request's own
 /// variables do not set `TTY` (the instance removes an inherited one, see
@@ -178,10 +195,17 @@ pub fn missing_tty_user(
     command: &[String],
     subsystems: &[SubsystemSpec],
 ) -> Option<String> {
-    if tty.is_some() || environment.iter().any(|(k, _)| k == "TTY") {
+    if tty.is_some()
+        || environment
+            .iter()
+            .any(|(k, _)| TTY_VARIABLES.contains(&k.as_str()))
+    {
         return None;
     }
-    let uses_tty = |argv: &[String]| argv.iter().any(|a| a.contains("%TTY%"));
+    let uses_tty = |argv: &[String]| {
+        argv.iter()
+            .any(|a| TTY_VARIABLES.iter().any(|v| a.contains(&format!("%{v}%"))))
+    };
     if uses_tty(command) {
         return Some(command_label.to_string());
     }
@@ -232,6 +256,13 @@ mod tests {
         );
         let env = vec![("TTY".to_string(), "/dev/ttyS1".to_string())];
         assert_eq!(missing_tty_user(None, &env, label, &getty, &[]), None);
+        let agetty = argv(&["/sbin/getty", "38400", "%TTYNAME%"]);
+        assert_eq!(
+            missing_tty_user(None, &[], label, &agetty, &[]).as_deref(),
+            Some(label)
+        );
+        let env = vec![("TTYNAME".to_string(), "ttyS1".to_string())];
+        assert_eq!(missing_tty_user(None, &env, label, &agetty, &[]), None);
         // Other variables, and a lowercase %tty% (names are case-sensitive), need nothing.
         let other = argv(&["sh", "-c", "x", "%SEAT%", "%tty%"]);
         assert_eq!(missing_tty_user(None, &[], label, &other, &[]), None);
@@ -266,6 +297,7 @@ mod tests {
         let env = session_environment(base, &p, None);
         assert_eq!(env.get("SESSION"), Some("3"));
         assert_eq!(env.get("TTY"), Some("/dev/pts/4"));
+        assert_eq!(env.get("TTYNAME"), Some("pts/4"));
         assert_eq!(env.get("XDG_RUNTIME_DIR"), Some("/run/smss/sessions/3"));
         assert_eq!(env.get("NOTIFY_SOCKET"), None);
         assert_eq!(env.get("EXTRA"), Some("1"));
@@ -311,5 +343,28 @@ mod tests {
         };
         let line = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<KeeperCommand>(&line).unwrap(), c);
+    }
+
+    #[test]
+    fn the_tty_name_is_relative_to_dev_as_getty_takes_it() {
+        assert_eq!(tty_name("/dev/tty1"), "tty1");
+        assert_eq!(tty_name("/dev/pts/3"), "pts/3");
+        assert_eq!(tty_name("/dev//ttyS0"), "ttyS0");
+        assert_eq!(tty_name("/run/console"), "/run/console");
+        assert_eq!(tty_name("/dev/"), "/dev/");
+    }
+
+    /// A session without a terminal inherits neither variable.
+    #[test]
+    fn no_tty_no_tty_variables() {
+        let mut p = params();
+        p.tty = None;
+        let base = vec![
+            ("TTY".into(), "/dev/x".into()),
+            ("TTYNAME".into(), "x".into()),
+        ];
+        let env = session_environment(base, &p, None);
+        assert_eq!(env.get("TTY"), None);
+        assert_eq!(env.get("TTYNAME"), None);
     }
 }
