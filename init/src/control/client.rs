@@ -11,12 +11,29 @@ use super::wire::{self, Framer, Reply, WireError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("failed to talk to {path}: {source}")]
+    #[error("failed to talk to {path}: {source}{}", connect_hint(.source))]
     Io { path: String, source: io::Error },
     #[error("bad reply from smss: {0}")]
     Protocol(#[from] WireError),
     #[error("smss closed the connection without a reply")]
     Closed,
+}
+
+/// What a failed connection means to a user (errors of a connect only; none for the rest).
+fn connect_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            " (no control socket there: is smss running, and serving this path? \
+             [control] socket, smctl --socket)"
+        }
+        io::ErrorKind::ConnectionRefused => {
+            " (nobody listens: smss is not running, and the socket is left over)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            " (the control socket is for root and [control] allowed-group)"
+        }
+        _ => "",
+    }
 }
 
 pub struct Client {
@@ -118,6 +135,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Why a connection failed, in the words a user can act on: no socket, a socket nobody
+    /// listens on (smss is not running: a socket left over), or one the caller may not use.
+    #[test]
+    fn a_failed_connection_says_what_it_means() {
+        let dir = std::env::temp_dir().join(format!("smss-client-hint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing");
+        let e = Client::connect(&missing).err().unwrap().to_string();
+        assert!(
+            e.starts_with(&format!("failed to talk to {}: ", missing.display()))
+                && e.contains("no control socket there: is smss running, and serving this path?"),
+            "{e}"
+        );
+        let stale = dir.join("stale");
+        drop(UnixListener::bind(&stale).unwrap());
+        let e = Client::connect(&stale).err().unwrap().to_string();
+        assert!(
+            e.contains("nobody listens: smss is not running, and the socket is left over"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
