@@ -29,15 +29,29 @@ pub fn report(name: &str, pid: i32, status: ExitStatus) {
         Ok(t) => format!("{} {line}\n", t.as_secs()),
         Err(_) => format!("{line}\n"),
     };
+    append_record(std::path::Path::new(LOG_PATH), &record);
+    sys::sync();
+}
+
+/// Append `record` to the log at `path` and sync it; nothing when that cannot be done (a
+/// read-only or missing /var: the console and /dev/kmsg have the line). Its directory is
+/// made when missing: nothing else may have made /var/lib/smss on this machine yet.
+fn append_record(path: &std::path::Path, record: &str) {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir);
+    }
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(LOG_PATH)
+        .open(path)
     {
         let _ = f.write_all(record.as_bytes());
         let _ = f.sync_all();
     }
-    sys::sync();
 }
 
 /// System mode: do the configured action. Never returns.
@@ -135,5 +149,21 @@ mod tests {
         assert_eq!(ending(Mode::Container, Err(())), Ending::Exit(1));
         assert_eq!(ending(Mode::Subreaper, Err(())), Ending::Exit(1));
         assert_eq!(ending(Mode::Container, Ok(7)), Ending::Exit(7));
+    }
+
+    /// On a machine where nothing made /var/lib/smss yet (a stock install, a first boot), the
+    /// record still gets written: its directory is made first.
+    #[test]
+    fn the_record_is_kept_where_its_directory_did_not_exist() {
+        let base = std::env::temp_dir().join(format!("smss-bugcheck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let log = base.join("var/lib/smss/bugcheck.log");
+        append_record(&log, "1 *** STOP\n");
+        append_record(&log, "2 *** STOP\n");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "1 *** STOP\n2 *** STOP\n"
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
