@@ -171,3 +171,48 @@ fn double_dash_ends_the_options() {
     );
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+/// `smctl rename` with relative paths queues them absolute, against smctl's working directory
+/// (as `mv` takes them): the queue is applied at the next boot from `/`, and refused relative
+/// paths before.
+#[test]
+fn smctl_rename_queues_relative_paths_against_its_working_directory() {
+    let dir = std::env::temp_dir().join(format!("smctl-relative-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let queue = dir.join("queue");
+    let cfg = dir.join("smss.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", &TIMEOUT.as_secs().to_string()])
+        .arg(common::smctl())
+        .args([
+            "--socket",
+            "/nonexistent/socket",
+            "rename",
+            "./new",
+            "sub/../old",
+        ])
+        .arg("--offline")
+        .arg("--config")
+        .arg(&cfg)
+        .current_dir(dir.join("sub"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let want = format!("{d}/sub/new\0{d}/sub/sub/../old\0", d = dir.display());
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&queue).unwrap()),
+        want
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -447,6 +447,29 @@ fn rename(socket: &Path, p: &mut Parser) -> Outcome {
         }
     }
     let config = config.as_deref();
+    // Relative paths are taken against our working directory, as `mv` takes them: the queue
+    // is applied at the next boot, from `/`.
+    let mut absolute = Vec::with_capacity(paths.len());
+    for p in paths {
+        if Path::new(&p).is_absolute() {
+            absolute.push(p);
+            continue;
+        }
+        let cwd = std::env::current_dir().map_err(|e| {
+            Failure::Error(format!("failed to find the working directory for {p}: {e}"))
+        })?;
+        let full = against(&cwd, &p)
+            .into_os_string()
+            .into_string()
+            .map_err(|_| {
+                Failure::Error(format!(
+                    "{p}: the working directory {} is not UTF-8: give the path in full",
+                    cwd.display()
+                ))
+            })?;
+        absolute.push(full);
+    }
+    let paths = absolute;
     let (src, dst) = match paths.as_slice() {
         [src] => (src.as_str(), None),
         [src, dst] => (src.as_str(), Some(dst.as_str())),
@@ -487,6 +510,18 @@ fn rename(socket: &Path, p: &mut Parser) -> Outcome {
 /// A broken configuration is refused rather than guessed around (issue 12: the default queue
 /// was used, which smss does not read when its configuration names another); a missing one
 /// means the built-in default, as for smss itself, unless it was named explicitly.
+/// `rel` under `cwd`, with its `.` components and repeated slashes left out (`..` is kept:
+/// the boot follows it, as the kernel would have).
+fn against(cwd: &Path, rel: &str) -> PathBuf {
+    let mut out = cwd.to_path_buf();
+    for c in Path::new(rel).components() {
+        if c != std::path::Component::CurDir {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn offline_queue(config: Option<&Path>) -> Result<PathBuf, Failure> {
     let path = config.unwrap_or(Path::new(smss_config::DEFAULT_CONFIG_PATH));
     match smss_config::load_optional(path) {
