@@ -115,7 +115,7 @@ pub fn run(sys: &dyn Sys, files: &[PagingFile], volumes: &[PathBuf]) -> Vec<Pagi
     let volumes: Vec<PathBuf> = if volumes.is_empty() {
         vec![PathBuf::from("/")]
     } else {
-        volumes.to_vec()
+        mounted_volumes(sys, volumes)
     };
     let mut seen_any_volume = false;
     for (i, f) in files.iter().enumerate() {
@@ -170,6 +170,31 @@ pub fn run(sys: &dyn Sys, files: &[PagingFile], volumes: &[PathBuf]) -> Vec<Pagi
         out.push(PagingOutcome { spec, result });
     }
     out
+}
+
+/// The `?:` volumes that are mounted (`/` always is): one whose file system is not there
+/// (its device never came, its mount failed) is a directory of the root file system, and a
+/// paging file there would fill the wrong disk. All of them when the mount table cannot be
+/// read.
+fn mounted_volumes(sys: &dyn Sys, volumes: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(table) = sys.read_file(Path::new("/proc/self/mounts")) else {
+        return volumes.to_vec();
+    };
+    let points = super::proc_table_paths(&table, 0, 1);
+    volumes
+        .iter()
+        .filter(|v| {
+            let mounted = v.as_path() == Path::new("/") || points.iter().any(|p| p == *v);
+            if !mounted {
+                log::warn!(
+                    "paging-file volume {} is not mounted: no `?:` paging file there",
+                    v.display()
+                );
+            }
+            mounted
+        })
+        .cloned()
+        .collect()
 }
 
 fn log_result(asked: &str, r: &Result<ActiveSwap, PhaseError>) {
@@ -587,6 +612,35 @@ mod tests {
             (r.path.as_path(), r.size_bytes),
             (Path::new("/a/swapfile"), 30 << 20)
         );
+    }
+
+    /// A `?:` volume that is not mounted (its device never came, say) is only a directory of
+    /// the root file system: no paging file goes there, and the next volume is taken. `/`
+    /// always counts; without /proc's mount table nothing is left out.
+    #[test]
+    fn any_volume_skips_a_volume_that_is_not_mounted() {
+        let s = FakeSys::new();
+        s.add_dir("/var");
+        s.add_dir("/srv/my disk");
+        s.add_file(
+            "/proc/self/mounts",
+            b"/dev/vda1 / ext4 rw 0 0\n/dev/vdb /srv/my\\040disk ext4 rw 0 0\n",
+        );
+        let vols = [
+            PathBuf::from("/var"),
+            PathBuf::from("/srv/my disk"),
+            PathBuf::from("/"),
+        ];
+        let out = run(&s, &[pf("/swapfile", true, 64, 0)], &vols);
+        let r = out[0].result.as_ref().unwrap();
+        assert_eq!(r.path, Path::new("/srv/my disk/swapfile"));
+        assert!(!s.exists(Path::new("/var/swapfile")));
+        // Only / mounted: / it is.
+        let s = FakeSys::new();
+        s.add_dir("/var");
+        s.add_file("/proc/self/mounts", b"/dev/vda1 / ext4 rw 0 0\n");
+        let out = run(&s, &[pf("/swapfile", true, 64, 0)], &vols);
+        assert_eq!(out[0].result.as_ref().unwrap().path, Path::new("/swapfile"));
     }
 
     #[test]
