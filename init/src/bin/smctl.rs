@@ -506,10 +506,6 @@ fn rename(socket: &Path, p: &mut Parser) -> Outcome {
         .map_err(|e| Failure::Error(format!("failed to append to {}: {e}", queue.display())))
 }
 
-/// The queue a direct append goes to: the one `config` (default /etc/smss/smss.toml) names.
-/// A broken configuration is refused rather than guessed around (issue 12: the default queue
-/// was used, which smss does not read when its configuration names another); a missing one
-/// means the built-in default, as for smss itself, unless it was named explicitly.
 /// `rel` under `cwd`, with its `.` components and repeated slashes left out (`..` is kept:
 /// the boot follows it, as the kernel would have).
 fn against(cwd: &Path, rel: &str) -> PathBuf {
@@ -522,6 +518,10 @@ fn against(cwd: &Path, rel: &str) -> PathBuf {
     out
 }
 
+/// The queue a direct append goes to: the one `config` (default /etc/smss/smss.toml) names.
+/// A broken configuration is refused rather than guessed around (issue 12: the default queue
+/// was used, which smss does not read when its configuration names another); a missing one
+/// means the built-in default, as for smss itself, unless it was named explicitly.
 fn offline_queue(config: Option<&Path>) -> Result<PathBuf, Failure> {
     let path = config.unwrap_or(Path::new(smss_config::DEFAULT_CONFIG_PATH));
     match smss_config::load_optional(path) {

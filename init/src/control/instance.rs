@@ -182,10 +182,10 @@ pub fn tty_name(tty: &str) -> &str {
 /// The variables a session's terminal defines.
 const TTY_VARIABLES: [&str; 2] = ["TTY", "TTYNAME"];
 
-/// Which part of a session would run with a literal `%TTY%` (or `%TTYNAME%`): the login manager (`command`,
-/// named `command_label`) or a session subsystem that has `%TTY%` in its arguments, while the
-/// session gets no terminal (no tty in the request, no seat with one) and the request's own
-/// variables do not set `TTY` (the instance removes an inherited one, see
+/// Which part of a session would run with a literal `%TTY%` (or `%TTYNAME%`): the login
+/// manager (`command`, named `command_label`) or a session subsystem that has one in its
+/// arguments, while the session gets no terminal (no tty in the request, no seat with one)
+/// and the request's own variables set neither (the instance removes inherited ones, see
 /// [`session_environment`]). A getty given `%TTY%` dies and the session with it, seconds later
 /// and silently; CreateSession refuses the request instead, naming what needs the tty.
 pub fn missing_tty_user(
