@@ -175,8 +175,32 @@ fn foreign_fds() -> BTreeSet<(u32, String)> {
         .collect()
 }
 
-/// What a session process may inherit: stdio only, an empty mask, nothing ignored.
+/// Wait (bounded) until `sleep` at namespace pid `pid` is in its sleep: its start-up (the
+/// dynamic loader, the locale files it opens and closes) is done. CreateSession answers at
+/// the exec, so the program may still be starting when the answer comes.
+fn wait_asleep(s: &Smss, pid: i64, what: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        // The first field of /proc/PID/syscall is the call it is blocked in: nanosleep (35)
+        // or clock_nanosleep (230) on x86-64.
+        let call =
+            std::fs::read_to_string(s.ns_path(&format!("/proc/{pid}/syscall"))).unwrap_or_default();
+        if matches!(call.split_whitespace().next(), Some("35" | "230")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) never got to its sleep: {call:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// What a session process may inherit: stdio only, an empty mask, nothing ignored. Looked
+/// at once it sleeps (see [`wait_asleep`]): what it opens itself while it starts is not
+/// inherited.
 fn assert_clean(s: &Smss, pid: i64, what: &str) {
+    wait_asleep(s, pid, what);
     let foreign = foreign_fds();
     let open: Vec<(u32, String)> = fds(s, pid)
         .into_iter()
