@@ -24,10 +24,16 @@ fn session_binary() -> PathBuf {
 
 /// `prog ARGS` under a hard timeout, outside any container, with stdin closed.
 fn run(prog: &Path, args: &[&str]) -> Output {
+    run_in(prog, args, Path::new("."))
+}
+
+/// [`run`] in working directory `dir`.
+fn run_in(prog: &Path, args: &[&str], dir: &Path) -> Output {
     Command::new("timeout")
         .args(["-s", "KILL", &TIMEOUT.as_secs().to_string()])
         .arg(prog)
         .args(args)
+        .current_dir(dir)
         .env_remove("container")
         .env_remove("SMSS_LOG")
         .env_remove("NOTIFY_SOCKET")
@@ -191,23 +197,21 @@ fn smctl_rename_queues_relative_paths_against_its_working_directory() {
         ),
     )
     .unwrap();
-    let o = Command::new("timeout")
-        .args(["-s", "KILL", &TIMEOUT.as_secs().to_string()])
-        .arg(common::smctl())
-        .args([
+    let cfg_arg = cfg.display().to_string();
+    let o = run_in(
+        Path::new(common::smctl()),
+        &[
             "--socket",
             "/nonexistent/socket",
             "rename",
             "./new",
             "sub/../old",
-        ])
-        .arg("--offline")
-        .arg("--config")
-        .arg(&cfg)
-        .current_dir(dir.join("sub"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+            "--offline",
+            "--config",
+            &cfg_arg,
+        ],
+        &dir.join("sub"),
+    );
     assert!(o.status.success(), "{o:?}");
     let want = format!("{d}/sub/new\0{d}/sub/sub/../old\0", d = dir.display());
     assert_eq!(
