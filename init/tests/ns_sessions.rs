@@ -1930,6 +1930,9 @@ fn a_hundred_deferred_execs_leak_no_descriptor() {
             .unwrap()
             .count()
     };
+    // CreateSession answers before PID 1 watches the session's cgroup and starts the first
+    // spare; a call after it is served once both are done (PID 1 is one thread).
+    s.assert_serving();
     let before = fds();
     for _ in 0..100 {
         s.ok(
@@ -2228,6 +2231,9 @@ fn many_deferred_starts_through_a_keeper_leak_nothing() {
             .unwrap()
             .count()
     };
+    // CreateSession answers before PID 1 starts the first spare; a call after it is served
+    // once that is done (PID 1 is one thread).
+    s.assert_serving();
     let before = fds();
     for _ in 0..50 {
         let v = s.ok(
