@@ -36,19 +36,28 @@ pub fn create(dir: &Path, user: Option<&User>) -> Result<OwnedFd, RuntimeDirErro
 /// every later write goes through this descriptor, so nothing the user renames or links in
 /// the directory (theirs once chowned) can redirect a write made as root.
 pub fn make(dir: &Path, user: Option<&User>) -> std::io::Result<OwnedFd> {
-    if let Some(parent) = dir.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)?;
+    // The common case first, in one call: the parent is there and the name is free. (Each
+    // call here is on CreateSession's path.)
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                if let Some(parent) = dir.parent() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent)?;
+                }
+            }
+            // Left over from an earlier smss with the same /run: start clean.
+            match fs::symlink_metadata(dir) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(dir)?,
+                Ok(_) => fs::remove_file(dir)?,
+                Err(_) => {}
+            }
+            fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
     }
-    // Left over from an earlier smss with the same /run: start clean.
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(dir)?,
-        Ok(_) => fs::remove_file(dir)?,
-        Err(_) => {}
-    }
-    fs::DirBuilder::new().mode(0o700).create(dir)?;
     let fd: OwnedFd = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -69,20 +78,28 @@ pub fn make(dir: &Path, user: Option<&User>) -> std::io::Result<OwnedFd> {
 }
 
 /// Write `name` in the runtime directory `dirfd` as root without following anything the
-/// user may have put there: whatever is at the name is removed, and the file is created
-/// anew, refusing a symlink (O_NOFOLLOW) or anything that reappears (O_EXCL).
+/// user may have put there: the file is created anew, refusing a symlink (O_NOFOLLOW) or
+/// anything already there (O_EXCL); whatever is at the name is then removed, and the
+/// creation tried once more.
 pub fn write_file(
     dirfd: &OwnedFd,
     dir: &Path,
     name: &str,
     text: &str,
 ) -> Result<(), RuntimeDirError> {
-    let _ = nix::unistd::unlinkat(
-        Some(dirfd.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
-    smss::sys::fd::create_new_in(dirfd, name, 0o644)
+    let create = || smss::sys::fd::create_new_in(dirfd, name, 0o644);
+    create()
+        .or_else(|e| {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            let _ = nix::unistd::unlinkat(
+                Some(dirfd.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            create()
+        })
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .map_err(|source| RuntimeDirError::Write {
             path: dir.join(name),
@@ -138,6 +155,26 @@ mod tests {
         write_file(&fd, &dir, "pids", "7\n").unwrap();
         assert_eq!(fs::read_to_string(moved.join("pids")).unwrap(), "7\n");
         assert!(!base.join("pids").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_missing_parent_is_made_and_a_file_already_there_is_replaced() {
+        let base = std::env::temp_dir().join(format!("smss-session-parent-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let dir = base.join("sessions").join("7");
+        let fd = make(&dir, None).unwrap();
+        assert!(dir.is_dir());
+        fs::write(dir.join("tty"), "left over\n").unwrap();
+        write_file(&fd, &dir, "tty", "/dev/pts/3\n").unwrap();
+        assert_eq!(fs::read_to_string(dir.join("tty")).unwrap(), "/dev/pts/3\n");
+        // A directory at the name is not removed: the write fails, and says where.
+        fs::create_dir(dir.join("seat")).unwrap();
+        let e = write_file(&fd, &dir, "seat", "seat0\n").unwrap_err();
+        assert!(e.to_string().contains("/7/seat"), "{e}");
+        // Made again over what is there: empty and new.
+        let _fd = make(&dir, None).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         fs::remove_dir_all(&base).unwrap();
     }
 }

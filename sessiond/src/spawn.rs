@@ -144,7 +144,7 @@ pub(crate) fn start_held(
         user: creds.as_ref(),
     })?;
     let pid = child.pid.as_raw();
-    let member = started(link, pid, name, critical);
+    let mut member = started(link, pid, name, critical);
     let child = match child.release() {
         Ok(()) => Some(child),
         Err(e) => {
@@ -152,6 +152,9 @@ pub(crate) fn start_held(
             None
         }
     };
+    // Read while it execs, not before the release: our child, not reaped, so the pid is
+    // still its own. (PID 1 reads it too, on `started`, for the case that we die first.)
+    member.start_time = smss::os::procs::read(pid).map_or(0, |p| p.start_time);
     Ok(Execing {
         member,
         child,
@@ -206,14 +209,14 @@ fn exec_error(program: &str, source: nix::errno::Errno) -> String {
 const EXEC_OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A process was started: into the report, and at once to PID 1 (so that an instance killed
-/// before its report leaves nothing PID 1 does not know of).
+/// before its report leaves nothing PID 1 does not know of). Its start time is not in the
+/// line (0): reading it from /proc would hold the release back, so PID 1 reads it itself.
 fn started(link: &UnixStream, pid: i32, name: String, critical: bool) -> Member {
     let member = Member {
         pid,
         name,
         critical,
-        // Our child, not reaped: the pid is still this process's.
-        start_time: smss::os::procs::read(pid).map_or(0, |p| p.start_time),
+        start_time: 0,
     };
     let mut line =
         serde_json::to_vec(&InstanceMessage::Started(member.clone())).unwrap_or_default();

@@ -82,7 +82,7 @@ pub struct Member {
     pub name: String,
     pub critical: bool,
     /// Its start time (`/proc/PID/stat` field 22): PID 1 acts on the pid only while it
-    /// still names this process.
+    /// still names this process. 0 in a `started` line: PID 1 reads it then.
     #[serde(default)]
     pub start_time: u64,
 }

@@ -172,7 +172,13 @@ impl Supervisor {
             return;
         };
         match serde_json::from_slice::<InstanceMessage>(line) {
-            Ok(InstanceMessage::Started(m)) => {
+            Ok(InstanceMessage::Started(mut m)) => {
+                if m.start_time == 0 {
+                    // The instance leaves it to us (reading it would hold its release back).
+                    // The process is the instance's child, not reaped, or (the instance died)
+                    // ours: the pid still names it.
+                    m.start_time = crate::os::procs::read(m.pid).map_or(0, |p| p.start_time);
+                }
                 if s.state == SessionState::Starting {
                     s.members.insert(m.pid, m);
                 } else if s.keeper && s.state == SessionState::Active {
