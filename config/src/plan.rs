@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{CommandSpec, Config, PagingFile, Subsystems, Volume};
 
@@ -56,9 +56,11 @@ pub enum Phase {
     BootExecute {
         commands: Vec<CommandSpec>,
     },
-    /// The volumes whose options do not say `ro`, remounted read-write.
+    /// The volumes whose options do not say `ro`, remounted read-write; with `root` (no
+    /// volume names `/`), `/` too when the kernel mounted it read-only.
     VolumesReadWrite {
         volumes: Vec<Volume>,
+        root: bool,
     },
     PendingRenames {
         queue: PathBuf,
@@ -232,9 +234,10 @@ impl Phase {
                     line
                 })
                 .collect(),
-            Phase::VolumesReadWrite { volumes } => volumes
+            Phase::VolumesReadWrite { volumes, root } => volumes
                 .iter()
                 .map(|v| v.mountpoint.display().to_string())
+                .chain(root.then(|| "/ (if the kernel mounted it read-only)".to_string()))
                 .collect(),
             Phase::ObjectDirectories { dirs, .. } => {
                 dirs.iter().map(|d| d.display().to_string()).collect()
@@ -350,6 +353,7 @@ pub fn plan(cfg: &Config) -> BootPlan {
                 .filter(|v| !v.read_only())
                 .cloned()
                 .collect(),
+            root: !cfg.volumes.iter().any(|v| v.mountpoint == Path::new("/")),
         },
         Phase::PendingRenames {
             queue: cfg.pending_file_rename_operations.queue.clone(),

@@ -844,3 +844,53 @@ fn required_volume_that_never_appears_bugchecks() {
     );
     assert!(status.success(), "QEMU exited with {status}");
 }
+
+/// A root the kernel mounted read-only (`ro`, a stock Debian command line) is remounted
+/// read-write after boot-execute, before the rename queue on it is applied; without that, the
+/// rename (and paging files, the bugcheck record) fail on `/`.
+#[test]
+fn a_read_only_root_is_remounted_read_write_after_boot_execute() {
+    if vm::skip_requested("SMSS_SKIP_QEMU", "the QEMU read-only root test") {
+        return;
+    }
+    let image = must(vm::initramfs_image());
+    let _one_vm_at_a_time = vm::exclusive();
+    let scratch = must(Scratch::new("qemu-ro-root"));
+    let boot = Boot {
+        config: Some("/etc/smss/ro-root.toml".into()),
+        ..Boot::default()
+    };
+    let mut m = must(Vm::boot(&image, &boot, &scratch, "qemu-ro-root"));
+    if must(
+        m.console
+            .expect_any(&["login: ", "*** STOP"], BOOT_DEADLINE),
+    ) == 1
+    {
+        panic!("bugcheck:\n{}", vm::tail(&m.console.transcript(), 6000));
+    }
+    must(m.console.send("root\n"));
+    must(m.console.expect("# ", CMD_DEADLINE));
+    // Written by the shell, not typed: the typed line's echo must not pass for the answer.
+    let (rc, out) = must(m.shell(
+        "test -e /etc/ro-root-after && echo re''named; touch /etc/ro-root-probe && echo wri''table",
+        CMD_DEADLINE,
+    ));
+    let t = m.console.transcript();
+    assert!(
+        t.contains("boot-execute: / is read-only"),
+        "boot-execute did not make / read-only:\n{}",
+        vm::tail(&t, 6000)
+    );
+    assert!(
+        t.contains("/ remounted read-write (the kernel mounted it read-only)"),
+        "no remount line:\n{}",
+        vm::tail(&t, 6000)
+    );
+    assert!(
+        out.contains("renamed"),
+        "the rename on / was not applied: {out}"
+    );
+    assert!(out.contains("writable"), "/ is not writable: {out}");
+    assert_eq!(rc, 0, "{out}");
+    power_off(&mut m);
+}

@@ -282,9 +282,15 @@ fn mount_one(
 
 /// Remount read-write every volume whose options do not say `ro` (Windows'
 /// "VolumesSafeForWriteAccess" after autochk). The flags are given again: MS_REMOUNT resets any
-/// flag not passed.
-pub fn remount_read_write(sys: &dyn Sys, volumes: &[Volume]) -> Vec<PhaseError> {
+/// flag not passed. With `root` (no `[[volumes]]` entry names `/`), also `/` when the kernel
+/// mounted it read-only (`ro` on its command line, or no `rw`), as an init does once the
+/// boot's checks are done; a root that cannot be made writable (a read-only medium) is
+/// left as it is, with a warning.
+pub fn remount_read_write(sys: &dyn Sys, volumes: &[Volume], root: bool) -> Vec<PhaseError> {
     let mut errors = Vec::new();
+    if root {
+        remount_root(sys);
+    }
     for (device, mountpoint, fstype, options) in volumes.iter().filter(|v| !is_read_only(&v.3)) {
         let (mut flags, data) = parse_options(options);
         flags.remount = true;
@@ -303,6 +309,45 @@ pub fn remount_read_write(sys: &dyn Sys, volumes: &[Volume]) -> Vec<PhaseError> 
         }
     }
     errors
+}
+
+/// `/` read-write, if it is mounted read-only (see [`remount_read_write`]).
+fn remount_root(sys: &dyn Sys) {
+    let Ok(table) = sys.read_file(Path::new("/proc/self/mounts")) else {
+        return;
+    };
+    // The last mount on / is the one in use (an initramfs's rootfs lies below it).
+    let Some(fields) = table
+        .split(|&b| b == b'\n')
+        .map(|l| {
+            l.split(|b| b.is_ascii_whitespace())
+                .filter(|f| !f.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .rfind(|f| f.get(1).copied() == Some(b"/".as_slice()))
+    else {
+        return;
+    };
+    let text = |i: usize| {
+        fields
+            .get(i)
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .unwrap_or_default()
+    };
+    let (device, fstype, options) = (text(0), text(2), text(3));
+    if !is_read_only(&options) {
+        return;
+    }
+    // Its VFS flags again; its filesystem's own options stay as they are without them.
+    let (mut flags, _) = parse_options(&options);
+    flags.remount = true;
+    match sys.mount(&device, Path::new("/"), &fstype, flags, "") {
+        Ok(()) => log::info!("/ remounted read-write (the kernel mounted it read-only)"),
+        Err(e) => log::warn!(
+            "failed to remount / read-write: {e}; it stays read-only (a [[volumes]] entry for / \
+             with options \"ro\" leaves it so without trying)"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -479,7 +524,7 @@ mod tests {
             vol("/dev/vdb", "/boot/efi", "vfat", "ro,umask=077"),
         ];
         assert!(mount_read_only(&s, &vols).is_empty());
-        assert!(remount_read_write(&s, &vols).is_empty());
+        assert!(remount_read_write(&s, &vols, false).is_empty());
         let m = s.calls_of("mount");
         assert_eq!(
             m,
@@ -490,6 +535,40 @@ mod tests {
             ]
         );
         assert!(s.calls().contains(&"mkdir /boot/efi 755".to_string()));
+    }
+
+    /// A stock Debian kernel command line says `ro`: the kernel mounts / read-only for the
+    /// boot's checks, and the init makes it writable after them. Its VFS flags are kept
+    /// (MS_REMOUNT resets what is not passed); its filesystem options are not repeated.
+    #[test]
+    fn a_root_the_kernel_mounted_read_only_is_remounted_read_write() {
+        let s = machine();
+        s.add_file(
+            "/proc/self/mounts",
+            b"rootfs / rootfs rw 0 0\n/dev/vda1 / ext4 ro,nosuid,relatime,errors=remount-ro 0 0\n\
+              proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n",
+        );
+        assert!(remount_read_write(&s, &[], true).is_empty());
+        assert_eq!(
+            s.calls_of("mount"),
+            ["mount / /dev/vda1 ext4 rw,remount,nosuid,relatime"]
+        );
+        // Named in [[volumes]] (here with "ro", so not in the list): left to that entry.
+        let s = machine();
+        s.add_file("/proc/self/mounts", b"/dev/vda1 / ext4 ro,relatime 0 0\n");
+        assert!(remount_read_write(&s, &[], false).is_empty());
+        assert!(s.calls_of("mount").is_empty());
+        // Already writable (an initramfs, a `rw` command line): nothing to do.
+        let s = machine();
+        s.add_file("/proc/self/mounts", b"/dev/vda1 / ext4 rw,relatime 0 0\n");
+        assert!(remount_read_write(&s, &[], true).is_empty());
+        assert!(s.calls_of("mount").is_empty());
+        // A read-only medium: a warning, not a boot problem.
+        let s = machine();
+        s.add_file("/proc/self/mounts", b"/dev/sr0 / iso9660 ro,relatime 0 0\n");
+        s.fail("mount", "/", libc::EROFS);
+        assert!(remount_read_write(&s, &[], true).is_empty());
+        assert_eq!(s.calls_of("mount").len(), 1);
     }
 
     #[test]

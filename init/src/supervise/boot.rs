@@ -246,13 +246,16 @@ impl Supervisor {
                 ),
             },
             Phase::BootExecute { commands } => self.run_commands("boot-execute", commands),
-            Phase::VolumesReadWrite { volumes } => {
+            Phase::VolumesReadWrite { volumes, root } => {
                 let volumes: Vec<_> = volumes
                     .iter()
                     .filter(|v| !self.boot.missing_volumes.contains(&v.mountpoint))
                     .cloned()
                     .collect();
-                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(&volumes)) {
+                // The root only as the machine's own init: a container's PID 1 may be in
+                // system mode (no `container=`), and its read-only root is its user's choice.
+                let root = *root && crate::sys::in_initial_pid_namespace();
+                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(&volumes), root) {
                     self.problem(e);
                 }
                 Step::Done

@@ -154,6 +154,17 @@ pub fn disable_cad() -> io::Result<()> {
 }
 
 /// gethostname(2), lossy.
+/// Whether this process is in the machine's first PID namespace (the kernel's own, whose
+/// inode is fixed): false in any container, even one that sets no `container=`.
+pub fn in_initial_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|l| is_initial_pid_namespace(&l))
+}
+
+/// The link `/proc/self/ns/pid` of the kernel's first PID namespace (PROC_PID_INIT_INO).
+fn is_initial_pid_namespace(link: &Path) -> bool {
+    link == Path::new("pid:[4026531836]")
+}
+
 pub fn hostname() -> io::Result<String> {
     Ok(nix::unistd::gethostname()?.to_string_lossy().into_owned())
 }
@@ -402,4 +413,16 @@ fn trim_dead_stack() {
         libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
     }
     std::hint::black_box(&marker);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_pid_namespace_is_known_by_its_inode() {
+        assert!(is_initial_pid_namespace(Path::new("pid:[4026531836]")));
+        assert!(!is_initial_pid_namespace(Path::new("pid:[4026532451]")));
+        assert!(!is_initial_pid_namespace(Path::new("")));
+    }
 }
