@@ -226,7 +226,12 @@ fn run(args: Args) -> i32 {
     let stdio_was_closed = sys::ensure_stdio();
     let pid = sys::getpid();
     let container_env = std::env::var_os("container").is_some();
-    let mode = Mode::detect(pid, container_env, args.command.is_some());
+    let mode = Mode::detect(
+        pid,
+        container_env,
+        args.command.is_some(),
+        pid == 1 && sys::in_child_pid_namespace(),
+    );
     bugcheck::install_panic_hook(mode, smss_config::CrashAction::Panic);
     // A machine's init narrates its boot; a container's init stays as quiet as tini.
     let default_level = match mode {

@@ -135,6 +135,45 @@ fn signals_are_forwarded_to_the_payload() {
     );
 }
 
+/// docker and containerd (a Kubernetes pod) set no `container=`, and an image may run smss
+/// with a configuration rather than `--` (a session host): smss must still know it is a
+/// container's init, not the machine's, and end on the runtime's SIGTERM with status 0, not sit
+/// in system mode until the SIGKILL.
+#[test]
+fn without_container_env_or_dashes_smss_is_still_a_containers_init() {
+    let Some(image) = image() else { return };
+    let c = Container::new("nocontainerenv");
+    let mut run = must(Spawned::spawn(
+        "podman run --unsetenv container",
+        Command::new("podman").args(vm::podman_run_args()).args([
+            "--unsetenv",
+            "container",
+            "--env",
+            "SMSS_LOG=info",
+            "--entrypoint",
+            "/smss",
+            "--name",
+            &c.0,
+            &image,
+        ]),
+        None,
+    ));
+    must(run.expect("boot complete", RUN_DEADLINE));
+    let stop = must(vm::run_with_timeout(
+        Command::new("podman").args(["stop", "-t", "10", &c.0]),
+        Duration::from_secs(60),
+    ));
+    assert!(stop.status.success(), "podman stop failed: {stop:?}");
+    let status = must(run.wait_exit(EVENT_DEADLINE));
+    let t = run.transcript();
+    assert!(t.contains("starting in container mode"), "{t}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "smss should end on podman stop's SIGTERM (137: it took the SIGKILL):\n{t}"
+    );
+}
+
 #[test]
 fn orphans_are_reaped() {
     let Some(image) = image() else { return };

@@ -252,10 +252,9 @@ impl Supervisor {
                     .filter(|v| !self.boot.missing_volumes.contains(&v.mountpoint))
                     .cloned()
                     .collect();
-                // The root only as the machine's own init: a container's PID 1 may be in
-                // system mode (no `container=`), and its read-only root is its user's choice.
-                let root = *root && crate::sys::in_initial_pid_namespace();
-                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(&volumes), root) {
+                // Machine-only (a container's read-only root is its user's choice).
+                for e in phases::volumes::remount_read_write(&sys, &volume_tuples(&volumes), *root)
+                {
                     self.problem(e);
                 }
                 Step::Done

@@ -154,10 +154,12 @@ pub fn disable_cad() -> io::Result<()> {
 }
 
 /// gethostname(2), lossy.
-/// Whether this process is in the machine's first PID namespace (the kernel's own, whose
-/// inode is fixed): false in any container, even one that sets no `container=`.
-pub fn in_initial_pid_namespace() -> bool {
-    fs::read_link("/proc/self/ns/pid").is_ok_and(|l| is_initial_pid_namespace(&l))
+/// Whether this process is in a PID namespace other than the machine's first one (the
+/// kernel's own, whose inode is fixed): true in any container, even one whose runtime sets no
+/// `container=` (docker, containerd). False when /proc cannot tell (a machine's init starts
+/// before /proc is mounted; a container runtime always mounts it).
+pub fn in_child_pid_namespace() -> bool {
+    fs::read_link("/proc/self/ns/pid").is_ok_and(|l| !is_initial_pid_namespace(&l))
 }
 
 /// The link `/proc/self/ns/pid` of the kernel's first PID namespace (PROC_PID_INIT_INO).
