@@ -82,8 +82,12 @@ impl Supervisor {
                     }
                 }
                 Action::Log(level, msg) => log::log!(level, "{msg}"),
-                Action::Exit(code) => self.finished = Some(code),
+                Action::Exit(code) => {
+                    self.end_sessions_at_stop();
+                    self.finished = Some(code);
+                }
                 Action::Machine(cmd) => {
+                    self.end_sessions_at_stop();
                     crate::shutdown::take_down_machine(cmd);
                     // reboot(2) failed (logged); nothing else to do but say why we exit.
                     self.finished = Some(1);

@@ -96,6 +96,8 @@ pub struct SessionTable {
     pub(super) exits_later: Option<Vec<String>>,
     /// A session kept by its instance (no cgroup2) was logged as such: once per boot.
     pub(super) keeper_mode_logged: bool,
+    /// The stop found no process left: sessions end without a directory removal.
+    pub(super) all_gone: bool,
 }
 
 /// The waiters for subsystem `name` that a keeper was asked to start (all of them: one start

@@ -197,7 +197,12 @@ impl Supervisor {
             let Some(all) = procs::snapshot() else {
                 return out;
             };
-            let started: HashMap<i32, u64> = all.iter().map(|p| (p.pid, p.start_time)).collect();
+            // A zombie is gone already (it only waits for its reaper): it holds nothing up.
+            let started: HashMap<i32, u64> = all
+                .iter()
+                .filter(|p| p.alive())
+                .map(|p| (p.pid, p.start_time))
+                .collect();
             for (pid, start) in unverified {
                 if started.get(&pid) == Some(&start) {
                     roots.push(pid);
@@ -472,6 +477,24 @@ impl Supervisor {
         self.resume_clients();
     }
 
+    /// The stop found no process left: every session still in the table went with them, even
+    /// when its last exits were not looked at yet (a pidfd watched, reaped as an orphan just
+    /// before). Each ends here, before PID 1 exits or takes the machine down, so none goes
+    /// without its `ended` line and its waiters' answers; nothing is started for their runtime
+    /// directories (none could run now).
+    pub(crate) fn end_sessions_at_stop(&mut self) {
+        self.sessions.all_gone = true;
+        let ids: Vec<u32> = self.sessions.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.sessions.sessions.get_mut(&id) {
+                if s.reason.is_empty() {
+                    s.reason = "the stop ended every process".into();
+                }
+            }
+            self.finalize_session(id);
+        }
+    }
+
     /// Everything of the session is gone: remove its cgroup, rename its runtime directory
     /// aside, answer whoever waits, then have the directory deleted (by the emptied keeper, or
     /// an `smss-session remove`), re-create a seat's boot session.
@@ -497,7 +520,11 @@ impl Supervisor {
             }
         }
         // Renamed now, deleted after the answer: the name is free once the session is gone.
-        let aside = self.rename_runtime_dir(id, Path::new(&s.params.runtime_dir));
+        let aside = match self.sessions.all_gone {
+            // Left where it is: nothing could delete it now.
+            true => None,
+            false => self.rename_runtime_dir(id, Path::new(&s.params.runtime_dir)),
+        };
         let now = self.uptime_us();
         let respawn = s.respawn && !s.by_request && !self.stopping();
         let lived = s.created.elapsed();
