@@ -153,7 +153,6 @@ pub fn disable_cad() -> io::Result<()> {
     Ok(())
 }
 
-/// gethostname(2), lossy.
 /// Whether this process is in a PID namespace other than the machine's first one (the
 /// kernel's own, whose inode is fixed): true in any container, even one whose runtime sets no
 /// `container=` (docker, containerd). False when /proc cannot tell (a machine's init starts
@@ -167,6 +166,7 @@ fn is_initial_pid_namespace(link: &Path) -> bool {
     link == Path::new("pid:[4026531836]")
 }
 
+/// gethostname(2), lossy.
 pub fn hostname() -> io::Result<String> {
     Ok(nix::unistd::gethostname()?.to_string_lossy().into_owned())
 }
