@@ -230,7 +230,8 @@ fn run(args: Args) -> i32 {
         pid,
         container_env,
         args.command.is_some(),
-        pid == 1 && sys::in_child_pid_namespace(),
+        // Asked only when nothing else decided it (one readlink less on a container's start).
+        pid == 1 && !container_env && args.command.is_none() && sys::in_child_pid_namespace(),
     );
     bugcheck::install_panic_hook(mode, smss_config::CrashAction::Panic);
     // A machine's init narrates its boot; a container's init stays as quiet as tini.
