@@ -524,10 +524,16 @@ fn coldplug_line(transcript: &str) -> Option<String> {
 /// Boots `/etc/smss/slow-disks.toml` (no module named anywhere) with the disk on `bus`; waits
 /// for the login prompt and logs in. Returns the VM and its transcript up to the prompt.
 fn boot_slow_disks(bus: Option<&str>, name: &str) -> (Vm, Scratch) {
+    boot_to_shell("/etc/smss/slow-disks.toml", bus, name)
+}
+
+/// Boot the image with `config` (a file in the image), the disk on `bus`, to the login
+/// prompt, and log in as root.
+fn boot_to_shell(config: &str, bus: Option<&str>, name: &str) -> (Vm, Scratch) {
     let image = must(vm::initramfs_image());
     let scratch = must(Scratch::new(name));
     let boot = Boot {
-        config: Some("/etc/smss/slow-disks.toml".into()),
+        config: Some(config.into()),
         disk_bus: bus.map(str::to_string),
         ..Boot::default()
     };
@@ -853,23 +859,8 @@ fn a_read_only_root_is_remounted_read_write_after_boot_execute() {
     if vm::skip_requested("SMSS_SKIP_QEMU", "the QEMU read-only root test") {
         return;
     }
-    let image = must(vm::initramfs_image());
     let _one_vm_at_a_time = vm::exclusive();
-    let scratch = must(Scratch::new("qemu-ro-root"));
-    let boot = Boot {
-        config: Some("/etc/smss/ro-root.toml".into()),
-        ..Boot::default()
-    };
-    let mut m = must(Vm::boot(&image, &boot, &scratch, "qemu-ro-root"));
-    if must(
-        m.console
-            .expect_any(&["login: ", "*** STOP"], BOOT_DEADLINE),
-    ) == 1
-    {
-        panic!("bugcheck:\n{}", vm::tail(&m.console.transcript(), 6000));
-    }
-    must(m.console.send("root\n"));
-    must(m.console.expect("# ", CMD_DEADLINE));
+    let (mut m, _scratch) = boot_to_shell("/etc/smss/ro-root.toml", None, "qemu-ro-root");
     // Written by the shell, not typed: the typed line's echo must not pass for the answer.
     let (rc, out) = must(m.shell(
         "test -e /etc/ro-root-after && echo re''named; touch /etc/ro-root-probe && echo wri''table",
