@@ -143,14 +143,19 @@ pub extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> l
 #[cfg_attr(test, allow(dead_code))]
 fn smss_main(argv: Vec<OsString>) {
     // Bytes, never a panic: a non-UTF-8 word on the kernel command line must not kill PID 1.
-    let container_env = std::env::var_os("container").is_some();
-    let machine_init = sys::getpid() == 1 && !container_env;
+    let pid = sys::getpid();
+    // The machine's init gets its words from the kernel; PID 1 of any other PID namespace
+    // from its runtime (docker and containerd set no `container=`). Asked only when nothing
+    // else tells (one readlink less on a container's start).
+    let container = std::env::var_os("container").is_some()
+        || (pid == 1 && !argv.iter().any(|a| a == "--") && sys::in_child_pid_namespace());
+    let machine_init = pid == 1 && !container;
     if let Some((first, rest)) = argv.split_first() {
         if !machine_init && first == "import-reg" {
             std::process::exit(smss::import_reg::main(rest));
         }
     }
-    let action = decide(&argv, sys::getpid(), container_env);
+    let action = decide(&argv, pid, container);
     if !matches!(action, Action::Run(_)) {
         // A tool now, not an init: a closed stdout (`smss check | head -1`) ends it quietly.
         sys::default_sigpipe();
@@ -169,9 +174,10 @@ fn smss_main(argv: Vec<OsString>) {
 /// not understand is ignored and only --config is honoured. But `--` never comes from the
 /// kernel (it keeps `--` to itself and passes on what follows): it says "a container command
 /// follows", so with it every usage error stands, also as PID 1 without `container=` (docker
-/// does not set it).
-fn decide(argv: &[OsString], pid: i32, container_env: bool) -> Action {
-    let machine_init = pid == 1 && !container_env && !argv.iter().any(|a| a == "--");
+/// does not set it). `container`: PID 1 is a container's (`container=` set, or its PID
+/// namespace is not the machine's first), not the machine's.
+fn decide(argv: &[OsString], pid: i32, container: bool) -> Action {
+    let machine_init = pid == 1 && !container && !argv.iter().any(|a| a == "--");
     match parse_args(argv) {
         Action::Run(a) => Action::Run(a),
         _ if machine_init => Action::Run(Args {

@@ -107,3 +107,53 @@ fn check_refuses_a_fifo_at_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// As PID 1 of a PID namespace other than the machine's first (docker and containerd set no
+/// `container=`), the words come from the runtime, not the kernel: `smss check` checks and
+/// `--help` helps, as anywhere but the machine's own init.
+#[test]
+fn check_and_help_work_as_pid_1_of_a_container_without_container_env() {
+    if !Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: cannot unshare a PID namespace here");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cfg = root.join("examples/container.toml");
+    let ns = |args: &[&std::ffi::OsStr]| {
+        Command::new("timeout")
+            .args(["60", "unshare", "--pid", "--fork", "--mount-proc"])
+            .arg(env!("CARGO_BIN_EXE_smss"))
+            .args(args)
+            .env_remove("container")
+            .output()
+            .unwrap()
+    };
+    let o = ns(&["check".as_ref(), cfg.as_os_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("boot plan (17 phases)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = ns(&["--help".as_ref()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("smss check"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
