@@ -220,3 +220,43 @@ fn smctl_rename_queues_relative_paths_against_its_working_directory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An empty path given to `smctl rename` is a usage error, as `mv ''` is, and nothing is
+/// queued: taken against the working directory, `rename ''` queued that directory's deletion
+/// and `rename SRC ''` (the queue's own spelling of "delete") a rename of SRC onto it.
+#[test]
+fn smctl_rename_refuses_an_empty_path() {
+    let dir = std::env::temp_dir().join(format!("smctl-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let queue = dir.join("queue");
+    let cfg = dir.join("smss.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let cfg_arg = cfg.display().to_string();
+    for paths in [&[""][..], &["", "/b"], &["/a", ""]] {
+        let mut args = vec!["--socket", "/nonexistent/socket", "rename"];
+        args.extend_from_slice(paths);
+        args.extend_from_slice(&["--offline", "--config", &cfg_arg]);
+        let o = run_in(Path::new(common::smctl()), &args, &dir);
+        assert_eq!(o.status.code(), Some(2), "{paths:?}: {o:?}");
+        let err = text(&o.stderr);
+        assert!(
+            err.starts_with("smctl: rename: empty path"),
+            "{paths:?}: {err}"
+        );
+        assert!(
+            !queue.exists(),
+            "{paths:?} queued {:?}",
+            String::from_utf8_lossy(&std::fs::read(&queue).unwrap_or_default())
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -447,6 +447,13 @@ fn rename(socket: &Path, p: &mut Parser) -> Outcome {
         }
     }
     let config = config.as_deref();
+    // `mv ''` fails; taken against the working directory, an empty SRC would queue that
+    // directory's deletion and an empty DST (an unset shell variable) a rename onto it.
+    if paths.iter().any(String::is_empty) {
+        return Err(usage(
+            "rename: empty path (leave DST out to queue a delete)",
+        ));
+    }
     // Relative paths are taken against our working directory, as `mv` takes them: the queue
     // is applied at the next boot, from `/`.
     let mut absolute = Vec::with_capacity(paths.len());
