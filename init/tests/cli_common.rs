@@ -124,6 +124,35 @@ fn an_unknown_option_exits_2_naming_it() {
     }
 }
 
+/// A word that is not one of a command's subcommands is named in the message too, as an
+/// unknown option is: `smctl session bogus` said only "session needs create, list or terminate".
+#[test]
+fn an_unknown_subcommand_exits_2_naming_it() {
+    let smss = PathBuf::from(common::smss());
+    let smctl = PathBuf::from(common::smctl());
+    let session = session_binary();
+    let s = ["--socket", "/nonexistent"];
+    let cases: Vec<(&Path, Vec<&str>, &str)> = vec![
+        (&smss, vec!["bogus"], "smss: "),
+        (&smctl, vec![s[0], s[1], "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "session", "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "subsystem", "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "analyze", "bogus"], "smctl: "),
+        (&session, vec!["bogus"], "smss-session: "),
+    ];
+    for (prog, args, prefix) in cases {
+        let o = run(prog, &args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(err.starts_with(prefix), "{args:?}: {err}");
+        assert!(
+            err.lines().next().unwrap_or("").contains("bogus"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("usage: "), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn double_dash_with_nothing_after_it_is_a_usage_error() {
     let smss = PathBuf::from(common::smss());

@@ -136,11 +136,11 @@ fn run(argv: Vec<OsString>) -> Outcome {
             Some("create") => session_create(&socket, &mut p),
             Some("list") => session_list(&socket, json_flag(&mut p)?),
             Some("terminate") => session_terminate(&socket, &mut p),
-            _ => Err(usage("session needs create, list or terminate")),
+            other => Err(unknown_sub("session", other, "create, list or terminate")),
         },
         "subsystem" => match word(&mut p)?.as_deref() {
             Some("start") => subsystem_start(&socket, &mut p),
-            _ => Err(usage("subsystem needs start")),
+            other => Err(unknown_sub("subsystem", other, "start")),
         },
         "rename" => rename(&socket, &mut p),
         action @ ("reboot" | "poweroff" | "halt") => {
@@ -158,7 +158,7 @@ fn run(argv: Vec<OsString>) -> Outcome {
                 no_more(&mut p)?;
                 analyze_plot(&socket)
             }
-            _ => Err(usage("analyze needs blame or plot")),
+            other => Err(unknown_sub("analyze", other, "blame or plot")),
         },
         "notify" => notify(&values(&mut p)?),
         "call" => match values(&mut p)?.as_slice() {
@@ -167,6 +167,16 @@ fn run(argv: Vec<OsString>) -> Outcome {
             _ => Err(usage("call needs METHOD [JSON]")),
         },
         other => Err(usage(format!("unknown command {other}"))),
+    }
+}
+
+/// `COMMAND` followed by no subcommand, or by `word`, which is none of `expected`.
+fn unknown_sub(command: &str, word: Option<&str>, expected: &str) -> Failure {
+    match word {
+        None => usage(format!("{command} needs {expected}")),
+        Some(w) => usage(format!(
+            "unknown {command} command {w} (expected {expected})"
+        )),
     }
 }
 
