@@ -78,6 +78,8 @@ pub enum Phase {
     /// `[subsystems]`.
     RequiredSubsystems {
         subsystems: Vec<(String, CommandSpec)>,
+        /// The `debug` entries of `required`, as written: never started, defined or not.
+        skipped: Vec<String>,
     },
     SetupExecute {
         commands: Vec<CommandSpec>,
@@ -268,9 +270,19 @@ impl Phase {
                     }
                 })
                 .collect(),
-            Phase::RequiredSubsystems { subsystems } => subsystems
+            Phase::RequiredSubsystems {
+                subsystems,
+                skipped,
+            } => skipped
                 .iter()
-                .map(|(n, c)| format!("{n}: {}", c.display_line()))
+                .map(|n| {
+                    format!("{n}: skipped (no debugging subsystem, as on Windows; never started)")
+                })
+                .chain(
+                    subsystems
+                        .iter()
+                        .map(|(n, c)| format!("{n}: {}", c.display_line())),
+                )
                 .collect(),
             Phase::InitialCommand { command } => command.iter().map(|c| c.display_line()).collect(),
         }
@@ -366,6 +378,13 @@ pub fn plan(cfg: &Config) -> BootPlan {
         },
         Phase::RequiredSubsystems {
             subsystems: required,
+            skipped: cfg
+                .subsystems
+                .required
+                .iter()
+                .filter(|n| Subsystems::is_debug(n))
+                .cloned()
+                .collect(),
         },
         Phase::SetupExecute {
             commands: sm.setup_execute.clone(),

@@ -107,3 +107,38 @@ fn check_refuses_a_fifo_at_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `debug` in `required` is never started, defined or not (Windows has no debugging subsystem
+/// any more): the plan says so. Before, a `debug = "..."` definition was accepted and left out
+/// of the plan without a word, while examples/full.toml said it was skipped only "without a
+/// definition".
+#[test]
+fn the_plan_shows_that_debug_is_skipped() {
+    let dir = std::env::temp_dir().join(format!("smss-check-debug-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("debug.toml");
+    std::fs::write(
+        &f,
+        "[subsystems]\nrequired = [\"Debug\", \"w\"]\nw = \"/bin/true\"\ndebug = \"/bin/false\"\n",
+    )
+    .unwrap();
+    let o = smss().arg("check").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let plan = String::from_utf8_lossy(&o.stdout);
+    let phase: Vec<&str> = plan
+        .lines()
+        .skip_while(|l| !l.contains("required-subsystems:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("      "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        phase,
+        [
+            "Debug: skipped (no debugging subsystem, as on Windows; never started)",
+            "w: /bin/true"
+        ],
+        "{plan}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -315,7 +315,7 @@ impl Supervisor {
                     Step::Fatal("smss:kmode".to_string())
                 }
             }
-            Phase::RequiredSubsystems { subsystems } => self.start_required(subsystems),
+            Phase::RequiredSubsystems { subsystems, .. } => self.start_required(subsystems),
             Phase::SetupExecute { commands } => self.run_commands("setup-execute", commands),
             Phase::InitialCommand { command } => self.start_initial(command.as_ref()),
             Phase::Execute { commands } => self.run_commands("execute", commands),
