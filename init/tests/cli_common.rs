@@ -76,6 +76,44 @@ fn help_is_the_usage_on_stdout_and_exit_0() {
     }
     let o = run(&session_binary(), &["exec", "--help"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // smctl's subcommands as well (before, each was "invalid option '--help'", exit 2).
+    let smctl = PathBuf::from(common::smctl());
+    for args in [
+        &["session", "create", "--help"][..],
+        &["session", "create", "--seat", "s", "-h"],
+        &["session", "list", "-h"],
+        &["session", "--help"],
+        &["rename", "--help"],
+        &["rename", "/a", "/b", "-h"],
+        &["status", "--help"],
+        &["subsystem", "start", "--help"],
+        &["analyze", "blame", "--help"],
+        &["notify", "--help"],
+        &["call", "--help"],
+    ] {
+        let mut a = vec!["--socket", "/nonexistent"];
+        a.extend_from_slice(args);
+        let o = run(&smctl, &a);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        assert!(
+            text(&o.stdout).starts_with("usage: smctl"),
+            "{args:?}: {o:?}"
+        );
+        assert!(o.stderr.is_empty(), "{args:?}: {o:?}");
+    }
+    // After `--` it is the command's own word.
+    let o = run(
+        &smctl,
+        &[
+            "--socket",
+            "/nonexistent",
+            "session",
+            "create",
+            "--",
+            "--help",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
 }
 
 #[test]

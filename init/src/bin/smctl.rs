@@ -110,6 +110,16 @@ fn configured_socket() -> PathBuf {
 
 fn run(argv: Vec<OsString>) -> Outcome {
     let (socket, args) = split_socket(argv)?;
+    // `--help`/`-h` anywhere before `--` (`smctl session create --help`), as smss and
+    // smss-session take it after their subcommands; after `--` it is the command's.
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h")
+    {
+        cli::help(USAGE);
+        return Ok(());
+    }
     let socket = socket.unwrap_or_else(configured_socket);
     let mut p = cli::parser(args);
     let command = match p.next()? {
