@@ -142,3 +142,37 @@ fn the_plan_shows_that_debug_is_skipped() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The plan says which phases a container or subreaper skips (the machine-only ones), so that
+/// `smss check examples/container.toml` does not promise coldplug and swap. Before, only
+/// early-mounts said "(system mode only)".
+#[test]
+fn the_plan_marks_the_machine_only_phases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = smss()
+        .arg("check")
+        .arg(root.join("examples/container.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let plan = String::from_utf8_lossy(&o.stdout);
+    let marked: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.ends_with(" (system mode only)"))
+        .filter_map(|l| l.trim().split_once(". "))
+        .filter_map(|(_, rest)| rest.split_once(':'))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "early-mounts",
+            "boot-drivers",
+            "volumes",
+            "volumes-read-write",
+            "paging-files",
+            "kmode"
+        ],
+        "{plan}"
+    );
+}
