@@ -411,7 +411,7 @@ fn bad_durations() {
     check(
         "[shutdown]\ngrace-period = \"10 s\"\n[subsystems]\nx = { command = [\"/x\"], ready-timeout = \"5x\" }\n",
         &[
-            "2:16: `shutdown.grace-period`: invalid duration \"10 s\": missing unit after `10` (use ms, s, m or h)",
+            "2:16: `shutdown.grace-period`: invalid duration \"10 s\": no spaces allowed (write \"10s\")",
             "4:41: `subsystems.x.ready-timeout`: invalid duration \"5x\": unknown unit `x` (use ms, s, m or h)",
         ],
     );
