@@ -1287,6 +1287,17 @@ impl<'s> Ctx<'s> {
                         continue;
                     }
                     defined.insert(name.to_ascii_lowercase(), (name.to_owned(), e.key_pos));
+                    // A list is never a subsystem's command: most likely a misspelt
+                    // `required`, `optional` or `kmode` (or Windows' `Required`).
+                    if let (Node::Value(Value::Array(_)), Some(k)) =
+                        (e.node, subsystems_list_key(name))
+                    {
+                        self.err(
+                            e.node.pos(),
+                            format!("`{kp}`: expected a command line string or a command table, found an array; did you mean `{k}`?"),
+                        );
+                        continue;
+                    }
                     if let Some(spec) = self.command(e.node, &kp) {
                         out.definitions.push((name.to_owned(), spec));
                     }
@@ -1531,4 +1542,39 @@ struct SubsystemRefs {
     required: Vec<(String, Pos)>,
     optional: Vec<(String, Pos)>,
     session: Vec<(String, Pos)>,
+}
+
+/// The list key of `[subsystems]` that `key` is most likely a misspelling of (any case, at
+/// most two edits away).
+fn subsystems_list_key(key: &str) -> Option<&'static str> {
+    if key.len() > 32 {
+        return None;
+    }
+    let key = key.to_ascii_lowercase();
+    ["required", "optional", "kmode"]
+        .into_iter()
+        .map(|k| (edit_distance(&key, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), for short words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev
+                .get(j)
+                .map_or(usize::MAX, |d| d.saturating_add(usize::from(ca != *cb)));
+            let del = prev.get(j + 1).map_or(usize::MAX, |d| d.saturating_add(1));
+            let ins = cur.last().map_or(usize::MAX, |d| d.saturating_add(1));
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(usize::MAX)
 }

@@ -857,3 +857,20 @@ fn coldplug_and_volume_waits() {
         ],
     );
 }
+
+/// A list under a misspelt `required`, `optional` or `kmode` (or Windows' `Required`) is
+/// named as the list it was meant to be: before, it was taken for a subsystem definition and
+/// reported as "expected a command line string or a command table, found an array".
+#[test]
+fn a_misspelt_subsystems_list_is_named() {
+    check(
+        "[subsystems]\nRequired = [\"w\"]\nrequried = [\"w\"]\noptinal = [\"w\"]\nkmod = [\"fuse\"]\nzz = [\"w\"]\nw = \"/bin/true\"\n",
+        &[
+            "2:12: `subsystems.Required`: expected a command line string or a command table, found an array; did you mean `required`?",
+            "3:12: `subsystems.requried`: expected a command line string or a command table, found an array; did you mean `required`?",
+            "4:11: `subsystems.optinal`: expected a command line string or a command table, found an array; did you mean `optional`?",
+            "5:8: `subsystems.kmod`: expected a command line string or a command table, found an array; did you mean `kmode`?",
+            "6:6: `subsystems.zz`: expected a command line string or a command table, found an array",
+        ],
+    );
+}
