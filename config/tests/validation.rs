@@ -874,3 +874,19 @@ fn a_misspelt_subsystems_list_is_named() {
         ],
     );
 }
+
+/// A key written above the first `[section]` line (or with that line forgotten) is in the
+/// top level: it is named as a key and its section is given. Before, it read "unknown
+/// section `max-sessions` in the top level (expected one of: session-manager, ...)".
+#[test]
+fn a_key_outside_its_section_is_named_with_the_section() {
+    check(
+        "max-sessions = 3\nboot-execute = [\"x\"]\nrequired = [\"w\"]\nbogus = 1\n[sessions]\n",
+        &[
+            "1:1: key `max-sessions` is outside any section: it belongs in [sessions]",
+            "2:1: key `boot-execute` is outside any section: it belongs in [session-manager]",
+            "3:1: key `required` is outside any section: it belongs in [[volumes]] or [subsystems]",
+            "4:1: unknown section `bogus` in the top level (expected one of: session-manager, boot-drivers, volumes, memory-management, environment, dos-devices, pending-file-rename-operations, subsystems, sessions, seats, crash-control, control, shutdown, container)",
+        ],
+    );
+}
