@@ -23,6 +23,16 @@ fn parse_unbounded(s: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    if s.chars().any(char::is_whitespace) {
+        let joined: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        return Err(match parse_unbounded(&joined) {
+            Ok(_) if joined.len() <= 32 => format!("no spaces allowed (write \"{joined}\")"),
+            _ => "no spaces allowed".into(),
+        });
+    }
+    if s.contains('.') {
+        return Err("no fractions: use a smaller unit (\"1500ms\", \"1m30s\")".into());
+    }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse::<u64>()
@@ -103,6 +113,29 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// A space or a fraction is named as such: before, both read "missing unit after `10`"
+    /// although a unit was there.
+    #[test]
+    fn spaces_and_fractions_are_named() {
+        assert_eq!(
+            parse_duration("10 s"),
+            Err("no spaces allowed (write \"10s\")".to_string())
+        );
+        assert_eq!(
+            parse_duration(" 1m 30s "),
+            Err("no spaces allowed (write \"1m30s\")".to_string())
+        );
+        assert_eq!(
+            parse_duration("1.5s"),
+            Err("no fractions: use a smaller unit (\"1500ms\", \"1m30s\")".to_string())
+        );
+        assert_eq!(
+            parse_duration("10"),
+            Ok(Duration::from_secs(10)),
+            "digits alone stay seconds"
+        );
     }
 
     #[test]

@@ -61,7 +61,8 @@
 //!   ready-timeout, critical, fatal }`. `initial-command` and `session0-initial-command` = `""`
 //!   mean "none"; an empty command anywhere else is an error.
 //! - Subsystem names are case-insensitive (like registry value names); `debug` may be listed in
-//!   `required` without a definition and is skipped, as on Windows.
+//!   `required` without a definition and is always skipped, as on Windows (a definition of it is
+//!   never started; the plan says so).
 //! - Paging files: `"path [minMB [maxMB]]"`; absent or all-zero sizes = system managed; max absent
 //!   or 0 = max equals min (Windows rule); at most 16 entries; a duplicate path is an error.
 //! - Relative paths are errors wherever a path is needed; the file is read as UTF-8 and may be at

@@ -302,6 +302,57 @@ const SECTIONS: &[&str] = &[
     "container",
 ];
 
+const SESSION_MANAGER_KEYS: &[&str] = &[
+    "object-directories",
+    "protection-mode",
+    "boot-execute",
+    "setup-execute",
+    "execute",
+    "dos-devices-directory",
+];
+const BOOT_DRIVERS_KEYS: &[&str] = &["modules", "coldplug"];
+const VOLUME_KEYS: &[&str] = &[
+    "device",
+    "mountpoint",
+    "fstype",
+    "options",
+    "device-timeout",
+    "required",
+];
+const MEMORY_MANAGEMENT_KEYS: &[&str] = &["paging-files", "paging-file-volumes"];
+const PENDING_RENAMES_KEYS: &[&str] = &["queue"];
+/// The keys of [subsystems] that are not subsystem definitions.
+const SUBSYSTEMS_LIST_KEYS: &[&str] = &["required", "optional", "kmode"];
+const SESSIONS_KEYS: &[&str] = &[
+    "initial-command",
+    "session0-initial-command",
+    "max-sessions",
+    "parallel-session-creation",
+    "session-subsystems",
+];
+const SEAT_KEYS: &[&str] = &["name", "tty"];
+const CRASH_CONTROL_KEYS: &[&str] = &["auto-reboot", "action"];
+const CONTROL_KEYS: &[&str] = &["socket", "allowed-group"];
+const SHUTDOWN_KEYS: &[&str] = &["grace-period"];
+const CONTAINER_KEYS: &[&str] = &["forward-signals-to"];
+
+/// Each section (as written in a file) and its fixed keys, in SECTIONS' order; for saying
+/// where a key found in the top level belongs. [environment] and [dos-devices] take any key.
+const SECTION_KEYS: &[(&str, &[&str])] = &[
+    ("[session-manager]", SESSION_MANAGER_KEYS),
+    ("[boot-drivers]", BOOT_DRIVERS_KEYS),
+    ("[[volumes]]", VOLUME_KEYS),
+    ("[memory-management]", MEMORY_MANAGEMENT_KEYS),
+    ("[pending-file-rename-operations]", PENDING_RENAMES_KEYS),
+    ("[subsystems]", SUBSYSTEMS_LIST_KEYS),
+    ("[sessions]", SESSIONS_KEYS),
+    ("[[seats]]", SEAT_KEYS),
+    ("[crash-control]", CRASH_CONTROL_KEYS),
+    ("[control]", CONTROL_KEYS),
+    ("[shutdown]", SHUTDOWN_KEYS),
+    ("[container]", CONTAINER_KEYS),
+];
+
 impl<'s> Ctx<'s> {
     fn err(&mut self, pos: Pos, msg: impl Into<String>) {
         self.diags.push((pos.unwrap_or(0), msg.into()));
@@ -363,6 +414,26 @@ impl<'s> Ctx<'s> {
     }
 
     fn unknown_key(&mut self, sec: &Section, e: &Entry, known: &[&str]) {
+        // A value in the top level that is a key of some section: written above the first
+        // `[section]` line, or with that line forgotten.
+        if sec.path.is_empty() && matches!(e.node, Node::Value(v) if !v.is_inline_table()) {
+            let homes: Vec<&str> = SECTION_KEYS
+                .iter()
+                .filter(|(_, keys)| keys.contains(&e.key))
+                .map(|(s, _)| *s)
+                .collect();
+            if !homes.is_empty() {
+                self.err(
+                    e.key_pos.or(e.pos()),
+                    format!(
+                        "key `{}` is outside any section: it belongs in {}",
+                        e.key,
+                        homes.join(" or ")
+                    ),
+                );
+                return;
+            }
+        }
         // Suggest the kebab-case key for `protection_mode`, `ProtectionMode`, `BootExecute`...
         let squash = |s: &str| -> String {
             s.chars()
@@ -830,14 +901,7 @@ impl<'s> Ctx<'s> {
     }
 
     fn session_manager(&mut self, sec: &Section, cfg: &mut Config) {
-        const KNOWN: &[&str] = &[
-            "object-directories",
-            "protection-mode",
-            "boot-execute",
-            "setup-execute",
-            "execute",
-            "dos-devices-directory",
-        ];
+        const KNOWN: &[&str] = SESSION_MANAGER_KEYS;
         let out = &mut cfg.session_manager;
         for e in sec.entries() {
             let kp = sec.key_path(e.key);
@@ -886,7 +950,7 @@ impl<'s> Ctx<'s> {
                         cfg.boot_drivers.coldplug = b;
                     }
                 }
-                _ => self.unknown_key(sec, &e, &["modules", "coldplug"]),
+                _ => self.unknown_key(sec, &e, BOOT_DRIVERS_KEYS),
             }
         }
     }
@@ -937,14 +1001,7 @@ impl<'s> Ctx<'s> {
     }
 
     fn volumes(&mut self, e: &Entry) -> Vec<Volume> {
-        const KNOWN: &[&str] = &[
-            "device",
-            "mountpoint",
-            "fstype",
-            "options",
-            "device-timeout",
-            "required",
-        ];
+        const KNOWN: &[&str] = VOLUME_KEYS;
         let mut out = Vec::new();
         let mut seen: HashMap<PathBuf, Pos> = HashMap::new();
         for sec in self.table_list(e) {
@@ -1030,7 +1087,7 @@ impl<'s> Ctx<'s> {
     }
 
     fn memory_management(&mut self, sec: &Section, cfg: &mut Config) {
-        const KNOWN: &[&str] = &["paging-files", "paging-file-volumes"];
+        const KNOWN: &[&str] = MEMORY_MANAGEMENT_KEYS;
         let mut any_volume_entry: Option<(Pos, String)> = None;
         let mut volumes_pos = None;
         for e in sec.entries() {
@@ -1238,7 +1295,7 @@ impl<'s> Ctx<'s> {
                         cfg.pending_file_rename_operations.queue = p;
                     }
                 }
-                _ => self.unknown_key(sec, &e, &["queue"]),
+                _ => self.unknown_key(sec, &e, PENDING_RENAMES_KEYS),
             }
         }
     }
@@ -1287,6 +1344,17 @@ impl<'s> Ctx<'s> {
                         continue;
                     }
                     defined.insert(name.to_ascii_lowercase(), (name.to_owned(), e.key_pos));
+                    // A list is never a subsystem's command: most likely a misspelt
+                    // `required`, `optional` or `kmode` (or Windows' `Required`).
+                    if let (Node::Value(Value::Array(_)), Some(k)) =
+                        (e.node, subsystems_list_key(name))
+                    {
+                        self.err(
+                            e.node.pos(),
+                            format!("`{kp}`: expected a command line string or a command table, found an array; did you mean `{k}`?"),
+                        );
+                        continue;
+                    }
                     if let Some(spec) = self.command(e.node, &kp) {
                         out.definitions.push((name.to_owned(), spec));
                     }
@@ -1348,13 +1416,7 @@ impl<'s> Ctx<'s> {
     }
 
     fn sessions(&mut self, sec: &Section, cfg: &mut Config, refs: &mut SubsystemRefs) {
-        const KNOWN: &[&str] = &[
-            "initial-command",
-            "session0-initial-command",
-            "max-sessions",
-            "parallel-session-creation",
-            "session-subsystems",
-        ];
+        const KNOWN: &[&str] = SESSIONS_KEYS;
         let out = &mut cfg.sessions;
         for e in sec.entries() {
             let kp = sec.key_path(e.key);
@@ -1425,7 +1487,7 @@ impl<'s> Ctx<'s> {
                         ok &= tty.is_some();
                     }
                     _ => {
-                        self.unknown_key(&sec, &e, &["name", "tty"]);
+                        self.unknown_key(&sec, &e, SEAT_KEYS);
                         ok = false;
                     }
                 }
@@ -1466,7 +1528,7 @@ impl<'s> Ctx<'s> {
                         }
                     }
                 }
-                _ => self.unknown_key(sec, &e, &["auto-reboot", "action"]),
+                _ => self.unknown_key(sec, &e, CRASH_CONTROL_KEYS),
             }
         }
     }
@@ -1485,7 +1547,7 @@ impl<'s> Ctx<'s> {
                         cfg.control.allowed_group = self.name(s, e.pos(), &kp, "group name");
                     }
                 }
-                _ => self.unknown_key(sec, &e, &["socket", "allowed-group"]),
+                _ => self.unknown_key(sec, &e, CONTROL_KEYS),
             }
         }
     }
@@ -1499,7 +1561,7 @@ impl<'s> Ctx<'s> {
                         cfg.shutdown.grace_period = d;
                     }
                 }
-                _ => self.unknown_key(sec, &e, &["grace-period"]),
+                _ => self.unknown_key(sec, &e, SHUTDOWN_KEYS),
             }
         }
     }
@@ -1517,7 +1579,7 @@ impl<'s> Ctx<'s> {
                     ),
                     None => {}
                 },
-                _ => self.unknown_key(sec, &e, &["forward-signals-to"]),
+                _ => self.unknown_key(sec, &e, CONTAINER_KEYS),
             }
         }
     }
@@ -1531,4 +1593,40 @@ struct SubsystemRefs {
     required: Vec<(String, Pos)>,
     optional: Vec<(String, Pos)>,
     session: Vec<(String, Pos)>,
+}
+
+/// The list key of `[subsystems]` that `key` is most likely a misspelling of (any case, at
+/// most two edits away).
+fn subsystems_list_key(key: &str) -> Option<&'static str> {
+    if key.len() > 32 {
+        return None;
+    }
+    let key = key.to_ascii_lowercase();
+    SUBSYSTEMS_LIST_KEYS
+        .iter()
+        .copied()
+        .map(|k| (edit_distance(&key, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), for short words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev
+                .get(j)
+                .map_or(usize::MAX, |d| d.saturating_add(usize::from(ca != *cb)));
+            let del = prev.get(j + 1).map_or(usize::MAX, |d| d.saturating_add(1));
+            let ins = cur.last().map_or(usize::MAX, |d| d.saturating_add(1));
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(usize::MAX)
 }

@@ -80,6 +80,8 @@ pub enum Phase {
     /// `[subsystems]`.
     RequiredSubsystems {
         subsystems: Vec<(String, CommandSpec)>,
+        /// The `debug` entries of `required`, as written: never started, defined or not.
+        skipped: Vec<String>,
     },
     SetupExecute {
         commands: Vec<CommandSpec>,
@@ -139,11 +141,25 @@ impl Phase {
         }
     }
 
+    /// Phases that touch the machine itself (mounts, modules, swap): only the machine's PID 1
+    /// runs them; a container or subreaper skips them.
+    pub fn machine_only(&self) -> bool {
+        matches!(
+            self,
+            Phase::EarlyMounts
+                | Phase::BootDrivers { .. }
+                | Phase::Volumes { .. }
+                | Phase::VolumesReadWrite { .. }
+                | Phase::PagingFiles { .. }
+                | Phase::Kmode { .. }
+        )
+    }
+
     /// What the phase does, in one line (without its items).
     fn summary(&self) -> String {
         match self {
             Phase::EarlyMounts => {
-                "mount /proc, /sys, /dev, /run and cgroup2 (system mode only)".into()
+                "mount /proc, /sys, /dev, /run and cgroup2".into()
             }
             Phase::BootDrivers { coldplug: true, .. } => {
                 "load kernel modules in order, then those of the devices present (coldplug; failures logged)".into()
@@ -271,9 +287,19 @@ impl Phase {
                     }
                 })
                 .collect(),
-            Phase::RequiredSubsystems { subsystems } => subsystems
+            Phase::RequiredSubsystems {
+                subsystems,
+                skipped,
+            } => skipped
                 .iter()
-                .map(|(n, c)| format!("{n}: {}", c.display_line()))
+                .map(|n| {
+                    format!("{n}: skipped (no debugging subsystem, as on Windows; never started)")
+                })
+                .chain(
+                    subsystems
+                        .iter()
+                        .map(|(n, c)| format!("{n}: {}", c.display_line())),
+                )
                 .collect(),
             Phase::InitialCommand { command } => command.iter().map(|c| c.display_line()).collect(),
         }
@@ -370,6 +396,13 @@ pub fn plan(cfg: &Config) -> BootPlan {
         },
         Phase::RequiredSubsystems {
             subsystems: required,
+            skipped: cfg
+                .subsystems
+                .required
+                .iter()
+                .filter(|n| Subsystems::is_debug(n))
+                .cloned()
+                .collect(),
         },
         Phase::SetupExecute {
             commands: sm.setup_execute.clone(),
@@ -389,7 +422,18 @@ impl fmt::Display for BootPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "boot plan ({} phases):", self.phases.len())?;
         for (i, phase) in self.phases.iter().enumerate() {
-            writeln!(f, "{:>3}. {}: {}", i + 1, phase.name(), phase.summary())?;
+            let only = if phase.machine_only() {
+                " (system mode only)"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "{:>3}. {}: {}{only}",
+                i + 1,
+                phase.name(),
+                phase.summary()
+            )?;
             let items = phase.items();
             if items.is_empty() && phase.has_items() {
                 writeln!(f, "       (nothing to do)")?;

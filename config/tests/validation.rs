@@ -411,7 +411,7 @@ fn bad_durations() {
     check(
         "[shutdown]\ngrace-period = \"10 s\"\n[subsystems]\nx = { command = [\"/x\"], ready-timeout = \"5x\" }\n",
         &[
-            "2:16: `shutdown.grace-period`: invalid duration \"10 s\": missing unit after `10` (use ms, s, m or h)",
+            "2:16: `shutdown.grace-period`: invalid duration \"10 s\": no spaces allowed (write \"10s\")",
             "4:41: `subsystems.x.ready-timeout`: invalid duration \"5x\": unknown unit `x` (use ms, s, m or h)",
         ],
     );
@@ -854,6 +854,39 @@ fn coldplug_and_volume_waits() {
             "2:12: `boot-drivers.coldplug`: expected a boolean (true or false), found a string",
             "7:18: `volumes.device-timeout`: invalid duration \"soon\": expected a number followed by a unit (ms, s, m, h)",
             "8:12: `volumes.required`: expected a boolean (true or false), found an integer",
+        ],
+    );
+}
+
+/// A list under a misspelt `required`, `optional` or `kmode` (or Windows' `Required`) is
+/// named as the list it was meant to be: before, it was taken for a subsystem definition and
+/// reported as "expected a command line string or a command table, found an array".
+#[test]
+fn a_misspelt_subsystems_list_is_named() {
+    check(
+        "[subsystems]\nRequired = [\"w\"]\nrequried = [\"w\"]\noptinal = [\"w\"]\nkmod = [\"fuse\"]\nzz = [\"w\"]\nw = \"/bin/true\"\n",
+        &[
+            "2:12: `subsystems.Required`: expected a command line string or a command table, found an array; did you mean `required`?",
+            "3:12: `subsystems.requried`: expected a command line string or a command table, found an array; did you mean `required`?",
+            "4:11: `subsystems.optinal`: expected a command line string or a command table, found an array; did you mean `optional`?",
+            "5:8: `subsystems.kmod`: expected a command line string or a command table, found an array; did you mean `kmode`?",
+            "6:6: `subsystems.zz`: expected a command line string or a command table, found an array",
+        ],
+    );
+}
+
+/// A key written above the first `[section]` line (or with that line forgotten) is in the
+/// top level: it is named as a key and its section is given. Before, it read "unknown
+/// section `max-sessions` in the top level (expected one of: session-manager, ...)".
+#[test]
+fn a_key_outside_its_section_is_named_with_the_section() {
+    check(
+        "max-sessions = 3\nboot-execute = [\"x\"]\nrequired = [\"w\"]\nbogus = 1\n[sessions]\n",
+        &[
+            "1:1: key `max-sessions` is outside any section: it belongs in [sessions]",
+            "2:1: key `boot-execute` is outside any section: it belongs in [session-manager]",
+            "3:1: key `required` is outside any section: it belongs in [[volumes]] or [subsystems]",
+            "4:1: unknown section `bogus` in the top level (expected one of: session-manager, boot-drivers, volumes, memory-management, environment, dos-devices, pending-file-rename-operations, subsystems, sessions, seats, crash-control, control, shutdown, container)",
         ],
     );
 }

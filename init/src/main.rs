@@ -413,12 +413,18 @@ fn load_config(mode: Mode, args: &Args) -> Option<(Config, bool)> {
             );
             Some((Config::default(), false))
         }
+        // A container or subreaper does not start on a configuration it cannot use: said in
+        // log lines (interface.md section 7), each problem, then why nothing runs.
         Ok(None) => {
-            eprintln!("smss: {}:1:1: no such file", path.display());
+            log::error!("{}:1:1: no such file", path.display());
+            log::error!("configuration {} unusable: not starting", path.display());
             None
         }
         Err(diags) => {
-            eprintln!("{diags}");
+            for d in diags.iter() {
+                log::error!("{d}");
+            }
+            log::error!("configuration {} unusable: not starting", path.display());
             None
         }
     }

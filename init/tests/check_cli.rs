@@ -157,3 +157,72 @@ fn check_and_help_work_as_pid_1_of_a_container_without_container_env() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// `debug` in `required` is never started, defined or not (Windows has no debugging subsystem
+/// any more): the plan says so. Before, a `debug = "..."` definition was accepted and left out
+/// of the plan without a word, while examples/full.toml said it was skipped only "without a
+/// definition".
+#[test]
+fn the_plan_shows_that_debug_is_skipped() {
+    let dir = std::env::temp_dir().join(format!("smss-check-debug-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("debug.toml");
+    std::fs::write(
+        &f,
+        "[subsystems]\nrequired = [\"Debug\", \"w\"]\nw = \"/bin/true\"\ndebug = \"/bin/false\"\n",
+    )
+    .unwrap();
+    let o = smss().arg("check").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let plan = String::from_utf8_lossy(&o.stdout);
+    let phase: Vec<&str> = plan
+        .lines()
+        .skip_while(|l| !l.contains("required-subsystems:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("      "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        phase,
+        [
+            "Debug: skipped (no debugging subsystem, as on Windows; never started)",
+            "w: /bin/true"
+        ],
+        "{plan}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The plan says which phases a container or subreaper skips (the machine-only ones), so that
+/// `smss check examples/container.toml` does not promise coldplug and swap. Before, only
+/// early-mounts said "(system mode only)".
+#[test]
+fn the_plan_marks_the_machine_only_phases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = smss()
+        .arg("check")
+        .arg(root.join("examples/container.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let plan = String::from_utf8_lossy(&o.stdout);
+    let marked: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.ends_with(" (system mode only)"))
+        .filter_map(|l| l.trim().split_once(". "))
+        .filter_map(|(_, rest)| rest.split_once(':'))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "early-mounts",
+            "boot-drivers",
+            "volumes",
+            "volumes-read-write",
+            "paging-files",
+            "kmode"
+        ],
+        "{plan}"
+    );
+}

@@ -76,6 +76,44 @@ fn help_is_the_usage_on_stdout_and_exit_0() {
     }
     let o = run(&session_binary(), &["exec", "--help"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // smctl's subcommands as well (before, each was "invalid option '--help'", exit 2).
+    let smctl = PathBuf::from(common::smctl());
+    for args in [
+        &["session", "create", "--help"][..],
+        &["session", "create", "--seat", "s", "-h"],
+        &["session", "list", "-h"],
+        &["session", "--help"],
+        &["rename", "--help"],
+        &["rename", "/a", "/b", "-h"],
+        &["status", "--help"],
+        &["subsystem", "start", "--help"],
+        &["analyze", "blame", "--help"],
+        &["notify", "--help"],
+        &["call", "--help"],
+    ] {
+        let mut a = vec!["--socket", "/nonexistent"];
+        a.extend_from_slice(args);
+        let o = run(&smctl, &a);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        assert!(
+            text(&o.stdout).starts_with("usage: smctl"),
+            "{args:?}: {o:?}"
+        );
+        assert!(o.stderr.is_empty(), "{args:?}: {o:?}");
+    }
+    // After `--` it is the command's own word.
+    let o = run(
+        &smctl,
+        &[
+            "--socket",
+            "/nonexistent",
+            "session",
+            "create",
+            "--",
+            "--help",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
 }
 
 #[test]
@@ -121,6 +159,35 @@ fn an_unknown_option_exits_2_naming_it() {
         );
         assert!(err.contains("usage: "), "{args:?}: {err}");
         assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+    }
+}
+
+/// A word that is not one of a command's subcommands is named in the message too, as an
+/// unknown option is: `smctl session bogus` said only "session needs create, list or terminate".
+#[test]
+fn an_unknown_subcommand_exits_2_naming_it() {
+    let smss = PathBuf::from(common::smss());
+    let smctl = PathBuf::from(common::smctl());
+    let session = session_binary();
+    let s = ["--socket", "/nonexistent"];
+    let cases: Vec<(&Path, Vec<&str>, &str)> = vec![
+        (&smss, vec!["bogus"], "smss: "),
+        (&smctl, vec![s[0], s[1], "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "session", "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "subsystem", "bogus"], "smctl: "),
+        (&smctl, vec![s[0], s[1], "analyze", "bogus"], "smctl: "),
+        (&session, vec!["bogus"], "smss-session: "),
+    ];
+    for (prog, args, prefix) in cases {
+        let o = run(prog, &args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(err.starts_with(prefix), "{args:?}: {err}");
+        assert!(
+            err.lines().next().unwrap_or("").contains("bogus"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("usage: "), "{args:?}: {err}");
     }
 }
 
@@ -218,5 +285,45 @@ fn smctl_rename_queues_relative_paths_against_its_working_directory() {
         String::from_utf8_lossy(&std::fs::read(&queue).unwrap()),
         want
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An empty path given to `smctl rename` is a usage error, as `mv ''` is, and nothing is
+/// queued: taken against the working directory, `rename ''` queued that directory's deletion
+/// and `rename SRC ''` (the queue's own spelling of "delete") a rename of SRC onto it.
+#[test]
+fn smctl_rename_refuses_an_empty_path() {
+    let dir = std::env::temp_dir().join(format!("smctl-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let queue = dir.join("queue");
+    let cfg = dir.join("smss.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
+            queue.display()
+        ),
+    )
+    .unwrap();
+    let cfg_arg = cfg.display().to_string();
+    for paths in [&[""][..], &["", "/b"], &["/a", ""]] {
+        let mut args = vec!["--socket", "/nonexistent/socket", "rename"];
+        args.extend_from_slice(paths);
+        args.extend_from_slice(&["--offline", "--config", &cfg_arg]);
+        let o = run_in(Path::new(common::smctl()), &args, &dir);
+        assert_eq!(o.status.code(), Some(2), "{paths:?}: {o:?}");
+        let err = text(&o.stderr);
+        assert!(
+            err.starts_with("smctl: rename: empty path"),
+            "{paths:?}: {err}"
+        );
+        assert!(
+            !queue.exists(),
+            "{paths:?} queued {:?}",
+            String::from_utf8_lossy(&std::fs::read(&queue).unwrap_or_default())
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

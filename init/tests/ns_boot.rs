@@ -484,3 +484,61 @@ fn a_fifo_as_the_rename_queue_does_not_hang_the_boot() {
     );
     let _ = fs::remove_dir_all(&d);
 }
+
+/// A container whose configuration is unusable (invalid, missing, a directory) does not start
+/// its command and exits 1, and says so on stderr in smss's own log lines (interface.md
+/// section 7: every line starts `smss[PID]: `), each problem with its position, then why
+/// nothing ran. Before, the problems came bare (`smss.toml:2:1: unknown key ...`, a missing
+/// file as `smss: PATH:1:1: no such file`), among the lines of whatever else writes to the
+/// container's stderr, and nothing said that the container ended because of them.
+#[test]
+fn an_unusable_configuration_in_a_container_is_reported_in_log_lines() {
+    require_unshare!();
+    let d = scratch("unusable");
+    let bad = d.join("bad.toml");
+    fs::write(&bad, "[session-manager]\nboot-excute = [\"x\"]\n").unwrap();
+    let missing = d.join("missing.toml");
+    for (cfg, problem) in [
+        (
+            bad.clone(),
+            format!("{}:2:1: unknown key `boot-excute`", bad.display()),
+        ),
+        (
+            missing.clone(),
+            format!("{}:1:1: no such file", missing.display()),
+        ),
+        (
+            d.clone(),
+            format!(
+                "{}:1:1: configuration file is not a regular file",
+                d.display()
+            ),
+        ),
+    ] {
+        let o = common::run(
+            &["--config", cfg.to_str().unwrap(), "--", "echo", "ran"],
+            &[("container", "test")],
+        );
+        assert_eq!((o.code, o.stdout.trim()), (1, ""), "{o:?}");
+        let lines: Vec<&str> = o.stderr.lines().collect();
+        assert!(
+            lines.iter().all(|l| l.starts_with("smss[1]: ")),
+            "{}",
+            o.stderr
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(&problem)),
+            "{problem}: {}",
+            o.stderr
+        );
+        assert!(
+            lines.last().is_some_and(|l| l.contains(&format!(
+                "configuration {} unusable: not starting",
+                cfg.display()
+            ))),
+            "{}",
+            o.stderr
+        );
+    }
+    let _ = fs::remove_dir_all(&d);
+}

@@ -71,3 +71,35 @@ fn smss_without_a_command_outside_pid_1_says_it_is_a_waiting_subreaper() {
     }
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// A script whose `#!` interpreter does not exist exits 127, as in a shell, and the message
+/// names the interpreter: before, it said only `failed to execute PATH: No such file or
+/// directory` of a file that is there.
+#[test]
+fn a_missing_interpreter_is_named() {
+    let dir = std::env::temp_dir().join(format!("smss-interp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("script");
+    std::fs::write(&script, "#!  /nonexistent/interp -x\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", &TIMEOUT.as_secs().to_string()])
+        .arg(common::smss())
+        .arg("--")
+        .arg(&script)
+        .env_remove("SMSS_LOG")
+        .env_remove("container")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    assert!(
+        err.contains(&format!(
+            "failed to execute {}: its #! interpreter /nonexistent/interp does not exist",
+            script.display()
+        )),
+        "{err}"
+    );
+}

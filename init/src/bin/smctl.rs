@@ -110,6 +110,16 @@ fn configured_socket() -> PathBuf {
 
 fn run(argv: Vec<OsString>) -> Outcome {
     let (socket, args) = split_socket(argv)?;
+    // `--help`/`-h` anywhere before `--` (`smctl session create --help`), as smss and
+    // smss-session take it after their subcommands; after `--` it is the command's.
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h")
+    {
+        cli::help(USAGE);
+        return Ok(());
+    }
     let socket = socket.unwrap_or_else(configured_socket);
     let mut p = cli::parser(args);
     let command = match p.next()? {
@@ -136,11 +146,11 @@ fn run(argv: Vec<OsString>) -> Outcome {
             Some("create") => session_create(&socket, &mut p),
             Some("list") => session_list(&socket, json_flag(&mut p)?),
             Some("terminate") => session_terminate(&socket, &mut p),
-            _ => Err(usage("session needs create, list or terminate")),
+            other => Err(unknown_sub("session", other, "create, list or terminate")),
         },
         "subsystem" => match word(&mut p)?.as_deref() {
             Some("start") => subsystem_start(&socket, &mut p),
-            _ => Err(usage("subsystem needs start")),
+            other => Err(unknown_sub("subsystem", other, "start")),
         },
         "rename" => rename(&socket, &mut p),
         action @ ("reboot" | "poweroff" | "halt") => {
@@ -158,7 +168,7 @@ fn run(argv: Vec<OsString>) -> Outcome {
                 no_more(&mut p)?;
                 analyze_plot(&socket)
             }
-            _ => Err(usage("analyze needs blame or plot")),
+            other => Err(unknown_sub("analyze", other, "blame or plot")),
         },
         "notify" => notify(&values(&mut p)?),
         "call" => match values(&mut p)?.as_slice() {
@@ -167,6 +177,16 @@ fn run(argv: Vec<OsString>) -> Outcome {
             _ => Err(usage("call needs METHOD [JSON]")),
         },
         other => Err(usage(format!("unknown command {other}"))),
+    }
+}
+
+/// `COMMAND` followed by no subcommand, or by `word`, which is none of `expected`.
+fn unknown_sub(command: &str, word: Option<&str>, expected: &str) -> Failure {
+    match word {
+        None => usage(format!("{command} needs {expected}")),
+        Some(w) => usage(format!(
+            "unknown {command} command {w} (expected {expected})"
+        )),
     }
 }
 
@@ -447,6 +467,13 @@ fn rename(socket: &Path, p: &mut Parser) -> Outcome {
         }
     }
     let config = config.as_deref();
+    // `mv ''` fails; taken against the working directory, an empty SRC would queue that
+    // directory's deletion and an empty DST (an unset shell variable) a rename onto it.
+    if paths.iter().any(String::is_empty) {
+        return Err(usage(
+            "rename: empty path (leave DST out to queue a delete)",
+        ));
+    }
     // Relative paths are taken against our working directory, as `mv` takes them: the queue
     // is applied at the next boot, from `/`.
     let mut absolute = Vec::with_capacity(paths.len());

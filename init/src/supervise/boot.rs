@@ -82,19 +82,6 @@ pub(super) enum Step {
     Fatal(String),
 }
 
-/// Phases that touch the machine itself and only make sense as the machine's PID 1.
-fn machine_only(p: &Phase) -> bool {
-    matches!(
-        p,
-        Phase::EarlyMounts
-            | Phase::BootDrivers { .. }
-            | Phase::Volumes { .. }
-            | Phase::VolumesReadWrite { .. }
-            | Phase::PagingFiles { .. }
-            | Phase::Kmode { .. }
-    )
-}
-
 /// Phases that write under /run or /var; a minimal container init leaves those alone.
 fn writes_state(p: &Phase) -> bool {
     matches!(
@@ -125,7 +112,7 @@ impl Supervisor {
             if self.boot.step == 0 && self.boot.problems.is_empty() {
                 self.boot.phase_start = Instant::now();
             }
-            let step = if self.mode != Mode::System && machine_only(&phase) {
+            let step = if self.mode != Mode::System && phase.machine_only() {
                 Step::Skipped("skipped: not the machine's init")
             } else if self.minimal && writes_state(&phase) {
                 Step::Skipped("skipped: no configuration file")
@@ -317,7 +304,7 @@ impl Supervisor {
                     Step::Fatal("smss:kmode".to_string())
                 }
             }
-            Phase::RequiredSubsystems { subsystems } => self.start_required(subsystems),
+            Phase::RequiredSubsystems { subsystems, .. } => self.start_required(subsystems),
             Phase::SetupExecute { commands } => self.run_commands("setup-execute", commands),
             Phase::InitialCommand { command } => self.start_initial(command.as_ref()),
             Phase::Execute { commands } => self.run_commands("execute", commands),

@@ -44,6 +44,12 @@ pub enum SpawnError {
     NotFound(String),
     #[error("failed to execute {program}: {source}")]
     Exec { program: String, source: io::Error },
+    /// ENOENT from execve of a file that is there: its `#!` line names a missing program.
+    #[error("failed to execute {program}: its #! interpreter {interpreter} does not exist")]
+    Interpreter {
+        program: String,
+        interpreter: String,
+    },
     #[error("failed to fork for {program}: {source}")]
     Fork { program: String, source: io::Error },
     #[error("invalid argument for {0}: contains a NUL byte")]
@@ -54,7 +60,7 @@ impl SpawnError {
     /// The conventional status for a command that could not run.
     pub fn exit_code(&self) -> i32 {
         match self {
-            SpawnError::NotFound(_) => 127,
+            SpawnError::NotFound(_) | SpawnError::Interpreter { .. } => 127,
             SpawnError::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
             _ => 126,
         }
@@ -219,12 +225,49 @@ fn spawn_c(spec: &SpawnSpec, argv: Vec<CString>, envp: Vec<CString>) -> Result<P
     if child.errno != 0 {
         // The child has _exit'ed; reap it here so it never reaches the main loop as a stranger.
         let _ = nix::sys::wait::waitpid(pid, None);
+        if child.errno == libc::ENOENT {
+            let path = match &spec.cwd {
+                Some(dir) if spec.program.is_relative() => dir.join(&spec.program),
+                _ => spec.program.clone(),
+            };
+            if let Some(interpreter) = missing_interpreter(&path) {
+                return Err(SpawnError::Interpreter {
+                    program: name,
+                    interpreter,
+                });
+            }
+        }
         return Err(SpawnError::Exec {
             program: name,
             source: io::Error::from_raw_os_error(child.errno),
         });
     }
     Ok(pid)
+}
+
+/// After an exec failed with ENOENT: the program named by `path`'s `#!` line when `path` is
+/// there and that program is not (what the kernel's ENOENT then meant). Reads at most the
+/// first 256 bytes, opened non-blocking (a FIFO put there meanwhile is not waited on).
+fn missing_interpreter(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let mut head = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut head).ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let interpreter = line
+        .split(|b| *b == b' ' || *b == b'\t')
+        .find(|w| !w.is_empty())?;
+    let interpreter = Path::new(OsStr::from_bytes(interpreter));
+    match std::fs::metadata(interpreter) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(interpreter.display().to_string()),
+        _ => None,
+    }
 }
 
 /// Stack of the child between clone and exec: a handful of system calls.
@@ -309,4 +352,34 @@ unsafe fn child_exec(a: &mut ChildArgs) -> ! {
     let errno = *libc::__errno_location();
     a.errno = if errno == 0 { libc::ENOEXEC } else { errno };
     libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_interpreter_names_only_a_program_that_is_not_there() {
+        let dir = std::env::temp_dir().join(format!("smss-interp-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("f");
+        for (text, want) in [
+            (&b"#!/nonexistent/sh -e\n"[..], Some("/nonexistent/sh")),
+            (b"#! \t/nonexistent/sh", Some("/nonexistent/sh")),
+            (b"#!/bin/sh\n", None),
+            (b"#!\n", None),
+            (b"echo no interpreter line\n", None),
+            (b"\x7fELF", None),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            assert_eq!(
+                missing_interpreter(&f).as_deref(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert_eq!(missing_interpreter(&dir.join("absent")), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
