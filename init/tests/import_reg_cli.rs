@@ -153,3 +153,61 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o.stdout).starts_with("usage: smss import-reg"));
 }
+
+#[test]
+fn output_through_a_symlink_writes_its_target_and_leaves_devices_alone() {
+    // `-o /etc/smss/smss.toml` where that is a symlink into a managed tree, and `-o /dev/stdout`
+    // (a symlink to a descriptor) or a link to /dev/null: the atomic rename used to replace
+    // the link itself with a regular file (as root, `-o /dev/stdout` replaced /dev/stdout).
+    let d = scratch("symlink");
+    let real = d.join("real.toml");
+    std::fs::write(&real, "old").unwrap();
+    let link = d.join("smss.toml");
+    std::os::unix::fs::symlink("real.toml", &link).unwrap();
+    let o = run(&[
+        "-o",
+        link.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced"
+    );
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .contains("EDITOR = \"vi\""));
+
+    // A link to a character device: written into, never replaced.
+    let null = d.join("null.toml");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    let o = run(&[
+        "-o",
+        null.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        std::fs::symlink_metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link to /dev/null was replaced"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // Nothing else was left in the directory (no temporary file).
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["null.toml", "real.toml", "smss.toml"]);
+}
