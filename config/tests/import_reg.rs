@@ -364,3 +364,50 @@ fn control_characters_in_names_stay_out_of_the_toml_comments() {
         i.toml
     );
 }
+
+#[test]
+fn the_result_always_fits_what_smss_check_reads() {
+    // An export of the whole `Control` key (a common mistake: 12,000 DeviceClasses keys, about
+    // 3 MiB, well inside the 16 MiB input limit) used to give a 3 MB TOML, exit 0, that
+    // `smss check` refuses (larger than 1 MiB). The comment block is bounded and the Session
+    // Manager values come first.
+    let control = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control";
+    let mut text = format!("REGEDIT4\r\n\r\n[{control}\\Session Manager]\r\n\"GlobalFlag\"=dword:0\r\n\"ProtectionMode\"=dword:1\r\n");
+    for i in 0..12_000 {
+        text.push_str(&format!(
+            "\r\n[{control}\\DeviceClasses\\{{53f56307-b6bf-11d0-94f2-00a0c91efb8b}}\\##?#STORAGE#Volume#{{{i:08x}-0000-0000-0000-000000000000}}#0000000000100000#{{53f56307-b6bf-11d0-94f2-00a0c91efb8b}}]\r\n\"DeviceInstance\"=\"STORAGE\\\\Volume\\\\{i}\"\r\n"
+        ));
+    }
+    assert!(text.len() < reg::MAX_REG_FILE_SIZE);
+    let i = reg::import(text.as_bytes(), &Options::new("control.reg")).unwrap();
+    assert!(
+        i.toml.len() as u64 <= smss_config::MAX_CONFIG_SIZE,
+        "{} bytes",
+        i.toml.len()
+    );
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(cfg.session_manager.protection_mode, 1);
+    assert!(i
+        .toml
+        .contains("# not imported: Session Manager\\GlobalFlag ("));
+    assert_eq!(i.not_imported.len(), 12_001);
+    assert!(
+        i.toml.contains("more comment lines not listed"),
+        "{}",
+        &i.toml[i.toml.len() - 2000..]
+    );
+
+    // Values that are imported and too many to fit in 1 MiB: an error, not a file `smss check`
+    // refuses.
+    let mut text = format!("REGEDIT4\r\n[{control}\\Session Manager\\DOS Devices]\r\n");
+    for i in 0..30_000 {
+        text.push_str(&format!(
+            "\"D{i}\"=\"\\\\??\\\\C:\\\\Program Files\\\\Some Vendor\\\\Data\\\\{i}\"\r\n"
+        ));
+    }
+    let e = reg::import(text.as_bytes(), &Options::new("dos.reg")).unwrap_err();
+    assert!(
+        e[0].message.contains("more than the 1048576 bytes"),
+        "{e:?}"
+    );
+}

@@ -102,6 +102,11 @@ struct Slot {
 /// at most two deep; this bounds the work a hostile file can ask for).
 const MAX_DEPTH: usize = 8;
 
+/// The comment block at the top (ignored lines, not imported, left unset, notes) stops after
+/// this many bytes with a count of the lines left out, so that the file stays well within the
+/// 1 MiB `smss check` reads even for an export of a whole `Control` key.
+pub const MAX_COMMENT_BYTES: usize = 256 << 10;
+
 /// The entries of one TOML section: (comment, key, rendered value).
 type Entries = Vec<(String, String, String)>;
 
@@ -115,6 +120,9 @@ struct Out {
     sessions: Entries,
     crash: Entries,
     not_imported: Vec<String>,
+    /// Keys smss does not read (outside Session Manager, another control set...): listed after
+    /// the Session Manager values, so a bounded comment block keeps those.
+    outside: Vec<String>,
     unset: Vec<String>,
     notes: Vec<String>,
     /// Every string written, to look for `%VAR%` references.
@@ -124,6 +132,9 @@ struct Out {
 impl Out {
     fn skip(&mut self, what: &str, why: impl AsRef<str>) {
         self.not_imported.push(format!("{what} ({})", why.as_ref()));
+    }
+    fn skip_outside(&mut self, what: &str, why: impl AsRef<str>) {
+        self.outside.push(format!("{what} ({})", why.as_ref()));
     }
     fn note(&mut self, n: impl Into<String>) {
         let n = n.into();
@@ -525,25 +536,25 @@ impl<'a> Translator<'a> {
             let Some((cs, rest)) = class else {
                 if key.delete {
                     self.out
-                        .skip(&format!("[-{shown}]"), "deletes a key smss does not read");
+                        .skip_outside(&format!("[-{shown}]"), "deletes a key smss does not read");
                 } else if listed.insert(key.path.to_ascii_lowercase()) {
-                    self.out.skip(&shown, "not a Session Manager key");
+                    self.out.skip_outside(&shown, "not a Session Manager key");
                 }
                 continue;
             };
             if !(relevant(&rest) || (key.delete && rest.is_empty())) {
                 if key.delete {
                     self.out
-                        .skip(&format!("[-{shown}]"), "deletes a key smss does not read");
+                        .skip_outside(&format!("[-{shown}]"), "deletes a key smss does not read");
                 } else if listed.insert(key.path.to_ascii_lowercase()) {
-                    self.out.skip(&shown, "not a Session Manager key");
+                    self.out.skip_outside(&shown, "not a Session Manager key");
                 }
                 continue;
             }
             match &control_set {
                 Some(c) if !c.eq_ignore_ascii_case(&cs) => {
                     if listed.insert(key.path.to_ascii_lowercase()) {
-                        self.out.skip(
+                        self.out.skip_outside(
                             &shown,
                             format!("another control set; this import reads {}", clean(c)),
                         );
@@ -556,7 +567,7 @@ impl<'a> Translator<'a> {
             if rest.len() > MAX_DEPTH {
                 if listed.insert(key.path.to_ascii_lowercase()) {
                     self.out
-                        .skip(&shown, "nested too deep to mean anything to smss");
+                        .skip_outside(&shown, "nested too deep to mean anything to smss");
                 }
                 continue;
             }
@@ -1409,26 +1420,41 @@ impl<'a> Translator<'a> {
                 "#\n# The file has no Session Manager values: there is nothing to import."
             );
         }
-        for (line, what) in &self.file.ignored {
-            let _ = writeln!(t, "# ignored: line {line}: {}", clean(what));
+        // The comment block, within MAX_COMMENT_BYTES: the lines past it are counted.
+        let start = t.len();
+        let mut left_out = 0usize;
+        let mut line = |t: &mut String, l: String| {
+            if left_out == 0 && t.len() - start + l.len() < MAX_COMMENT_BYTES {
+                t.push_str(&l);
+            } else {
+                left_out += 1;
+            }
+        };
+        for (n, what) in &self.file.ignored {
+            line(&mut t, format!("# ignored: line {n}: {}\n", clean(what)));
         }
-        if !o.not_imported.is_empty() {
-            let _ = writeln!(t, "#");
+        // The keys smss does not read come last: an export of a larger key lists thousands.
+        let groups: [(&str, &Vec<String>); 4] = [
+            ("not imported", &o.not_imported),
+            ("left unset", &o.unset),
+            ("note", &o.notes),
+            ("not imported", &o.outside),
+        ];
+        for (label, items) in groups {
+            if !items.is_empty() {
+                line(&mut t, "#\n".to_owned());
+            }
+            for n in items {
+                line(&mut t, format!("# {label}: {}\n", clean(n)));
+            }
         }
-        for n in &o.not_imported {
-            let _ = writeln!(t, "# not imported: {}", clean(n));
-        }
-        if !o.unset.is_empty() {
-            let _ = writeln!(t, "#");
-        }
-        for n in &o.unset {
-            let _ = writeln!(t, "# left unset: {}", clean(n));
-        }
-        if !o.notes.is_empty() {
-            let _ = writeln!(t, "#");
-        }
-        for n in &o.notes {
-            let _ = writeln!(t, "# note: {}", clean(n));
+        if left_out > 0 {
+            let _ = writeln!(
+                t,
+                "#\n# ... and {left_out} more comment lines not listed (this list stops at {} KiB; {} values and keys not imported in all)",
+                MAX_COMMENT_BYTES >> 10,
+                o.not_imported.len() + o.outside.len()
+            );
         }
         let sections: [(&str, &Entries); 7] = [
             ("session-manager", &o.session_manager),
@@ -1453,7 +1479,7 @@ impl<'a> Translator<'a> {
         }
         Imported {
             toml: t,
-            not_imported: o.not_imported.clone(),
+            not_imported: o.not_imported.iter().chain(&o.outside).cloned().collect(),
             entries,
         }
     }
