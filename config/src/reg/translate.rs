@@ -125,6 +125,9 @@ struct Out {
     outside: Vec<String>,
     unset: Vec<String>,
     notes: Vec<String>,
+    /// The notes, to keep them unique without a scan (there is one per DOS device or
+    /// undefined reference, and a file may have hundreds of thousands).
+    noted: HashSet<String>,
     /// Every string written, to look for `%VAR%` references.
     strings: Vec<String>,
 }
@@ -138,7 +141,7 @@ impl Out {
     }
     fn note(&mut self, n: impl Into<String>) {
         let n = n.into();
-        if !self.notes.contains(&n) {
+        if self.noted.insert(n.clone()) {
             self.notes.push(n);
         }
     }
@@ -1322,6 +1325,7 @@ impl<'a> Translator<'a> {
             defined.insert(n.to_owned());
         }
         let mut referenced: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for s in &self.out.strings {
             let mut rest = s.as_str();
             while let Some(start) = rest.find('%') {
@@ -1329,7 +1333,7 @@ impl<'a> Translator<'a> {
                 match after.find('%') {
                     Some(end) if end > 0 => {
                         let name = after.get(..end).unwrap_or("");
-                        if !referenced.iter().any(|r| r == name) && !defined.contains(name) {
+                        if !defined.contains(name) && seen.insert(name) {
                             referenced.push(name.to_owned());
                         }
                         rest = after.get(end + 1..).unwrap_or("");
