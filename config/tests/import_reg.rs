@@ -438,3 +438,32 @@ fn many_values_translate_in_linear_time() {
         "translating took {took:?}"
     );
 }
+
+#[test]
+fn an_environment_past_execs_limits_is_listed_not_an_internal_error() {
+    // One variable longer than execve takes (131,071 bytes), or one that becomes so when
+    // expanded against the ones before it: `import` used to fail with "internal error: the
+    // generated configuration does not validate" instead of leaving it out with the reason.
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text = format!(
+        "REGEDIT4\r\n[{sm}\\Environment]\r\n\"BIG\"=\"{}\"\r\n\"A\"=\"{}\"\r\n\"B\"=\"%A%%A%\"\r\n\"C\"=\"%A%\"\r\n",
+        "x".repeat(200_000),
+        "y".repeat(70_000)
+    );
+    let i =
+        reg::import(text.as_bytes(), &Options::new("env.reg")).unwrap_or_else(|e| panic!("{e:?}"));
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(env(&cfg, "BIG"), None);
+    assert_eq!(env(&cfg, "B"), None);
+    assert_eq!(env(&cfg, "A").map(str::len), Some(70_000));
+    assert_eq!(env(&cfg, "C"), Some("%A%"));
+    for name in ["BIG", "B"] {
+        assert!(
+            i.not_imported.iter().any(|n| n.starts_with(&format!(
+                "Session Manager\\Environment\\{name} (expanded, `{name}=VALUE` would be longer"
+            ))),
+            "{:?}",
+            i.not_imported
+        );
+    }
+}

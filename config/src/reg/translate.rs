@@ -114,7 +114,11 @@ type Entries = Vec<(String, String, String)>;
 struct Out {
     session_manager: Entries,
     memory: Entries,
+    /// Unlike the other sections, the values as the variables hold them (made TOML strings by
+    /// `render`): `fit_environment` expands them.
     environment: Entries,
+    /// Variable name -> the value it came from (`Session Manager\Environment\TEMP`).
+    env_what: HashMap<String, String>,
     dos: Entries,
     subsystems: Entries,
     sessions: Entries,
@@ -520,6 +524,7 @@ impl<'a> Translator<'a> {
             }
         }
         self.define_references();
+        self.fit_environment();
         self.render()
     }
 
@@ -1049,9 +1054,10 @@ impl<'a> Translator<'a> {
             match self.env_value(&value) {
                 Ok(v) => {
                     self.out.strings.push(v.clone());
+                    self.out.env_what.insert(name.to_owned(), what.clone());
                     self.out
                         .environment
-                        .push((String::new(), name.to_owned(), toml_str(&v)));
+                        .push((String::new(), name.to_owned(), v));
                 }
                 Err(e) => self.out.skip(&what, e.text()),
             }
@@ -1372,7 +1378,7 @@ impl<'a> Translator<'a> {
                     (
                         "defined by import-reg (referenced, not set by the file)".into(),
                         n,
-                        toml_str(&v),
+                        v,
                     ),
                 );
             }
@@ -1383,6 +1389,28 @@ impl<'a> Translator<'a> {
                     "%{}% is referenced but not defined: it stays literal",
                     clean(&r)
                 ));
+            }
+        }
+    }
+
+    /// Leaves out, with the reason, each variable that the validator (and the boot) would
+    /// refuse: expanded against the ones before it, past execve's limits for one variable or
+    /// for the whole environment. Replays what the validator does, in the same order.
+    fn fit_environment(&mut self) {
+        let mut env = crate::Environment::default();
+        if !self.out.environment.iter().any(|(_, n, _)| n == "PATH") {
+            env.set("PATH", crate::DEFAULT_PATH);
+        }
+        for (comment, name, value) in std::mem::take(&mut self.out.environment) {
+            match env.apply(&name, &value) {
+                Ok(()) => self.out.environment.push((comment, name, value)),
+                Err(e) => {
+                    let what = match self.out.env_what.get(&name) {
+                        Some(w) => w.clone(),
+                        None => format!("[environment] {}", clean(&name)),
+                    };
+                    self.out.skip(&what, e.to_string());
+                }
             }
         }
     }
@@ -1460,10 +1488,15 @@ impl<'a> Translator<'a> {
                 o.not_imported.len() + o.outside.len()
             );
         }
+        let environment: Entries = o
+            .environment
+            .iter()
+            .map(|(c, n, v)| (c.clone(), n.clone(), toml_str(v)))
+            .collect();
         let sections: [(&str, &Entries); 7] = [
             ("session-manager", &o.session_manager),
             ("memory-management", &o.memory),
-            ("environment", &o.environment),
+            ("environment", &environment),
             ("dos-devices", &o.dos),
             ("subsystems", &o.subsystems),
             ("sessions", &o.sessions),
