@@ -86,6 +86,7 @@ pub struct Key {
     /// `[-KEY]`: delete the key and all its subkeys.
     pub delete: bool,
     pub line: usize,
+    /// Empty for a deletion (values under a `[-KEY]` go to [`RegFile::ignored`]).
     pub values: Vec<Value>,
 }
 
@@ -95,7 +96,8 @@ pub struct RegFile {
     pub version: Version,
     pub encoding: Encoding,
     pub keys: Vec<Key>,
-    /// Things skipped without being errors: value lines before any key, `#` comments.
+    /// Things skipped without being errors: value lines before any key or under a `[-KEY]`,
+    /// `#` comments.
     pub ignored: Vec<(usize, String)>,
 }
 
@@ -362,6 +364,19 @@ impl Parser {
                 continue;
             };
             match self.keys.last_mut() {
+                Some(k) if k.delete => {
+                    let name = match &value.name {
+                        Some(nm) => format!("{nm:?}"),
+                        None => "@".into(),
+                    };
+                    let at = k.line;
+                    self.ignored.push((
+                        n,
+                        format!(
+                            "value {name} under the key deletion [-...] on line {at} (regedit skips it)"
+                        ),
+                    ));
+                }
                 Some(k) => k.values.push(value),
                 None => {
                     let name = match &value.name {
@@ -871,6 +886,31 @@ mod tests {
         assert_eq!(f.ignored.len(), 2);
         assert_eq!(f.ignored[0].0, 2);
         assert!(f.keys[0].values.is_empty());
+    }
+
+    #[test]
+    fn values_after_a_key_deletion_are_ignored_and_said_so() {
+        // `[-KEY]` leaves no key to write to: regedit skips the values under it. They used to
+        // stay in the deleted key, which nothing reads, so they vanished without a word.
+        let f =
+            parse(b"REGEDIT4\n[-HKLM\\K]\n\"A\"=\"1\"\n@=\"d\"\n[HKLM\\K]\n\"B\"=\"2\"\n").unwrap();
+        assert!(f.keys[0].delete);
+        assert!(f.keys[0].values.is_empty(), "{:?}", f.keys[0].values);
+        assert_eq!(f.keys[1].values.len(), 1);
+        assert_eq!(
+            f.ignored,
+            [
+                (
+                    3,
+                    "value \"A\" under the key deletion [-...] on line 2 (regedit skips it)"
+                        .to_owned()
+                ),
+                (
+                    4,
+                    "value @ under the key deletion [-...] on line 2 (regedit skips it)".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]
