@@ -211,3 +211,22 @@ fn output_through_a_symlink_writes_its_target_and_leaves_devices_alone() {
     names.sort();
     assert_eq!(names, ["null.toml", "real.toml", "smss.toml"]);
 }
+
+#[test]
+fn a_file_over_the_limit_is_not_given_a_made_up_size() {
+    // Only the limit and one byte more are read; the message used to give that as the file's
+    // size ("the file is 16777217 bytes") whatever it really was.
+    let d = scratch("huge");
+    let f = d.join("system.reg");
+    let file = std::fs::File::create(&f).unwrap();
+    file.set_len(40 << 20).unwrap();
+    drop(file);
+    let o = run(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(":1: the file is larger than the 16 MiB limit"),
+        "{err}"
+    );
+    assert!(!err.contains("16777217"), "{err}");
+}

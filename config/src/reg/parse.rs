@@ -120,9 +120,9 @@ pub fn parse(bytes: &[u8]) -> Result<RegFile, Vec<Problem>> {
     if bytes.len() > MAX_REG_FILE_SIZE {
         return Err(vec![problem(
             1,
+            // Not its size: a reader stops one byte past the limit (`smss import-reg` does).
             format!(
-                "the file is {} bytes, more than the {} MiB limit (export only the Session Manager key)",
-                bytes.len(),
+                "the file is larger than the {} MiB limit (export only the Session Manager key)",
                 MAX_REG_FILE_SIZE >> 20
             ),
         )]);
