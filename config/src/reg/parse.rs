@@ -2,10 +2,10 @@
 //!
 //! Facts about the format are in the project's research notes (`reg-format.md`): version 5
 //! files (`Windows Registry Editor Version 5.00`) are UTF-16LE with a BOM when regedit or
-//! `reg export` wrote them, UTF-8 (with or without a BOM) when written by hand; `REGEDIT4`
-//! files are in the ANSI code page. This parser never panics, bounds every size by
-//! [`MAX_REG_FILE_SIZE`] and [`MAX_VALUE_SIZE`], and reports every problem it finds (up to
-//! [`MAX_PROBLEMS`]) with its line.
+//! `reg export` wrote them, UTF-8 (with or without a BOM) or the ANSI code page when written
+//! by hand; `REGEDIT4` files are in the ANSI code page. This parser never panics, bounds every
+//! size by [`MAX_REG_FILE_SIZE`] and [`MAX_VALUE_SIZE`], and reports every problem it finds (up
+//! to [`MAX_PROBLEMS`]) with its line.
 
 use std::fmt::Write as _;
 
@@ -38,7 +38,8 @@ pub enum Version {
 pub enum Encoding {
     Utf16Le,
     Utf8,
-    /// Windows-1252, the usual ANSI code page (REGEDIT4 files that are not valid UTF-8).
+    /// Windows-1252, the usual ANSI code page (files without a byte-order mark that are not
+    /// valid UTF-8: REGEDIT4, and version 5 tweak files saved as ANSI).
     Ansi,
 }
 
@@ -195,6 +196,7 @@ fn decode(bytes: &[u8]) -> Result<(String, Encoding, Version), Vec<Problem>> {
             "UTF-16 big-endian is not a registry export encoding (regedit writes UTF-16LE)",
         )]);
     }
+    let utf8_bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
     let body = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
     let first_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
     let first = String::from_utf8_lossy(body.get(..first_end).unwrap_or(body)).into_owned();
@@ -210,12 +212,14 @@ fn decode(bytes: &[u8]) -> Result<(String, Encoding, Version), Vec<Problem>> {
     };
     match std::str::from_utf8(body) {
         Ok(s) => Ok((s.to_owned(), Encoding::Utf8, version)),
-        Err(_) if version == Version::Regedit4 => {
+        // Without a byte-order mark regedit reads the ANSI code page (Notepad saved tweak
+        // files so): text that is not UTF-8 is taken as that.
+        Err(_) if version == Version::Regedit4 || !utf8_bom => {
             Ok((decode_ansi(body), Encoding::Ansi, version))
         }
         Err(e) => Err(vec![problem(
             line_at(body, e.valid_up_to()),
-            "invalid UTF-8 (a version 5 file without a byte-order mark must be UTF-8; regedit writes UTF-16LE with one)",
+            "invalid UTF-8 after a UTF-8 byte-order mark",
         )]),
     }
 }
@@ -843,6 +847,12 @@ mod tests {
         let f = parse(ansi).unwrap();
         assert_eq!((f.version, f.encoding), (Version::Regedit4, Encoding::Ansi));
         assert_eq!(f.keys[0].values[0].data, Data::String("café €".into()));
+        // A version 5 tweak file saved by Notepad in the ANSI code page (its default before
+        // 2019): regedit reads it so; this used to be refused as invalid UTF-8.
+        let v5_ansi = b"Windows Registry Editor Version 5.00\r\n\r\n[HKLM\\K]\r\n\"TEMP\"=\"C:\\\\Donn\xe9es\"\r\n";
+        let f = parse(v5_ansi).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((f.version, f.encoding), (Version::V5, Encoding::Ansi));
+        assert_eq!(f.keys[0].values[0].data, Data::String("C:\\Données".into()));
         let bom = b"\xEF\xBB\xBFREGEDIT4\r\n";
         assert_eq!(parse(bom).unwrap().encoding, Encoding::Utf8);
     }
@@ -859,9 +869,12 @@ mod tests {
         let e = errors(b"\xFF\xFEW\x00\n\x00x");
         assert_eq!(e[0].0, 2);
         assert!(e[0].1.starts_with("odd UTF-16 length"), "{e:?}");
+        // A byte that is not UTF-8 in a version 5 file: the ANSI code page, as regedit reads
+        // a file without a byte-order mark (Notepad saved ANSI by default); the line is then
+        // judged as text.
         let e = errors(b"Windows Registry Editor Version 5.00\n\n\xFF\n");
         assert_eq!(e[0].0, 3);
-        assert!(e[0].1.starts_with("invalid UTF-8"));
+        assert!(e[0].1.starts_with("expected `[KEY]`"), "{e:?}");
         // hex(7) in a version 5 file is UTF-16LE: an odd byte count is an error.
         assert!(errors(&v5("\"a\"=hex(7):61,00,00\r\n"))[0]
             .1
