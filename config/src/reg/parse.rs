@@ -342,6 +342,27 @@ impl Parser {
             if data_is_hex(line) {
                 let mut last = line;
                 while last.trim_end().ends_with('\\') {
+                    // Hex data never starts with these: the value was cut, and the next line
+                    // is read as what it is.
+                    let next_starts = lines.peek().and_then(|(_, next)| {
+                        let t = next.trim_start();
+                        if t.starts_with('[') {
+                            Some("a key")
+                        } else if t.starts_with('"') || t.starts_with('@') {
+                            Some("a value")
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(what) = next_starts {
+                        let m = segments.last().map_or(n, |s| s.0);
+                        self.err(
+                            m,
+                            format!("truncated hex data: the line ends with `\\` but the next one starts {what}"),
+                        );
+                        cut = true;
+                        break;
+                    }
                     match lines.next() {
                         Some((m, next)) if !next.trim().is_empty() => {
                             last = next.trim_start();
@@ -899,6 +920,26 @@ mod tests {
         assert_eq!(f.ignored.len(), 2);
         assert_eq!(f.ignored[0].0, 2);
         assert!(f.keys[0].values.is_empty());
+    }
+
+    #[test]
+    fn hex_cut_before_the_next_key_or_value_is_reported_on_its_own_line() {
+        // A hand-edited file that lost the rest of a hex value but kept its `\`: the next key
+        // header (or value) was taken as hex data, reported as `invalid hex byte "[HKLM\\X]"`,
+        // and that key's values went under the previous key.
+        let e = errors(&v5("\"a\"=hex(7):61,00,\\\r\n[HKLM\\X]\r\n\"b\"=\"1\"\r\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 4);
+        assert!(
+            e[0].1.contains(
+                "truncated hex data: the line ends with `\\` but the next one starts a key"
+            ),
+            "{e:?}"
+        );
+        let e = errors(&v5("\"a\"=hex:01,\\\r\n\"b\"=dword:1\r\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 4);
+        assert!(e[0].1.contains("the next one starts a value"), "{e:?}");
     }
 
     #[test]
