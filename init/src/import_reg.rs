@@ -153,8 +153,15 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "smss.toml".into());
     let tmp = path.with_file_name(format!(".{name}.import-reg-{}", std::process::id()));
+    // The file replaced keeps its mode (and, where allowed, its owner).
+    let old = std::fs::metadata(path).ok().filter(|m| m.is_file());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
+        if let Some(m) = &old {
+            use std::os::unix::fs::MetadataExt;
+            f.set_permissions(m.permissions())?;
+            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -230,3 +230,23 @@ fn a_file_over_the_limit_is_not_given_a_made_up_size() {
     );
     assert!(!err.contains("16777217"), "{err}");
 }
+
+#[test]
+fn a_replaced_output_keeps_its_permissions() {
+    // `-o /etc/smss/smss.toml` on a file kept 0640: the new file used to get the default
+    // 0644 (umask), which a rename then put in its place.
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("mode");
+    let out = d.join("smss.toml");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = run(&[
+        "-o",
+        out.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("EDITOR"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "{mode:o}");
+}
