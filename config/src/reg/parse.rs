@@ -118,6 +118,12 @@ fn problem(line: usize, message: impl Into<String>) -> Problem {
 
 /// Parses a whole `.reg` file. Errors: every problem found, in line order.
 pub fn parse(bytes: &[u8]) -> Result<RegFile, Vec<Problem>> {
+    if bytes.starts_with(b"regf") {
+        return Err(vec![problem(
+            1,
+            "not a registry export: this is a registry hive file (it starts with `regf`, as Windows/System32/config/SYSTEM does); on Windows, export the key: reg export \"HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\" sm.reg",
+        )]);
+    }
     if bytes.len() > MAX_REG_FILE_SIZE {
         return Err(vec![problem(
             1,
@@ -940,6 +946,22 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].0, 4);
         assert!(e[0].1.contains("the next one starts a value"), "{e:?}");
+    }
+
+    #[test]
+    fn a_hive_file_is_named_as_such() {
+        // The SYSTEM hive copied from a Windows disk (Windows/System32/config/SYSTEM) is the
+        // registry, but not an export of it: the message showed its binary header as text.
+        let mut hive = b"regf\x01\0\0\0\x01\0\0\0".to_vec();
+        hive.resize(8192, 0);
+        let e = errors(&hive);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, 1);
+        assert!(e[0].1.contains("a registry hive file"), "{e:?}");
+        assert!(e[0].1.contains("reg export"), "{e:?}");
+        // Also when it is larger than the limit.
+        hive.resize(MAX_REG_FILE_SIZE + 1, 0);
+        assert!(errors(&hive)[0].1.contains("a registry hive file"));
     }
 
     #[test]
