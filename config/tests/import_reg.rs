@@ -364,3 +364,106 @@ fn control_characters_in_names_stay_out_of_the_toml_comments() {
         i.toml
     );
 }
+
+#[test]
+fn the_result_always_fits_what_smss_check_reads() {
+    // An export of the whole `Control` key (a common mistake: 12,000 DeviceClasses keys, about
+    // 3 MiB, well inside the 16 MiB input limit) used to give a 3 MB TOML, exit 0, that
+    // `smss check` refuses (larger than 1 MiB). The comment block is bounded and the Session
+    // Manager values come first.
+    let control = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control";
+    let mut text = format!("REGEDIT4\r\n\r\n[{control}\\Session Manager]\r\n\"GlobalFlag\"=dword:0\r\n\"ProtectionMode\"=dword:1\r\n");
+    for i in 0..12_000 {
+        text.push_str(&format!(
+            "\r\n[{control}\\DeviceClasses\\{{53f56307-b6bf-11d0-94f2-00a0c91efb8b}}\\##?#STORAGE#Volume#{{{i:08x}-0000-0000-0000-000000000000}}#0000000000100000#{{53f56307-b6bf-11d0-94f2-00a0c91efb8b}}]\r\n\"DeviceInstance\"=\"STORAGE\\\\Volume\\\\{i}\"\r\n"
+        ));
+    }
+    assert!(text.len() < reg::MAX_REG_FILE_SIZE);
+    let i = reg::import(text.as_bytes(), &Options::new("control.reg")).unwrap();
+    assert!(
+        i.toml.len() as u64 <= smss_config::MAX_CONFIG_SIZE,
+        "{} bytes",
+        i.toml.len()
+    );
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(cfg.session_manager.protection_mode, 1);
+    assert!(i
+        .toml
+        .contains("# not imported: Session Manager\\GlobalFlag ("));
+    assert_eq!(i.not_imported.len(), 12_001);
+    assert!(
+        i.toml.contains("more comment lines not listed"),
+        "{}",
+        &i.toml[i.toml.len() - 2000..]
+    );
+
+    // Values that are imported and too many to fit in 1 MiB: an error, not a file `smss check`
+    // refuses.
+    let mut text = format!("REGEDIT4\r\n[{control}\\Session Manager\\DOS Devices]\r\n");
+    for i in 0..30_000 {
+        text.push_str(&format!(
+            "\"D{i}\"=\"\\\\??\\\\C:\\\\Program Files\\\\Some Vendor\\\\Data\\\\{i}\"\r\n"
+        ));
+    }
+    let e = reg::import(text.as_bytes(), &Options::new("dos.reg")).unwrap_err();
+    assert!(
+        e[0].message.contains("more than the 1048576 bytes"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn many_values_translate_in_linear_time() {
+    // Every DOS device naming an NT device gets a note, every undefined `%VAR%` one too: the
+    // notes were kept unique by a scan of the list, so 60,000 of each (a 4 MiB file, inside
+    // the 16 MiB limit) took minutes.
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let n = 60_000;
+    let mut text = format!("REGEDIT4\r\n[{sm}\\DOS Devices]\r\n");
+    for i in 0..n {
+        text.push_str(&format!("\"D{i}\"=\"\\\\DosDevices\\\\COM1\"\r\n"));
+    }
+    text.push_str(&format!("[{sm}\\Environment]\r\n"));
+    for i in 0..n {
+        text.push_str(&format!("\"E{i}\"=\"%V{i}%\"\r\n"));
+    }
+    assert!(text.len() < reg::MAX_REG_FILE_SIZE);
+    let file = reg::parse(text.as_bytes()).unwrap();
+    let start = std::time::Instant::now();
+    let i = reg::translate(&file, &Options::new("many.reg"));
+    let took = start.elapsed();
+    assert!(i.entries >= n, "{}", i.entries);
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "translating took {took:?}"
+    );
+}
+
+#[test]
+fn an_environment_past_execs_limits_is_listed_not_an_internal_error() {
+    // One variable longer than execve takes (131,071 bytes), or one that becomes so when
+    // expanded against the ones before it: `import` used to fail with "internal error: the
+    // generated configuration does not validate" instead of leaving it out with the reason.
+    let sm = "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager";
+    let text = format!(
+        "REGEDIT4\r\n[{sm}\\Environment]\r\n\"BIG\"=\"{}\"\r\n\"A\"=\"{}\"\r\n\"B\"=\"%A%%A%\"\r\n\"C\"=\"%A%\"\r\n",
+        "x".repeat(200_000),
+        "y".repeat(70_000)
+    );
+    let i =
+        reg::import(text.as_bytes(), &Options::new("env.reg")).unwrap_or_else(|e| panic!("{e:?}"));
+    let cfg = parse_str(&i.toml, Path::new("x")).unwrap();
+    assert_eq!(env(&cfg, "BIG"), None);
+    assert_eq!(env(&cfg, "B"), None);
+    assert_eq!(env(&cfg, "A").map(str::len), Some(70_000));
+    assert_eq!(env(&cfg, "C"), Some("%A%"));
+    for name in ["BIG", "B"] {
+        assert!(
+            i.not_imported.iter().any(|n| n.starts_with(&format!(
+                "Session Manager\\Environment\\{name} (expanded, `{name}=VALUE` would be longer"
+            ))),
+            "{:?}",
+            i.not_imported
+        );
+    }
+}

@@ -21,7 +21,8 @@ usage: smss import-reg [--drive X:=PATH]... [-o FILE] FILE.reg|-
   written to standard output or to FILE. Values with no Linux meaning are listed in a comment
   block at the top.
   --drive X:=PATH   map drive X: to the absolute PATH (default: only C: -> /); repeatable
-  -o, --output FILE write FILE (replaced atomically, only on success)
+  -o, --output FILE write FILE (replaced atomically, only on success; through a symlink
+                    its target is replaced, a device such as /dev/stdout is written into)
 Exit status: 0 converted, 1 not a readable registry export (FILE:LINE: message per problem),
 2 usage.";
 
@@ -106,6 +107,44 @@ fn read_bounded(r: impl Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Writes `-o PATH`. A regular file (or a new one) is replaced atomically; when PATH is a
+/// symlink, the file it points to is replaced and the link stays. Anything else that exists
+/// (`/dev/stdout`, `/dev/null`, a FIFO) is written into: replacing it would put a regular
+/// file where the device or link was.
+fn write_output(path: &Path, text: &str) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => write_atomically(&std::fs::canonicalize(path)?, text),
+        Ok(_) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            f.write_all(text.as_bytes())?;
+            f.flush()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_atomically(&dangling_target(path)?, text)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The file a path that does not resolve names: itself, or the end of its (dangling) chain of
+/// symlinks, followed at most 40 times as the kernel does.
+fn dangling_target(path: &Path) -> std::io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
 /// Writes `text` to `path` through a temporary file in the same directory and a rename, so a
 /// failure never leaves a half-written file.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
@@ -114,8 +153,15 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "smss.toml".into());
     let tmp = path.with_file_name(format!(".{name}.import-reg-{}", std::process::id()));
+    // The file replaced keeps its mode (and, where allowed, its owner).
+    let old = std::fs::metadata(path).ok().filter(|m| m.is_file());
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
+        if let Some(m) = &old {
+            use std::os::unix::fs::MetadataExt;
+            f.set_permissions(m.permissions())?;
+            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -170,7 +216,7 @@ pub fn main(argv: &[OsString]) -> i32 {
     };
     match &args.output {
         Some(path) => {
-            if let Err(e) = write_atomically(path, &imported.toml) {
+            if let Err(e) = write_output(path, &imported.toml) {
                 eprintln!("smss import-reg: cannot write {}: {e}", path.display());
                 return 1;
             }

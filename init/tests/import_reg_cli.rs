@@ -153,3 +153,100 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o.stdout).starts_with("usage: smss import-reg"));
 }
+
+#[test]
+fn output_through_a_symlink_writes_its_target_and_leaves_devices_alone() {
+    // `-o /etc/smss/smss.toml` where that is a symlink into a managed tree, and `-o /dev/stdout`
+    // (a symlink to a descriptor) or a link to /dev/null: the atomic rename used to replace
+    // the link itself with a regular file (as root, `-o /dev/stdout` replaced /dev/stdout).
+    let d = scratch("symlink");
+    let real = d.join("real.toml");
+    std::fs::write(&real, "old").unwrap();
+    let link = d.join("smss.toml");
+    std::os::unix::fs::symlink("real.toml", &link).unwrap();
+    let o = run(&[
+        "-o",
+        link.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced"
+    );
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .contains("EDITOR = \"vi\""));
+
+    // A link to a character device: written into, never replaced.
+    let null = d.join("null.toml");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    let o = run(&[
+        "-o",
+        null.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        std::fs::symlink_metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link to /dev/null was replaced"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // Nothing else was left in the directory (no temporary file).
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["null.toml", "real.toml", "smss.toml"]);
+}
+
+#[test]
+fn a_file_over_the_limit_is_not_given_a_made_up_size() {
+    // Only the limit and one byte more are read; the message used to give that as the file's
+    // size ("the file is 16777217 bytes") whatever it really was.
+    let d = scratch("huge");
+    let f = d.join("system.reg");
+    let file = std::fs::File::create(&f).unwrap();
+    file.set_len(40 << 20).unwrap();
+    drop(file);
+    let o = run(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(":1: the file is larger than the 16 MiB limit"),
+        "{err}"
+    );
+    assert!(!err.contains("16777217"), "{err}");
+}
+
+#[test]
+fn a_replaced_output_keeps_its_permissions() {
+    // `-o /etc/smss/smss.toml` on a file kept 0640: the new file used to get the default
+    // 0644 (umask), which a rename then put in its place.
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("mode");
+    let out = d.join("smss.toml");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = run(&[
+        "-o",
+        out.to_str().unwrap(),
+        fixture("utf8-bom.reg").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("EDITOR"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "{mode:o}");
+}

@@ -17,7 +17,9 @@ pub use parse::{
     HEADER_V4, HEADER_V5, MAX_KEY_PATH_CHARS, MAX_NAME_CHARS, MAX_PROBLEMS, MAX_REG_FILE_SIZE,
     MAX_VALUE_SIZE, REG_BINARY,
 };
-pub use translate::{parse_drive_flag, split_multi_sz, translate, Imported, Options};
+pub use translate::{
+    parse_drive_flag, split_multi_sz, translate, Imported, Options, MAX_COMMENT_BYTES,
+};
 
 /// Parses, translates and validates. Errors are the file's problems, each with its line.
 pub fn import(bytes: &[u8], opts: &Options) -> Result<Imported, Vec<Problem>> {
@@ -25,6 +27,16 @@ pub fn import(bytes: &[u8], opts: &Options) -> Result<Imported, Vec<Problem>> {
     let imported = translate(&file, opts);
     // The generated TOML goes through the same validator as `smss check`: a failure here is a
     // bug in the translator, reported rather than written.
+    if imported.toml.len() as u64 > crate::MAX_CONFIG_SIZE {
+        return Err(vec![Problem {
+            line: 0,
+            message: format!(
+                "the translation is {} bytes, more than the {} bytes a configuration may take (`smss check` would refuse it): the file has too many values to import at once",
+                imported.toml.len(),
+                crate::MAX_CONFIG_SIZE
+            ),
+        }]);
+    }
     match crate::parse_str(&imported.toml, Path::new("generated.toml")) {
         Ok(_) => Ok(imported),
         Err(diags) => Err(diags

@@ -2,10 +2,10 @@
 //!
 //! Facts about the format are in the project's research notes (`reg-format.md`): version 5
 //! files (`Windows Registry Editor Version 5.00`) are UTF-16LE with a BOM when regedit or
-//! `reg export` wrote them, UTF-8 (with or without a BOM) when written by hand; `REGEDIT4`
-//! files are in the ANSI code page. This parser never panics, bounds every size by
-//! [`MAX_REG_FILE_SIZE`] and [`MAX_VALUE_SIZE`], and reports every problem it finds (up to
-//! [`MAX_PROBLEMS`]) with its line.
+//! `reg export` wrote them, UTF-8 (with or without a BOM) or the ANSI code page when written
+//! by hand; `REGEDIT4` files are in the ANSI code page. This parser never panics, bounds every
+//! size by [`MAX_REG_FILE_SIZE`] and [`MAX_VALUE_SIZE`], and reports every problem it finds (up
+//! to [`MAX_PROBLEMS`]) with its line.
 
 use std::fmt::Write as _;
 
@@ -38,7 +38,8 @@ pub enum Version {
 pub enum Encoding {
     Utf16Le,
     Utf8,
-    /// Windows-1252, the usual ANSI code page (REGEDIT4 files that are not valid UTF-8).
+    /// Windows-1252, the usual ANSI code page (files without a byte-order mark that are not
+    /// valid UTF-8: REGEDIT4, and version 5 tweak files saved as ANSI).
     Ansi,
 }
 
@@ -86,6 +87,7 @@ pub struct Key {
     /// `[-KEY]`: delete the key and all its subkeys.
     pub delete: bool,
     pub line: usize,
+    /// Empty for a deletion (values under a `[-KEY]` go to [`RegFile::ignored`]).
     pub values: Vec<Value>,
 }
 
@@ -95,7 +97,8 @@ pub struct RegFile {
     pub version: Version,
     pub encoding: Encoding,
     pub keys: Vec<Key>,
-    /// Things skipped without being errors: value lines before any key, `#` comments.
+    /// Things skipped without being errors: value lines before any key or under a `[-KEY]`,
+    /// `#` comments.
     pub ignored: Vec<(usize, String)>,
 }
 
@@ -115,12 +118,18 @@ fn problem(line: usize, message: impl Into<String>) -> Problem {
 
 /// Parses a whole `.reg` file. Errors: every problem found, in line order.
 pub fn parse(bytes: &[u8]) -> Result<RegFile, Vec<Problem>> {
+    if bytes.starts_with(b"regf") {
+        return Err(vec![problem(
+            1,
+            "not a registry export: this is a registry hive file (it starts with `regf`, as Windows/System32/config/SYSTEM does); on Windows, export the key: reg export \"HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\" sm.reg",
+        )]);
+    }
     if bytes.len() > MAX_REG_FILE_SIZE {
         return Err(vec![problem(
             1,
+            // Not its size: a reader stops one byte past the limit (`smss import-reg` does).
             format!(
-                "the file is {} bytes, more than the {} MiB limit (export only the Session Manager key)",
-                bytes.len(),
+                "the file is larger than the {} MiB limit (export only the Session Manager key)",
                 MAX_REG_FILE_SIZE >> 20
             ),
         )]);
@@ -193,6 +202,7 @@ fn decode(bytes: &[u8]) -> Result<(String, Encoding, Version), Vec<Problem>> {
             "UTF-16 big-endian is not a registry export encoding (regedit writes UTF-16LE)",
         )]);
     }
+    let utf8_bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
     let body = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
     let first_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
     let first = String::from_utf8_lossy(body.get(..first_end).unwrap_or(body)).into_owned();
@@ -208,12 +218,14 @@ fn decode(bytes: &[u8]) -> Result<(String, Encoding, Version), Vec<Problem>> {
     };
     match std::str::from_utf8(body) {
         Ok(s) => Ok((s.to_owned(), Encoding::Utf8, version)),
-        Err(_) if version == Version::Regedit4 => {
+        // Without a byte-order mark regedit reads the ANSI code page (Notepad saved tweak
+        // files so): text that is not UTF-8 is taken as that.
+        Err(_) if version == Version::Regedit4 || !utf8_bom => {
             Ok((decode_ansi(body), Encoding::Ansi, version))
         }
         Err(e) => Err(vec![problem(
             line_at(body, e.valid_up_to()),
-            "invalid UTF-8 (a version 5 file without a byte-order mark must be UTF-8; regedit writes UTF-16LE with one)",
+            "invalid UTF-8 after a UTF-8 byte-order mark",
         )]),
     }
 }
@@ -336,6 +348,27 @@ impl Parser {
             if data_is_hex(line) {
                 let mut last = line;
                 while last.trim_end().ends_with('\\') {
+                    // Hex data never starts with these: the value was cut, and the next line
+                    // is read as what it is.
+                    let next_starts = lines.peek().and_then(|(_, next)| {
+                        let t = next.trim_start();
+                        if t.starts_with('[') {
+                            Some("a key")
+                        } else if t.starts_with('"') || t.starts_with('@') {
+                            Some("a value")
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(what) = next_starts {
+                        let m = segments.last().map_or(n, |s| s.0);
+                        self.err(
+                            m,
+                            format!("truncated hex data: the line ends with `\\` but the next one starts {what}"),
+                        );
+                        cut = true;
+                        break;
+                    }
                     match lines.next() {
                         Some((m, next)) if !next.trim().is_empty() => {
                             last = next.trim_start();
@@ -362,6 +395,19 @@ impl Parser {
                 continue;
             };
             match self.keys.last_mut() {
+                Some(k) if k.delete => {
+                    let name = match &value.name {
+                        Some(nm) => format!("{nm:?}"),
+                        None => "@".into(),
+                    };
+                    let at = k.line;
+                    self.ignored.push((
+                        n,
+                        format!(
+                            "value {name} under the key deletion [-...] on line {at} (regedit skips it)"
+                        ),
+                    ));
+                }
                 Some(k) => k.values.push(value),
                 None => {
                     let name = match &value.name {
@@ -828,6 +874,12 @@ mod tests {
         let f = parse(ansi).unwrap();
         assert_eq!((f.version, f.encoding), (Version::Regedit4, Encoding::Ansi));
         assert_eq!(f.keys[0].values[0].data, Data::String("café €".into()));
+        // A version 5 tweak file saved by Notepad in the ANSI code page (its default before
+        // 2019): regedit reads it so; this used to be refused as invalid UTF-8.
+        let v5_ansi = b"Windows Registry Editor Version 5.00\r\n\r\n[HKLM\\K]\r\n\"TEMP\"=\"C:\\\\Donn\xe9es\"\r\n";
+        let f = parse(v5_ansi).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((f.version, f.encoding), (Version::V5, Encoding::Ansi));
+        assert_eq!(f.keys[0].values[0].data, Data::String("C:\\Données".into()));
         let bom = b"\xEF\xBB\xBFREGEDIT4\r\n";
         assert_eq!(parse(bom).unwrap().encoding, Encoding::Utf8);
     }
@@ -844,9 +896,12 @@ mod tests {
         let e = errors(b"\xFF\xFEW\x00\n\x00x");
         assert_eq!(e[0].0, 2);
         assert!(e[0].1.starts_with("odd UTF-16 length"), "{e:?}");
+        // A byte that is not UTF-8 in a version 5 file: the ANSI code page, as regedit reads
+        // a file without a byte-order mark (Notepad saved ANSI by default); the line is then
+        // judged as text.
         let e = errors(b"Windows Registry Editor Version 5.00\n\n\xFF\n");
         assert_eq!(e[0].0, 3);
-        assert!(e[0].1.starts_with("invalid UTF-8"));
+        assert!(e[0].1.starts_with("expected `[KEY]`"), "{e:?}");
         // hex(7) in a version 5 file is UTF-16LE: an odd byte count is an error.
         assert!(errors(&v5("\"a\"=hex(7):61,00,00\r\n"))[0]
             .1
@@ -871,6 +926,67 @@ mod tests {
         assert_eq!(f.ignored.len(), 2);
         assert_eq!(f.ignored[0].0, 2);
         assert!(f.keys[0].values.is_empty());
+    }
+
+    #[test]
+    fn hex_cut_before_the_next_key_or_value_is_reported_on_its_own_line() {
+        // A hand-edited file that lost the rest of a hex value but kept its `\`: the next key
+        // header (or value) was taken as hex data, reported as `invalid hex byte "[HKLM\\X]"`,
+        // and that key's values went under the previous key.
+        let e = errors(&v5("\"a\"=hex(7):61,00,\\\r\n[HKLM\\X]\r\n\"b\"=\"1\"\r\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 4);
+        assert!(
+            e[0].1.contains(
+                "truncated hex data: the line ends with `\\` but the next one starts a key"
+            ),
+            "{e:?}"
+        );
+        let e = errors(&v5("\"a\"=hex:01,\\\r\n\"b\"=dword:1\r\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 4);
+        assert!(e[0].1.contains("the next one starts a value"), "{e:?}");
+    }
+
+    #[test]
+    fn a_hive_file_is_named_as_such() {
+        // The SYSTEM hive copied from a Windows disk (Windows/System32/config/SYSTEM) is the
+        // registry, but not an export of it: the message showed its binary header as text.
+        let mut hive = b"regf\x01\0\0\0\x01\0\0\0".to_vec();
+        hive.resize(8192, 0);
+        let e = errors(&hive);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, 1);
+        assert!(e[0].1.contains("a registry hive file"), "{e:?}");
+        assert!(e[0].1.contains("reg export"), "{e:?}");
+        // Also when it is larger than the limit.
+        hive.resize(MAX_REG_FILE_SIZE + 1, 0);
+        assert!(errors(&hive)[0].1.contains("a registry hive file"));
+    }
+
+    #[test]
+    fn values_after_a_key_deletion_are_ignored_and_said_so() {
+        // `[-KEY]` leaves no key to write to: regedit skips the values under it. They used to
+        // stay in the deleted key, which nothing reads, so they vanished without a word.
+        let f =
+            parse(b"REGEDIT4\n[-HKLM\\K]\n\"A\"=\"1\"\n@=\"d\"\n[HKLM\\K]\n\"B\"=\"2\"\n").unwrap();
+        assert!(f.keys[0].delete);
+        assert!(f.keys[0].values.is_empty(), "{:?}", f.keys[0].values);
+        assert_eq!(f.keys[1].values.len(), 1);
+        assert_eq!(
+            f.ignored,
+            [
+                (
+                    3,
+                    "value \"A\" under the key deletion [-...] on line 2 (regedit skips it)"
+                        .to_owned()
+                ),
+                (
+                    4,
+                    "value @ under the key deletion [-...] on line 2 (regedit skips it)".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]

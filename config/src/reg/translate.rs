@@ -102,6 +102,11 @@ struct Slot {
 /// at most two deep; this bounds the work a hostile file can ask for).
 const MAX_DEPTH: usize = 8;
 
+/// The comment block at the top (ignored lines, not imported, left unset, notes) stops after
+/// this many bytes with a count of the lines left out, so that the file stays well within the
+/// 1 MiB `smss check` reads even for an export of a whole `Control` key.
+pub const MAX_COMMENT_BYTES: usize = 256 << 10;
+
 /// The entries of one TOML section: (comment, key, rendered value).
 type Entries = Vec<(String, String, String)>;
 
@@ -109,14 +114,24 @@ type Entries = Vec<(String, String, String)>;
 struct Out {
     session_manager: Entries,
     memory: Entries,
+    /// Unlike the other sections, the values as the variables hold them (made TOML strings by
+    /// `render`): `fit_environment` expands them.
     environment: Entries,
+    /// Variable name -> the value it came from (`Session Manager\Environment\TEMP`).
+    env_what: HashMap<String, String>,
     dos: Entries,
     subsystems: Entries,
     sessions: Entries,
     crash: Entries,
     not_imported: Vec<String>,
+    /// Keys smss does not read (outside Session Manager, another control set...): listed after
+    /// the Session Manager values, so a bounded comment block keeps those.
+    outside: Vec<String>,
     unset: Vec<String>,
     notes: Vec<String>,
+    /// The notes, to keep them unique without a scan (there is one per DOS device or
+    /// undefined reference, and a file may have hundreds of thousands).
+    noted: HashSet<String>,
     /// Every string written, to look for `%VAR%` references.
     strings: Vec<String>,
 }
@@ -125,9 +140,12 @@ impl Out {
     fn skip(&mut self, what: &str, why: impl AsRef<str>) {
         self.not_imported.push(format!("{what} ({})", why.as_ref()));
     }
+    fn skip_outside(&mut self, what: &str, why: impl AsRef<str>) {
+        self.outside.push(format!("{what} ({})", why.as_ref()));
+    }
     fn note(&mut self, n: impl Into<String>) {
         let n = n.into();
-        if !self.notes.contains(&n) {
+        if self.noted.insert(n.clone()) {
             self.notes.push(n);
         }
     }
@@ -506,6 +524,7 @@ impl<'a> Translator<'a> {
             }
         }
         self.define_references();
+        self.fit_environment();
         self.render()
     }
 
@@ -525,25 +544,25 @@ impl<'a> Translator<'a> {
             let Some((cs, rest)) = class else {
                 if key.delete {
                     self.out
-                        .skip(&format!("[-{shown}]"), "deletes a key smss does not read");
+                        .skip_outside(&format!("[-{shown}]"), "deletes a key smss does not read");
                 } else if listed.insert(key.path.to_ascii_lowercase()) {
-                    self.out.skip(&shown, "not a Session Manager key");
+                    self.out.skip_outside(&shown, "not a Session Manager key");
                 }
                 continue;
             };
             if !(relevant(&rest) || (key.delete && rest.is_empty())) {
                 if key.delete {
                     self.out
-                        .skip(&format!("[-{shown}]"), "deletes a key smss does not read");
+                        .skip_outside(&format!("[-{shown}]"), "deletes a key smss does not read");
                 } else if listed.insert(key.path.to_ascii_lowercase()) {
-                    self.out.skip(&shown, "not a Session Manager key");
+                    self.out.skip_outside(&shown, "not a Session Manager key");
                 }
                 continue;
             }
             match &control_set {
                 Some(c) if !c.eq_ignore_ascii_case(&cs) => {
                     if listed.insert(key.path.to_ascii_lowercase()) {
-                        self.out.skip(
+                        self.out.skip_outside(
                             &shown,
                             format!("another control set; this import reads {}", clean(c)),
                         );
@@ -556,7 +575,7 @@ impl<'a> Translator<'a> {
             if rest.len() > MAX_DEPTH {
                 if listed.insert(key.path.to_ascii_lowercase()) {
                     self.out
-                        .skip(&shown, "nested too deep to mean anything to smss");
+                        .skip_outside(&shown, "nested too deep to mean anything to smss");
                 }
                 continue;
             }
@@ -1035,9 +1054,10 @@ impl<'a> Translator<'a> {
             match self.env_value(&value) {
                 Ok(v) => {
                     self.out.strings.push(v.clone());
+                    self.out.env_what.insert(name.to_owned(), what.clone());
                     self.out
                         .environment
-                        .push((String::new(), name.to_owned(), toml_str(&v)));
+                        .push((String::new(), name.to_owned(), v));
                 }
                 Err(e) => self.out.skip(&what, e.text()),
             }
@@ -1311,6 +1331,7 @@ impl<'a> Translator<'a> {
             defined.insert(n.to_owned());
         }
         let mut referenced: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for s in &self.out.strings {
             let mut rest = s.as_str();
             while let Some(start) = rest.find('%') {
@@ -1318,7 +1339,7 @@ impl<'a> Translator<'a> {
                 match after.find('%') {
                     Some(end) if end > 0 => {
                         let name = after.get(..end).unwrap_or("");
-                        if !referenced.iter().any(|r| r == name) && !defined.contains(name) {
+                        if !defined.contains(name) && seen.insert(name) {
                             referenced.push(name.to_owned());
                         }
                         rest = after.get(end + 1..).unwrap_or("");
@@ -1357,7 +1378,7 @@ impl<'a> Translator<'a> {
                     (
                         "defined by import-reg (referenced, not set by the file)".into(),
                         n,
-                        toml_str(&v),
+                        v,
                     ),
                 );
             }
@@ -1368,6 +1389,28 @@ impl<'a> Translator<'a> {
                     "%{}% is referenced but not defined: it stays literal",
                     clean(&r)
                 ));
+            }
+        }
+    }
+
+    /// Leaves out, with the reason, each variable that the validator (and the boot) would
+    /// refuse: expanded against the ones before it, past execve's limits for one variable or
+    /// for the whole environment. Replays what the validator does, in the same order.
+    fn fit_environment(&mut self) {
+        let mut env = crate::Environment::default();
+        if !self.out.environment.iter().any(|(_, n, _)| n == "PATH") {
+            env.set("PATH", crate::DEFAULT_PATH);
+        }
+        for (comment, name, value) in std::mem::take(&mut self.out.environment) {
+            match env.apply(&name, &value) {
+                Ok(()) => self.out.environment.push((comment, name, value)),
+                Err(e) => {
+                    let what = match self.out.env_what.get(&name) {
+                        Some(w) => w.clone(),
+                        None => format!("[environment] {}", clean(&name)),
+                    };
+                    self.out.skip(&what, e.to_string());
+                }
             }
         }
     }
@@ -1409,31 +1452,51 @@ impl<'a> Translator<'a> {
                 "#\n# The file has no Session Manager values: there is nothing to import."
             );
         }
-        for (line, what) in &self.file.ignored {
-            let _ = writeln!(t, "# ignored: line {line}: {}", clean(what));
+        // The comment block, within MAX_COMMENT_BYTES: the lines past it are counted.
+        let start = t.len();
+        let mut left_out = 0usize;
+        let mut line = |t: &mut String, l: String| {
+            if left_out == 0 && t.len() - start + l.len() < MAX_COMMENT_BYTES {
+                t.push_str(&l);
+            } else {
+                left_out += 1;
+            }
+        };
+        for (n, what) in &self.file.ignored {
+            line(&mut t, format!("# ignored: line {n}: {}\n", clean(what)));
         }
-        if !o.not_imported.is_empty() {
-            let _ = writeln!(t, "#");
+        // The keys smss does not read come last: an export of a larger key lists thousands.
+        let groups: [(&str, &Vec<String>); 4] = [
+            ("not imported", &o.not_imported),
+            ("left unset", &o.unset),
+            ("note", &o.notes),
+            ("not imported", &o.outside),
+        ];
+        for (label, items) in groups {
+            if !items.is_empty() {
+                line(&mut t, "#\n".to_owned());
+            }
+            for n in items {
+                line(&mut t, format!("# {label}: {}\n", clean(n)));
+            }
         }
-        for n in &o.not_imported {
-            let _ = writeln!(t, "# not imported: {}", clean(n));
+        if left_out > 0 {
+            let _ = writeln!(
+                t,
+                "#\n# ... and {left_out} more comment lines not listed (this list stops at {} KiB; {} values and keys not imported in all)",
+                MAX_COMMENT_BYTES >> 10,
+                o.not_imported.len() + o.outside.len()
+            );
         }
-        if !o.unset.is_empty() {
-            let _ = writeln!(t, "#");
-        }
-        for n in &o.unset {
-            let _ = writeln!(t, "# left unset: {}", clean(n));
-        }
-        if !o.notes.is_empty() {
-            let _ = writeln!(t, "#");
-        }
-        for n in &o.notes {
-            let _ = writeln!(t, "# note: {}", clean(n));
-        }
+        let environment: Entries = o
+            .environment
+            .iter()
+            .map(|(c, n, v)| (c.clone(), n.clone(), toml_str(v)))
+            .collect();
         let sections: [(&str, &Entries); 7] = [
             ("session-manager", &o.session_manager),
             ("memory-management", &o.memory),
-            ("environment", &o.environment),
+            ("environment", &environment),
             ("dos-devices", &o.dos),
             ("subsystems", &o.subsystems),
             ("sessions", &o.sessions),
@@ -1453,7 +1516,7 @@ impl<'a> Translator<'a> {
         }
         Imported {
             toml: t,
-            not_imported: o.not_imported.clone(),
+            not_imported: o.not_imported.iter().chain(&o.outside).cloned().collect(),
             entries,
         }
     }
