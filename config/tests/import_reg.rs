@@ -434,7 +434,9 @@ fn many_values_translate_in_linear_time() {
     let took = start.elapsed();
     assert!(i.entries >= n, "{}", i.entries);
     assert!(
-        took < std::time::Duration::from_secs(15),
+        // A bound on a blow-up, not a speed goal: the quadratic version took 124 s here, the
+        // linear one 3 s in a debug build; 60 s leaves room for a loaded machine.
+        took < std::time::Duration::from_secs(60),
         "translating took {took:?}"
     );
 }
