@@ -101,7 +101,13 @@ fn regedit_export_utf16le() {
     assert_eq!(dos(&cfg, "P:"), Some("/Emulators"));
     assert_eq!(dos(&cfg, "Z:"), None);
     let s = &cfg.subsystems;
-    assert_eq!(s.required, ["Debug", "Windows"]);
+    // Windows runs csrss.exe: required, it could not start and the boot would stop (STOP
+    // 0xC000021A) on the unedited import. Left out of required, its definition kept.
+    assert_eq!(s.required, ["Debug"]);
+    assert!(
+        toml.contains("# not imported: Session Manager\\SubSystems\\Required `Windows` (its command is a Windows program"),
+        "{toml}"
+    );
     assert!(s.optional.is_empty() && s.kmode.is_empty());
     let w = s.get("windows").unwrap();
     assert_eq!(w.argv[0], "%SystemRoot%/system32/csrss.exe");
@@ -207,7 +213,12 @@ fn regedit4_ansi() {
     assert_eq!(env(&cfg, "TEMP"), Some("/Temp")); // a single unescaped backslash
     assert_eq!(env(&cfg, "CAFE"), Some("café"));
     assert_eq!(env(&cfg, "LOGS"), Some("%SystemRoot%/Logs")); // hex(2), one byte per character
-    assert_eq!(cfg.subsystems.required, ["Debug", "Posix"]); // hex(7), single final NUL
+                                                              // hex(7), single final NUL: both names read; Posix runs psxss.exe, so not required.
+    assert_eq!(cfg.subsystems.required, ["Debug"]);
+    assert!(
+        toml.contains("SubSystems\\Required `Posix` (its command is a Windows program"),
+        "{toml}"
+    );
     assert_eq!(
         cfg.subsystems.get("posix").unwrap().argv,
         ["%SystemRoot%/system32/psxss.exe"]

@@ -358,6 +358,16 @@ fn toml_key(s: &str) -> String {
     }
 }
 
+/// Whether a command line (as the registry holds it) runs a Windows program: its first word
+/// ends in `.exe` (`%SystemRoot%\system32\csrss.exe ObjectDirectory=...`).
+fn runs_windows_program(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|p| {
+        p.rsplit(['\\', '/'])
+            .next()
+            .is_some_and(|b| b.to_ascii_lowercase().ends_with(".exe"))
+    })
+}
+
 fn toml_array(items: &[String]) -> String {
     let parts: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
     format!("[{}]", parts.join(", "))
@@ -1160,6 +1170,8 @@ impl<'a> Translator<'a> {
         // Lower-cased names of definitions: imported, or present but not imported.
         let mut defined: HashSet<String> = HashSet::new();
         let mut failed: HashSet<String> = HashSet::new();
+        // Definitions that run a Windows program (csrss.exe): kept, never required.
+        let mut windows: HashSet<String> = HashSet::new();
         for s in slots {
             let what = Self::what(s);
             let Some((name, data)) = self.live(s) else {
@@ -1227,6 +1239,9 @@ impl<'a> Translator<'a> {
                     }
                     match self.command(&line, &what) {
                         Ok(Some(c)) => {
+                            if runs_windows_program(&line) {
+                                windows.insert(lower.clone());
+                            }
                             defined.insert(lower.clone());
                             self.out.strings.push(c.clone());
                             self.out.subsystems.push((
@@ -1263,6 +1278,13 @@ impl<'a> Translator<'a> {
                     self.out.skip(&shown, "not a subsystem name");
                 } else if !listed.insert(lower.clone()) {
                     self.out.skip(&shown, "listed twice");
+                } else if is_required && windows.contains(&lower) {
+                    self.out.skip(
+                        &shown,
+                        "its command is a Windows program, and a Required subsystem that cannot \
+                         start stops the machine: point its definition at a Linux counterpart, \
+                         then add it to required",
+                    );
                 } else if (is_required && lower == "debug") || defined.contains(&lower) {
                     out.push(n);
                 } else if failed.contains(&lower) {
