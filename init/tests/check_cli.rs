@@ -132,30 +132,19 @@ fn check_and_help_work_as_pid_1_of_a_container_without_container_env() {
             .output()
             .unwrap()
     };
-    let o = ns(&["check".as_ref(), cfg.as_os_str()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let succeeds_saying = |o: std::process::Output, text: &str| {
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(out.contains(text), "{out}");
+    };
+    succeeds_saying(
+        ns(&["check".as_ref(), cfg.as_os_str()]),
+        "boot plan (17 phases)",
     );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("boot plan (17 phases)"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let o = ns(&["--help".as_ref()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("smss check"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    succeeds_saying(ns(&["--help".as_ref()]), "smss check");
 }
 
 /// `debug` in `required` is never started, defined or not (Windows has no debugging subsystem

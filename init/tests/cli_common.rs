@@ -245,14 +245,12 @@ fn double_dash_ends_the_options() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
 
-/// `smctl rename` with relative paths queues them absolute, against smctl's working directory
-/// (as `mv` takes them): the queue is applied at the next boot from `/`, and refused relative
-/// paths before.
-#[test]
-fn smctl_rename_queues_relative_paths_against_its_working_directory() {
-    let dir = std::env::temp_dir().join(format!("smctl-relative-{}", std::process::id()));
+/// A fresh directory (canonical) with a configuration whose rename queue is in it: the
+/// directory, the queue's path and the `--config` argument.
+fn rename_config(name: &str) -> (PathBuf, PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
     let dir = dir.canonicalize().unwrap();
     let queue = dir.join("queue");
     let cfg = dir.join("smss.toml");
@@ -265,6 +263,16 @@ fn smctl_rename_queues_relative_paths_against_its_working_directory() {
     )
     .unwrap();
     let cfg_arg = cfg.display().to_string();
+    (dir, queue, cfg_arg)
+}
+
+/// `smctl rename` with relative paths queues them absolute, against smctl's working directory
+/// (as `mv` takes them): the queue is applied at the next boot from `/`, and refused relative
+/// paths before.
+#[test]
+fn smctl_rename_queues_relative_paths_against_its_working_directory() {
+    let (dir, queue, cfg_arg) = rename_config("smctl-relative");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
     let o = run_in(
         Path::new(common::smctl()),
         &[
@@ -293,21 +301,7 @@ fn smctl_rename_queues_relative_paths_against_its_working_directory() {
 /// and `rename SRC ''` (the queue's own spelling of "delete") a rename of SRC onto it.
 #[test]
 fn smctl_rename_refuses_an_empty_path() {
-    let dir = std::env::temp_dir().join(format!("smctl-empty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = dir.canonicalize().unwrap();
-    let queue = dir.join("queue");
-    let cfg = dir.join("smss.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[pending-file-rename-operations]\nqueue = \"{}\"\n",
-            queue.display()
-        ),
-    )
-    .unwrap();
-    let cfg_arg = cfg.display().to_string();
+    let (dir, queue, cfg_arg) = rename_config("smctl-empty");
     for paths in [&[""][..], &["", "/b"], &["/a", ""]] {
         let mut args = vec!["--socket", "/nonexistent/socket", "rename"];
         args.extend_from_slice(paths);
