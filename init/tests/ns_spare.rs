@@ -40,6 +40,11 @@ fn cgroup_opts() -> Opts<'static> {
 
 /// The host pid of namespace pid `ns_pid` of this smss's PID namespace.
 fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
+    find_host_pid(s, ns_pid).unwrap_or_else(|| panic!("no host pid for namespace pid {ns_pid}"))
+}
+
+/// [`host_pid`], None when no such process is left.
+fn find_host_pid(s: &Smss, ns_pid: i64) -> Option<i32> {
     let ns = std::fs::read_link(format!("/proc/{}/ns/pid", s.init)).unwrap();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -55,10 +60,10 @@ fn host_pid(s: &Smss, ns_pid: i64) -> i32 {
         if inner.as_deref() == Some(ns_pid.to_string().as_str())
             && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(ns.clone())
         {
-            return pid;
+            return Some(pid);
         }
     }
-    panic!("no host pid for namespace pid {ns_pid}");
+    None
 }
 
 fn kill(pid: i32, sig: nix::sys::signal::Signal) {
@@ -883,9 +888,14 @@ fn failed_creations_and_killed_spares_leak_no_descriptor_and_no_process_in(name:
     // Spares killed untaken: replaced three times in a row, then a creation (answered by an
     // instance of its own) starts one again.
     let mut killed = Vec::new();
-    for _ in 0..3 {
+    while killed.len() < 3 {
         let spare = the_only_instance(&s, &killed);
-        kill(host_pid(&s, spare), nix::sys::signal::Signal::SIGKILL);
+        // The only one seen may be the last failed creation's instance on its way out (gone
+        // before the next spare started): look again.
+        let Some(host) = find_host_pid(&s, spare) else {
+            continue;
+        };
+        kill(host, nix::sys::signal::Signal::SIGKILL);
         s.expect_log(&format!("spare smss-session (pid {spare}) killed"), TIMEOUT);
         killed.push(spare);
     }
